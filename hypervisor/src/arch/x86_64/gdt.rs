@@ -1,0 +1,63 @@
+//! Global descriptor table and task-state segment.
+//!
+//! The TSS exists for its interrupt stack table: a double fault, an NMI or a
+//! machine check each switch to a stack of their own, so they are reported
+//! even when the current stack is the problem (a stack overflow into the
+//! guard page faults again on every push, which only a fresh stack survives).
+
+use x86_64::VirtAddr;
+use x86_64::instructions::segmentation::{CS, DS, ES, FS, GS, SS, Segment};
+use x86_64::instructions::tables::load_tss;
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
+use x86_64::structures::tss::TaskStateSegment;
+
+pub const IST_DOUBLE_FAULT: u16 = 1;
+pub const IST_NMI: u16 = 2;
+pub const IST_MACHINE_CHECK: u16 = 3;
+
+const IST_STACK_SIZE: usize = 16 * 1024;
+
+#[repr(C, align(16))]
+struct Stack([u8; IST_STACK_SIZE]);
+
+static mut IST_STACKS: [Stack; 3] = [const { Stack([0; IST_STACK_SIZE]) }; 3];
+static mut TSS: TaskStateSegment = TaskStateSegment::new();
+static mut GDT: GlobalDescriptorTable = GlobalDescriptorTable::new();
+
+pub const KERNEL_CS: u16 = 0x08;
+pub const KERNEL_DS: u16 = 0x10;
+
+/// The address range of the IST stacks, for stack walks.
+pub fn ist_stack_bounds() -> (u64, u64) {
+    let start = (&raw const IST_STACKS) as u64;
+    (start, start + 3 * IST_STACK_SIZE as u64)
+}
+
+/// Loads the boot CPU's GDT and TSS and reloads every segment register.
+pub fn init_bsp() {
+    // SAFETY: runs once on the boot CPU with interrupts off, before anything
+    // else uses these statics; afterwards the CPU only reads them.
+    unsafe {
+        let stacks = &raw mut IST_STACKS;
+        let tss = &mut *(&raw mut TSS);
+        for (i, slot) in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK].into_iter().enumerate() {
+            let top = (&raw mut (*stacks)[i]) as u64 + IST_STACK_SIZE as u64;
+            tss.interrupt_stack_table[slot as usize - 1] = VirtAddr::new(top);
+        }
+        let gdt = &mut *(&raw mut GDT);
+        let cs = gdt.append(Descriptor::kernel_code_segment());
+        let ds = gdt.append(Descriptor::kernel_data_segment());
+        let tss_sel = gdt.append(Descriptor::tss_segment(&*(&raw const TSS)));
+        debug_assert_eq!(cs.0, KERNEL_CS);
+        debug_assert_eq!(ds.0, KERNEL_DS);
+        (*(&raw const GDT)).load();
+        CS::set_reg(cs);
+        DS::set_reg(ds);
+        ES::set_reg(ds);
+        SS::set_reg(ds);
+        FS::set_reg(SegmentSelector(0));
+        // Writing GS clears the GS base: per-CPU data is set up after this.
+        GS::set_reg(SegmentSelector(0));
+        load_tss(tss_sel);
+    }
+}

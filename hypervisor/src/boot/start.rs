@@ -1,0 +1,422 @@
+//! The boot sequence, from the first Rust instruction to the point where
+//! domains would start.
+
+use super::info::{AcpiRoot, BootInfo, MemoryMapSource};
+use super::modules::{self, Role};
+use crate::acpi;
+use crate::arch::x86_64::{cpu, gdt, percpu, power, traps};
+use crate::cmdline::{self, Diagnostic, ExitAction, Options, TestException};
+use crate::mm::phys::{phys_slice, phys_to_virt};
+use crate::mm::ranges::Range;
+use crate::mm::setup::{self, Image};
+use crate::{console, logger, panic, time};
+use log::{error, info, warn};
+use multiboot2::{BootInformation, BootInformationHeader};
+
+use crate::BANNER;
+
+fn size(bytes: u64) -> impl core::fmt::Display {
+    struct S(u64);
+    impl core::fmt::Display for S {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            let b = self.0;
+            if b >= 1 << 30 && b % (1 << 20) == 0 && b >= 10 << 30 {
+                write!(f, "{} GiB", b >> 30)
+            } else if b >= 1 << 20 {
+                write!(f, "{} MiB", b >> 20)
+            } else {
+                write!(f, "{} KiB", b >> 10)
+            }
+        }
+    }
+    S(bytes)
+}
+
+/// Entered from boot/entry.S in 64-bit mode on the boot stack, with the
+/// first 4 GiB identity-mapped.
+#[unsafe(no_mangle)]
+pub extern "C" fn hv_start(mbi_phys: u64, load_delta: u64) -> ! {
+    time::mark_boot();
+    gdt::init_bsp();
+    traps::init();
+    percpu::init_bsp(cpu::cpuid(1, 0).ebx >> 24);
+
+    // SAFETY: GRUB passed this address in EBX; it lies below 4 GiB
+    // (identity-mapped now) and the crate checks the size and tag chain.
+    let mbi = match unsafe { BootInformation::load(mbi_phys as *const BootInformationHeader) } {
+        Ok(m) => m,
+        Err(e) => {
+            let mut w = console::LockedWriter::new();
+            let _ = core::fmt::Write::write_fmt(
+                &mut w,
+                format_args!("hypervisor: the Multiboot2 information at {mbi_phys:#x} is unreadable ({e:?})\n"),
+            );
+            drop(w);
+            cpu::halt_forever();
+        }
+    };
+    let info = BootInfo::from_multiboot(&mbi);
+    let line = cmdline::strip_image_path(info.cmdline).trim();
+
+    // Options first: they decide where and how much to print.
+    let mut diags: [Option<Diagnostic<'_>>; 32] = [None; 32];
+    let mut extra_diags = 0;
+    let opts: Options = cmdline::parse_options(line, |d| match diags.iter_mut().find(|s| s.is_none()) {
+        Some(slot) => *slot = Some(d),
+        None => extra_diags += 1,
+    });
+    let console_status = console::init(&opts.com1, opts.console.com1);
+    logger::init(opts.loglvl);
+    panic::set_action(opts.panic);
+    let (khz, how) = time::calibrate();
+
+    info!("{BANNER}");
+    let f = cpu::features();
+    info!(
+        "CPU: {} \"{}\" family {:#x} model {:#x} stepping {}",
+        f.vendor_str(),
+        f.brand_str(),
+        f.family,
+        f.model,
+        f.stepping
+    );
+    info!(
+        "CPU features: svm={} vmx={} nx={} 1g-pages={} x2apic={} tsc-deadline={} invariant-tsc={} phys-bits={}",
+        f.svm, f.vmx, f.nx, f.page1g, f.x2apic, f.tsc_deadline, f.invariant_tsc, f.phys_addr_bits
+    );
+    info!("TSC: {}.{:03} MHz ({:?})", khz / 1000, khz % 1000, how);
+    if let Err(e) = console_status {
+        warn!("console: COM1 at {:#x}: {e}", opts.com1.io_base);
+    }
+    info!("command line: \"{line}\"");
+    for d in diags.iter().flatten() {
+        warn!("{d}");
+    }
+    if extra_diags > 0 {
+        warn!("{extra_diags} more command-line problems not shown");
+    }
+    for w in info.warnings() {
+        warn!("boot information: {w}");
+    }
+    info!(
+        "boot loader: {} via {}{}",
+        if info.loader_name.is_empty() { "unknown" } else { info.loader_name },
+        if info.efi { "UEFI" } else { "BIOS" },
+        match info.load_base {
+            Some(b) => alloc_free_fmt::Hex(b),
+            None => alloc_free_fmt::Hex(u64::MAX),
+        }
+    );
+
+    // Memory map.
+    match info.memory_source {
+        MemoryMapSource::None => warn!("memory map: none given"),
+        src => info!(
+            "memory map ({} entries, from the {} tag{}):",
+            info.memory_map().len(),
+            match src {
+                MemoryMapSource::Multiboot => "Multiboot2 memory-map",
+                MemoryMapSource::Efi => "EFI memory-map",
+                _ => "basic memory-info",
+            },
+            if info.efi_map_entries > 0 { alloc_free_fmt::EfiNote(info.efi_map_entries) } else { alloc_free_fmt::EfiNote(0) }
+        ),
+    }
+    for r in info.memory_map() {
+        info!(
+            "  {:#014x} - {:#014x} {:<9} type {} ({})",
+            r.range.start,
+            r.range.end,
+            r.kind.name(),
+            r.kind.code(),
+            size(r.range.len())
+        );
+    }
+
+    // Memory the frame allocator must never hand out: the boot information,
+    // the modules and the ACPI tables (the image and the first MiB are
+    // added by mm::setup).
+    let mut reserved = [Range::default(); 72];
+    let mut nres = 0;
+    reserved[nres] = info.mbi;
+    nres += 1;
+    for m in info.modules() {
+        if nres < reserved.len() {
+            reserved[nres] = m.range;
+            nres += 1;
+        }
+    }
+    let acpi_root = info.acpi.or_else(scan_bios_for_rsdp);
+    if let Some(root) = acpi_root {
+        let mut tables = [Range::default(); acpi::walk::MAX_TABLES];
+        let n = acpi::walk::table_ranges(
+            root.table_address,
+            root.revision >= 2,
+            &mut |addr, buf| match unsafe { phys_slice(addr, buf.len()) } {
+                Some(s) => {
+                    buf.copy_from_slice(s);
+                    true
+                }
+                None => false,
+            },
+            &mut tables,
+        );
+        for t in &tables[..n] {
+            if nres < reserved.len() {
+                reserved[nres] = *t;
+                nres += 1;
+            }
+        }
+    }
+
+    let image = Image { delta: load_delta };
+    let report = match setup::init(info.memory_map(), image, &reserved[..nres], opts.mem_limit) {
+        Ok(r) => r,
+        Err(e) => {
+            error!("{e}");
+            panic::fatal_stop(format_args!("cannot continue: {e}"));
+        }
+    };
+    info!(
+        "memory: {} of RAM in the map, {} usable{}",
+        size(report.ram_in_map),
+        size(report.usable),
+        match opts.mem_limit {
+            Some(l) => alloc_free_fmt::Limit(l),
+            None => alloc_free_fmt::Limit(0),
+        }
+    );
+    info!(
+        "memory: hypervisor image {}, page tables {}, frame table {}, heap {}; {} free for domains",
+        size(report.image),
+        size(report.page_tables),
+        size(report.frame_table),
+        size(report.heap),
+        size(report.free)
+    );
+    if report.dropped_ranges {
+        warn!("memory map too fragmented: some RAM was left unused");
+    }
+
+    // From here the boot information is reached through the direct map.
+    // SAFETY: the MBI is reserved and direct-mapped; it is the same
+    // structure loaded above.
+    let mbi = match phys_to_virt(mbi_phys)
+        .and_then(|v| unsafe { BootInformation::load(v as *const BootInformationHeader) }.ok())
+    {
+        Some(m) => m,
+        None => panic::fatal_stop(format_args!("boot information lost after the page-table switch")),
+    };
+    let info = BootInfo::from_multiboot(&mbi);
+
+    match acpi_root {
+        Some(root) => report_acpi(&root),
+        None => warn!("ACPI: no RSDP found; CPU enumeration and power-off are unavailable"),
+    }
+
+    check_modules(&info);
+
+    if let Some(t) = opts.test_exception {
+        raise_test_exception(t);
+    }
+
+    let (warnings, errors) = logger::counts();
+    info!("boot complete in {} ms ({warnings} warnings, {errors} errors)", time::now_ns() / 1_000_000);
+
+    info!("no domain to run");
+    match opts.on_last_exit {
+        ExitAction::PowerOff => power::power_off(),
+        ExitAction::Halt => power::halt(),
+        ExitAction::Reboot => power::reboot(),
+    }
+}
+
+/// Legacy BIOS places the RSDP on a 16-byte boundary in the first KiB of
+/// the EBDA or in 0xE0000-0xFFFFF.
+fn scan_bios_for_rsdp() -> Option<AcpiRoot> {
+    // SAFETY: low memory is identity-mapped and read-only here.
+    let ebda = unsafe { phys_slice(0x40e, 2) }.map(|b| (u16::from_le_bytes([b[0], b[1]]) as u64) << 4);
+    let areas = [(ebda.unwrap_or(0), 1024u64), (0xe0000, 0x20000)];
+    for (start, len) in areas {
+        if start == 0 {
+            continue;
+        }
+        // SAFETY: as above.
+        let Some(area) = (unsafe { phys_slice(start, len as usize) }) else { continue };
+        for off in (0..area.len().saturating_sub(20)).step_by(16) {
+            let r = &area[off..];
+            if &r[..8] != b"RSD PTR " || r[..20].iter().fold(0u8, |a, &b| a.wrapping_add(b)) != 0 {
+                continue;
+            }
+            let revision = r[15];
+            let rsdt = u32::from_le_bytes([r[16], r[17], r[18], r[19]]) as u64;
+            if revision >= 2 && r.len() >= 36 {
+                let xsdt = u64::from_le_bytes(r[24..32].try_into().ok()?);
+                if xsdt != 0 {
+                    return Some(AcpiRoot { revision, table_address: xsdt, checksum_ok: true });
+                }
+            }
+            return Some(AcpiRoot { revision: 0, table_address: rsdt, checksum_ok: true });
+        }
+    }
+    None
+}
+
+fn report_acpi(root: &AcpiRoot) {
+    let p = match acpi::parse(root) {
+        Ok(p) => p,
+        Err(e) => {
+            error!("ACPI: {e}");
+            return;
+        }
+    };
+    let oem = core::str::from_utf8(&p.oem_id).unwrap_or("?");
+    let mut sigs = [0u8; 5 * 24];
+    let mut n = 0;
+    for (sig, _, _) in p.tables.iter().take(24) {
+        sigs[n..n + 4].copy_from_slice(sig);
+        sigs[n + 4] = b' ';
+        n += 5;
+    }
+    info!(
+        "ACPI: revision {} tables from \"{}\": {}",
+        root.revision,
+        oem.trim(),
+        core::str::from_utf8(&sigs[..n]).unwrap_or("?").trim()
+    );
+    let enabled = p.cpus.iter().filter(|c| c.enabled).count();
+    info!("ACPI: {} CPUs in the MADT ({} enabled), local APIC at {:#x}", p.cpus.len(), enabled, p.lapic_address);
+    for c in &p.cpus {
+        info!(
+            "  CPU: APIC id {} ACPI uid {}{}",
+            c.apic_id,
+            c.acpi_uid,
+            if c.enabled {
+                ""
+            } else if c.online_capable {
+                " (can be brought online)"
+            } else {
+                " (disabled)"
+            }
+        );
+    }
+    for io in &p.ioapics {
+        info!("  IOAPIC: id {} at {:#x}, GSI base {}", io.id, io.address, io.gsi_base);
+    }
+    match &p.power {
+        Some(pw) => info!(
+            "ACPI: power-off {}, reset {}, PM timer {}",
+            if pw.s5.is_some() && (pw.pm1a_control.is_some() || pw.sleep_control.is_some()) {
+                "via S5"
+            } else {
+                "unavailable"
+            },
+            if pw.reset.is_some() { "register" } else { "via keyboard controller" },
+            if pw.pm_timer.is_some() { "present" } else { "absent" }
+        ),
+        None => warn!("ACPI: no FADT; power-off unavailable"),
+    }
+}
+
+fn check_modules(info: &BootInfo<'_>) {
+    let count = info.modules().count();
+    if count == 0 {
+        info!("modules: none");
+        return;
+    }
+    info!("modules: {count}");
+    let mut previous_kernel = false;
+    for m in info.modules() {
+        // SAFETY: module memory is reserved for the module and direct-mapped;
+        // nothing writes it.
+        let bytes = unsafe { phys_slice(m.range.start, m.range.len() as usize) }.unwrap_or(&[]);
+        let head = format_args!(
+            "  module {}: {:#x} - {:#x} ({} bytes) \"{}\"",
+            m.index,
+            m.range.start,
+            m.range.end,
+            m.range.len(),
+            m.cmdline
+        );
+        match modules::check(m, bytes, previous_kernel) {
+            Ok((role, _args)) => {
+                info!("{head}: {}", role.name());
+                previous_kernel = role.is_kernel() || (previous_kernel && role == Role::Ramdisk);
+            }
+            Err(why) => {
+                error!("{head}: refused: {why}");
+                previous_kernel = false;
+            }
+        }
+    }
+}
+
+#[inline(never)]
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let buf = [depth; 64];
+    // black_box keeps the frame (and the recursion) from being optimised away.
+    core::hint::black_box(&buf);
+    recurse(depth + 1) + buf[core::hint::black_box(3)]
+}
+
+#[inline(never)]
+fn raise_test_exception(t: TestException) {
+    warn!("test_exception: raising {t:?} on purpose");
+    // SAFETY (all arms): each deliberately raises the named exception; the
+    // handler reports it, and every one but #BP stops the machine.
+    unsafe {
+        match t {
+            TestException::Breakpoint => core::arch::asm!("int3"),
+            TestException::InvalidOpcode => core::arch::asm!("ud2"),
+            TestException::PageFault => {
+                core::ptr::read_volatile(0xffff_c3ff_dead_b000u64 as *const u64);
+            }
+            TestException::GeneralProtection => {
+                core::ptr::read_volatile(0x8000_0000_0000_0000u64 as *const u64);
+            }
+            TestException::DivideError => {
+                core::arch::asm!("xor edx, edx", "xor eax, eax", "xor ecx, ecx", "div ecx", out("eax") _, out("edx") _, out("ecx") _)
+            }
+            TestException::StackOverflow => {
+                core::hint::black_box(recurse(0));
+            }
+            TestException::WriteText => {
+                core::ptr::write_volatile(hv_start as *const () as *mut u8, 0xcc);
+            }
+            TestException::ExecData => {
+                static RET: [u8; 1] = [0xc3];
+                let f: extern "C" fn() = core::mem::transmute(RET.as_ptr());
+                f();
+            }
+            TestException::Panic => panic!("test_exception=panic"),
+        }
+    }
+    info!("test_exception: resumed after {t:?}");
+}
+
+/// Small formatting helpers that need no allocation.
+mod alloc_free_fmt {
+    use core::fmt;
+
+    pub struct Hex(pub u64);
+    impl fmt::Display for Hex {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            if self.0 == u64::MAX { Ok(()) } else { write!(f, ", image loaded at {:#x}", self.0) }
+        }
+    }
+
+    pub struct EfiNote(pub usize);
+    impl fmt::Display for EfiNote {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            if self.0 == 0 { Ok(()) } else { write!(f, "; the EFI memory map has {} entries", self.0) }
+        }
+    }
+
+    pub struct Limit(pub u64);
+    impl fmt::Display for Limit {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            if self.0 == 0 { Ok(()) } else { write!(f, " below mem={:#x}", self.0) }
+        }
+    }
+}

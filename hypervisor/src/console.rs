@@ -1,0 +1,223 @@
+//! The hypervisor console: COM1 through `uart_16550`.
+//!
+//! One lock serialises whole lines (and whole multi-line reports) between
+//! CPUs. The lock remembers which CPU holds it, so a fault taken while this
+//! CPU is printing can still print its report instead of deadlocking; and a
+//! CPU that waits too long for a lock whose holder has died takes it over,
+//! because a console that can hang is worse than a garbled line.
+
+use crate::arch::x86_64::{cpu, percpu};
+use crate::cmdline::SerialConfig;
+use core::cell::UnsafeCell;
+use core::fmt;
+use core::sync::atomic::{AtomicU32, Ordering};
+use uart_16550::backend::PioBackend;
+use uart_16550::spec::registers::{Parity, WordLength};
+use uart_16550::{BaudRate, Config, Uart16550};
+
+struct Console {
+    uart: Option<Uart16550<PioBackend>>,
+    /// Before `init`, or when the UART could not be set up: write to the
+    /// standard COM1 port directly, as firmware and GRUB left it.
+    raw_port: Option<u16>,
+    /// The UART's I/O base, for flushing.
+    port: u16,
+}
+
+struct ConsoleLock {
+    owner: AtomicU32,
+    inner: UnsafeCell<Console>,
+}
+
+// SAFETY: access to `inner` goes through `lock`, which admits one CPU at a
+// time (plus that CPU's own nested trap handler, see the module comment).
+unsafe impl Sync for ConsoleLock {}
+
+const FREE: u32 = u32::MAX;
+/// Spins before a waiting CPU takes the lock over.
+const STEAL_AFTER_SPINS: u64 = 200_000_000;
+
+static CONSOLE: ConsoleLock =
+    ConsoleLock { owner: AtomicU32::new(FREE), inner: UnsafeCell::new(Console { uart: None, raw_port: Some(0x3f8), port: 0x3f8 }) };
+
+/// Holds the console for a sequence of writes.
+pub struct LockedWriter {
+    release: bool,
+}
+
+impl LockedWriter {
+    pub fn new() -> LockedWriter {
+        let me = percpu::cpu_index();
+        if CONSOLE.owner.load(Ordering::Acquire) == me {
+            return LockedWriter { release: false }; // nested on this CPU
+        }
+        let mut spins = 0u64;
+        while CONSOLE.owner.compare_exchange_weak(FREE, me, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            core::hint::spin_loop();
+            spins += 1;
+            if spins > STEAL_AFTER_SPINS {
+                CONSOLE.owner.store(me, Ordering::Release);
+                break;
+            }
+        }
+        LockedWriter { release: true }
+    }
+
+    fn console(&mut self) -> &mut Console {
+        // SAFETY: this CPU holds the lock (see LockedWriter::new).
+        unsafe { &mut *CONSOLE.inner.get() }
+    }
+}
+
+impl Default for LockedWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for LockedWriter {
+    fn drop(&mut self) {
+        if self.release {
+            CONSOLE.owner.store(FREE, Ordering::Release);
+        }
+    }
+}
+
+impl fmt::Write for LockedWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.console().write(s.as_bytes());
+        Ok(())
+    }
+}
+
+impl Console {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            if b == b'\n' {
+                self.write_raw(&bytes[start..i]);
+                self.write_raw(b"\r\n");
+                start = i + 1;
+            }
+        }
+        self.write_raw(&bytes[start..]);
+    }
+
+    fn write_raw(&mut self, bytes: &[u8]) {
+        if let Some(uart) = self.uart.as_mut() {
+            uart.send_bytes_exact(bytes);
+        } else if let Some(port) = self.raw_port {
+            raw_write(port, bytes);
+        }
+    }
+}
+
+/// Writes by polling the UART's line-status register, with a bounded wait
+/// per byte so a missing UART cannot hang the caller.
+fn raw_write(port: u16, bytes: &[u8]) {
+    for &b in bytes {
+        let mut tries = 0u32;
+        while cpu::inb(port + 5) & 0x20 == 0 && tries < 100_000 {
+            core::hint::spin_loop();
+            tries += 1;
+        }
+        cpu::outb(port, b);
+    }
+}
+
+/// Sets up COM1 as `cfg` says, or turns console output off.
+pub fn init(cfg: &SerialConfig, enabled: bool) -> Result<u32, &'static str> {
+    let mut w = LockedWriter::new();
+    let con = w.console();
+    if !enabled {
+        con.uart = None;
+        con.raw_port = None;
+        return Ok(0);
+    }
+    con.port = cfg.io_base;
+    let baud = match cfg.baud {
+        Some(b) => b,
+        None => current_baud(cfg.io_base, cfg.clock_hz).unwrap_or(115_200),
+    };
+    let config = Config {
+        frequency: cfg.clock_hz,
+        baud_rate: BaudRate::from_integer(baud),
+        data_bits: match cfg.data_bits {
+            5 => WordLength::FiveBits,
+            6 => WordLength::SixBits,
+            7 => WordLength::SevenBits,
+            _ => WordLength::EightBits,
+        },
+        parity: match cfg.parity {
+            b'o' => Parity::Odd,
+            b'e' => Parity::Even,
+            b'm' => Parity::Forced1,
+            b's' => Parity::Forced0,
+            _ => Parity::Disabled,
+        },
+        extra_stop_bits: cfg.stop_bits == 2,
+        ..Config::DEFAULT
+    };
+    // SAFETY: the I/O ports of a 16550 at io_base belong to the hypervisor's
+    // console for the whole run.
+    let mut uart = unsafe { Uart16550::new_port(cfg.io_base) }.map_err(|_| "invalid COM1 I/O base")?;
+    match uart.init(config) {
+        Ok(()) => {
+            con.uart = Some(uart);
+            con.raw_port = None;
+            Ok(baud)
+        }
+        Err(_) => {
+            // No UART answers there: keep writing blindly to the port so a
+            // machine with an odd UART still shows something.
+            con.uart = None;
+            con.raw_port = Some(cfg.io_base);
+            Err("no 16550 UART answers at that I/O base")
+        }
+    }
+}
+
+/// The baud rate firmware programmed (for `com1=auto`).
+fn current_baud(base: u16, clock_hz: u32) -> Option<u32> {
+    let lcr = cpu::inb(base + 3);
+    cpu::outb(base + 3, lcr | 0x80);
+    let div = cpu::inb(base) as u32 | (cpu::inb(base + 1) as u32) << 8;
+    cpu::outb(base + 3, lcr & !0x80);
+    if div == 0 { None } else { Some(clock_hz / 16 / div) }
+}
+
+/// Waits (bounded) until everything written has left the UART, so that a
+/// power-off or reset does not cut the last line.
+pub fn flush() {
+    let port = {
+        let mut w = LockedWriter::new();
+        let c = w.console();
+        if c.uart.is_some() || c.raw_port.is_some() { Some(c.port) } else { None }
+    };
+    if let Some(p) = port {
+        for _ in 0..1_000_000 {
+            // LSR bit 6: transmitter holding register and shift register empty.
+            if cpu::inb(p + 5) & 0x40 != 0 {
+                return;
+            }
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// Writes a string under the console lock.
+pub fn write_str(s: &str) {
+    let mut w = LockedWriter::new();
+    let _ = fmt::Write::write_str(&mut w, s);
+}
+
+/// Last-resort output that takes no lock at all.
+pub fn emergency_write(s: &str) {
+    raw_write(0x3f8, s.as_bytes());
+}
+
+/// A byte typed on the console, if any.
+pub fn read_byte() -> Option<u8> {
+    let mut w = LockedWriter::new();
+    w.console().uart.as_mut().and_then(|u| u.try_receive_byte().ok())
+}

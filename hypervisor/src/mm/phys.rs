@@ -1,0 +1,128 @@
+//! Run-time access to physical memory: the frame allocator, the direct map,
+//! the hypervisor's own page tables and device mappings.
+
+use super::frame::{FrameAllocator, FrameError};
+use super::layout::{DIRECTMAP_BASE, DIRECTMAP_SIZE, IOREMAP_BASE, IOREMAP_SIZE};
+use super::ranges::{PAGE_SIZE, Range, RangeSet};
+use crate::arch::x86_64::page_table::{MapError, PageSize, PageTable, PteFlags, TableMemory};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use spin::Mutex;
+
+pub(super) static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
+pub(super) static KERNEL_PT: Mutex<u64> = Mutex::new(0);
+pub(super) static DIRECT_MAPPED: spin::Once<RangeSet<512>> = spin::Once::new();
+/// Set once the hypervisor's own page tables are live; before that, the
+/// boot tables' identity map of the first 4 GiB is the way to memory.
+pub(super) static PAGING_READY: AtomicBool = AtomicBool::new(false);
+/// Page-table flags the CPU accepts on leaves (no NX bit on CPUs without NX).
+pub(super) static LEAF_MASK: AtomicU64 = AtomicU64::new(u64::MAX);
+static IOREMAP_NEXT: AtomicU64 = AtomicU64::new(IOREMAP_BASE);
+
+/// The virtual address through which physical address `phys` is reached,
+/// if it is reachable.
+pub fn phys_to_virt(phys: u64) -> Option<u64> {
+    if PAGING_READY.load(Ordering::Acquire) {
+        let mapped = DIRECT_MAPPED.get()?;
+        if phys < DIRECTMAP_SIZE && mapped.contains(phys) {
+            return Some(DIRECTMAP_BASE + phys);
+        }
+        None
+    } else if phys < (4 << 30) {
+        Some(phys)
+    } else {
+        None
+    }
+}
+
+/// Whether all of `range` is in the direct map (or, early, the identity map).
+pub fn is_reachable(range: Range) -> bool {
+    if range.is_empty() {
+        return true;
+    }
+    if PAGING_READY.load(Ordering::Acquire) {
+        DIRECT_MAPPED.get().is_some_and(|m| m.contains_range(range.pages_around()))
+    } else {
+        range.end <= (4 << 30)
+    }
+}
+
+/// Reads `len` bytes of physical memory as a slice, if all of it is mapped.
+///
+/// # Safety
+/// Nothing may write that memory while the slice lives.
+pub unsafe fn phys_slice<'a>(phys: u64, len: usize) -> Option<&'a [u8]> {
+    if !is_reachable(Range::from_len(phys, len as u64)) {
+        return None;
+    }
+    let v = phys_to_virt(phys)?;
+    // SAFETY: the range is mapped (checked above); the caller guarantees no
+    // concurrent writer.
+    Some(unsafe { core::slice::from_raw_parts(v as *const u8, len) })
+}
+
+/// One free 4 KiB frame, zeroed.
+pub fn alloc_zeroed_frame() -> Option<u64> {
+    let pfn = FRAMES.lock().as_mut()?.alloc(0)?;
+    let phys = pfn * PAGE_SIZE;
+    let v = phys_to_virt(phys)?;
+    // SAFETY: the frame was just allocated, so nothing else uses it, and it
+    // is direct-mapped (all RAM is).
+    unsafe { core::ptr::write_bytes(v as *mut u8, 0, PAGE_SIZE as usize) };
+    Some(phys)
+}
+
+/// 2^order contiguous frames, aligned to their size (not zeroed).
+pub fn alloc_frames(order: usize) -> Option<u64> {
+    FRAMES.lock().as_mut()?.alloc(order).map(|pfn| pfn * PAGE_SIZE)
+}
+
+pub fn free_frames(phys: u64, count: u64) -> Result<(), FrameError> {
+    match FRAMES.lock().as_mut() {
+        Some(f) => f.free(phys / PAGE_SIZE, count),
+        None => Err(FrameError::NotManaged { pfn: phys / PAGE_SIZE }),
+    }
+}
+
+/// (free, managed) frame counts.
+pub fn frame_counts() -> (u64, u64) {
+    FRAMES.lock().as_ref().map_or((0, 0), |f| (f.free_frames(), f.managed_frames()))
+}
+
+/// Table pages for the live hypervisor page tables.
+struct KernelTables;
+
+impl TableMemory for KernelTables {
+    fn alloc_table(&mut self) -> Option<u64> {
+        alloc_zeroed_frame()
+    }
+
+    fn table(&mut self, phys: u64) -> &mut [u64; 512] {
+        let v = phys_to_virt(phys).expect("page-table page outside the direct map");
+        // SAFETY: table pages are RAM, direct-mapped, and only touched with
+        // KERNEL_PT held.
+        unsafe { &mut *(v as *mut [u64; 512]) }
+    }
+}
+
+/// Maps `[virt, virt+len)` to `[phys, phys+len)` in the hypervisor's address
+/// space.
+pub fn kernel_map(virt: u64, phys: u64, len: u64, flags: PteFlags, largest: PageSize) -> Result<(), MapError> {
+    let root = KERNEL_PT.lock();
+    let mask = PteFlags::from_bits_retain(LEAF_MASK.load(Ordering::Relaxed));
+    let mut mem = KernelTables;
+    let mut pt = PageTable::from_root(*root, &mut mem, PteFlags::WRITABLE, mask);
+    pt.map(virt, phys, len, flags | PteFlags::GLOBAL, largest)
+}
+
+/// Maps device registers uncached and returns their virtual address.
+pub fn map_mmio(phys: u64, len: u64) -> Result<u64, MapError> {
+    let r = Range::from_len(phys, len.max(1)).pages_around();
+    let size = r.len();
+    let virt = IOREMAP_NEXT.fetch_add(size, Ordering::Relaxed);
+    if virt + size > IOREMAP_BASE + IOREMAP_SIZE {
+        return Err(MapError::OutOfMemory);
+    }
+    kernel_map(virt, r.start, size, PteFlags::WRITABLE | PteFlags::NO_EXECUTE | PteFlags::UNCACHED, PageSize::Size4K)?;
+    // The TLB cannot hold entries for never-mapped addresses: no flush.
+    Ok(virt + (phys - r.start))
+}

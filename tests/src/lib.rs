@@ -1,0 +1,320 @@
+//! The integration-test harness: boots the hypervisor from a GRUB ISO in an
+//! emulator under a deadline, captures the serial console to a file, and
+//! checks its lines. A failed check prints the tail of the log and where the
+//! whole log is.
+//!
+//! The images come from `cargo xtask test`, which builds them and passes
+//! their paths in `HV_HYPERVISOR` and `HV_DOM0`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+
+use std::time::{Duration, Instant};
+use xtask::emulator::{Accel, Bochs, Qemu, Serial};
+use xtask::images::{IsoSpec, Module, make_iso};
+
+/// The bare-metal images under test.
+pub struct Images {
+    pub hypervisor: PathBuf,
+    pub dom0: PathBuf,
+}
+
+fn env_path(name: &str) -> PathBuf {
+    match std::env::var_os(name) {
+        Some(p) => PathBuf::from(p),
+        None => panic!("{name} is not set: run the integration tests through `cargo xtask test`"),
+    }
+}
+
+pub fn images() -> Images {
+    Images { hypervisor: env_path("HV_HYPERVISOR"), dom0: env_path("HV_DOM0") }
+}
+
+/// Where tests keep ISOs, logs and scratch files.
+pub fn out_dir() -> PathBuf {
+    std::env::var_os("HV_TEST_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| xtask::images::target_dir().join("itest"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Machine {
+    /// QEMU with SeaBIOS and BIOS GRUB.
+    QemuBios,
+    /// QEMU with OVMF and UEFI GRUB.
+    QemuUefi,
+    /// Bochs (Intel VT-x with EPT) with its BIOS.
+    Bochs,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// ACPI S5 turned the machine off.
+    PoweredOff,
+    /// The machine reset (QEMU runs with -no-reboot, so it exits).
+    Reset,
+    /// A line the test waits for appeared (the machine was then stopped).
+    Saw(String),
+    /// The emulator exited on its own for another reason.
+    Exited(Option<i32>),
+    TimedOut,
+}
+
+/// One boot to run.
+pub struct Boot {
+    name: String,
+    machine: Machine,
+    cmdline: String,
+    modules: Vec<Module>,
+    cpus: u32,
+    memory_mib: u32,
+    timeout: Duration,
+    /// Stop once a serial line containing the text has appeared this often.
+    stop_on: Vec<(String, usize)>,
+}
+
+/// The line the hypervisor prints when it halts for good.
+pub const HALTED: &str = "System halted";
+
+impl Boot {
+    pub fn new(name: &str, machine: Machine) -> Boot {
+        let timeout = match machine {
+            Machine::QemuBios => 90,
+            Machine::QemuUefi => 180,
+            Machine::Bochs => 300,
+        };
+        Boot {
+            name: name.to_string(),
+            machine,
+            cmdline: String::new(),
+            modules: Vec::new(),
+            cpus: if machine == Machine::Bochs { 1 } else { 2 },
+            memory_mib: if machine == Machine::Bochs { 256 } else { 512 },
+            timeout: Duration::from_secs(timeout),
+            stop_on: vec![(HALTED.to_string(), 1)],
+        }
+    }
+
+    pub fn cmdline(mut self, c: &str) -> Boot {
+        self.cmdline = c.to_string();
+        self
+    }
+
+    pub fn module(mut self, path: impl AsRef<Path>, cmdline: &str) -> Boot {
+        self.modules.push(Module { path: path.as_ref().to_path_buf(), cmdline: cmdline.to_string() });
+        self
+    }
+
+    pub fn cpus(mut self, n: u32) -> Boot {
+        self.cpus = n;
+        self
+    }
+
+    pub fn memory(mut self, mib: u32) -> Boot {
+        self.memory_mib = mib;
+        self
+    }
+
+    pub fn timeout(mut self, d: Duration) -> Boot {
+        self.timeout = d;
+        self
+    }
+
+    /// Stop the machine as soon as a serial line contains `text`.
+    pub fn stop_on(self, text: &str) -> Boot {
+        self.stop_on_count(text, 1)
+    }
+
+    /// Stop the machine once `count` serial lines contain `text`.
+    pub fn stop_on_count(mut self, text: &str, count: usize) -> Boot {
+        self.stop_on.push((text.to_string(), count));
+        self
+    }
+
+    /// Boots and waits for the end. Panics only for harness problems (no
+    /// ISO, no emulator), never for what the hypervisor did.
+    pub fn run(self) -> Outcome {
+        let imgs = images();
+        let dir = out_dir().join(&self.name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the test directory");
+        let spec = IsoSpec { hypervisor: imgs.hypervisor.clone(), cmdline: self.cmdline.clone(), modules: self.modules.clone() };
+        let iso = make_iso(&spec, &out_dir().join("iso")).unwrap_or_else(|e| panic!("{}: {e}", self.name));
+        let serial = dir.join("serial.log");
+        let stderr = std::fs::File::create(dir.join("emulator.stderr")).expect("stderr file");
+        let started = Instant::now();
+        let (mut child, bochs_log) = match self.machine {
+            Machine::QemuBios | Machine::QemuUefi => {
+                let mut q = Qemu::new(iso);
+                q.uefi = self.machine == Machine::QemuUefi;
+                q.cpus = self.cpus;
+                q.memory_mib = self.memory_mib;
+                q.accel = Accel::Tcg;
+                q.serial = Serial::File(serial.clone());
+                let mut cmd = q.command().unwrap_or_else(|e| panic!("{}: {e}", self.name));
+                let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr).spawn();
+                (child.unwrap_or_else(|e| panic!("{}: cannot start QEMU: {e}", self.name)), None)
+            }
+            Machine::Bochs => {
+                let mut b = Bochs::new(iso, dir.join("bochs"));
+                b.cpus = self.cpus;
+                b.memory_mib = self.memory_mib;
+                b.serial_log = serial.clone();
+                let log = b.log_path();
+                let mut cmd = b.command().unwrap_or_else(|e| panic!("{}: {e}", self.name));
+                let child = cmd.stdout(Stdio::null()).stderr(stderr).spawn();
+                (child.unwrap_or_else(|e| panic!("{}: cannot start Bochs: {e}", self.name)), Some(log))
+            }
+        };
+        let mut log = SerialLog::new(serial.clone());
+        let end = self.wait(&mut child, &mut log, bochs_log.as_deref(), started);
+        log.poll();
+        let whole = dir.join("serial.all.log");
+        let _ = std::fs::write(&whole, &log.text);
+        Outcome { name: self.name, log: log.text.replace('\r', ""), log_path: whole, end, elapsed: started.elapsed() }
+    }
+
+    fn wait(&self, child: &mut Child, log: &mut SerialLog, bochs_log: Option<&Path>, started: Instant) -> End {
+        loop {
+            log.poll();
+            let text = &log.text;
+            if let Some((s, _)) = self.stop_on.iter().find(|(s, n)| text.matches(s.as_str()).count() >= *n) {
+                // Give the line time to finish, then stop the machine.
+                std::thread::sleep(Duration::from_millis(200));
+                let _ = child.kill();
+                let _ = child.wait();
+                return End::Saw(s.clone());
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                log.poll();
+                let text = &log.text;
+                if bochs_log.is_some_and(Bochs::powered_off) || (bochs_log.is_none() && text.contains("Powering off.") && status.success()) {
+                    return End::PoweredOff;
+                }
+                if text.contains("Rebooting") && status.success() {
+                    return End::Reset;
+                }
+                return End::Exited(status.code());
+            }
+            if started.elapsed() > self.timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                return End::TimedOut;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// The serial output seen so far. Bochs reopens (truncates) its serial
+/// file when the machine resets, so output is accumulated here and a
+/// shrinking file starts a new section.
+struct SerialLog {
+    path: PathBuf,
+    text: String,
+    seen: usize,
+}
+
+impl SerialLog {
+    fn new(path: PathBuf) -> SerialLog {
+        SerialLog { path, text: String::new(), seen: 0 }
+    }
+
+    fn poll(&mut self) {
+        let Ok(bytes) = std::fs::read(&self.path) else { return };
+        if bytes.len() < self.seen {
+            self.text.push_str("\n--- serial port reopened (machine reset) ---\n");
+            self.seen = 0;
+        }
+        if bytes.len() > self.seen {
+            self.text.push_str(&String::from_utf8_lossy(&bytes[self.seen..]));
+            self.seen = bytes.len();
+        }
+    }
+}
+
+/// What a boot printed and how it ended.
+pub struct Outcome {
+    pub name: String,
+    pub log: String,
+    pub log_path: PathBuf,
+    pub end: End,
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    fn fail(&self, what: &str) -> ! {
+        let lines: Vec<&str> = self.log.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(40)..];
+        panic!(
+            "{}: {what}\nended: {:?} after {:.1} s\n--- last {} lines of {} ---\n{}\n---",
+            self.name,
+            self.end,
+            self.elapsed.as_secs_f64(),
+            tail.len(),
+            self.log_path.display(),
+            tail.join("\n")
+        );
+    }
+
+    /// Asserts that some line contains `needle`; returns the first such line.
+    pub fn line(&self, needle: &str) -> &str {
+        match self.log.lines().find(|l| l.contains(needle)) {
+            Some(l) => l,
+            None => self.fail(&format!("no line contains {needle:?}")),
+        }
+    }
+
+    pub fn expect(&self, needle: &str) -> &Self {
+        self.line(needle);
+        self
+    }
+
+    pub fn expect_absent(&self, needle: &str) -> &Self {
+        if let Some(l) = self.log.lines().find(|l| l.contains(needle)) {
+            self.fail(&format!("unexpected line {l:?}"));
+        }
+        self
+    }
+
+    /// Asserts that `b` appears somewhere after the first `a`.
+    pub fn expect_order(&self, a: &str, b: &str) -> &Self {
+        let pa = self.log.find(a);
+        let pb = self.log.rfind(b);
+        match (pa, pb) {
+            (Some(x), Some(y)) if x < y => self,
+            _ => self.fail(&format!("expected {a:?} before {b:?}")),
+        }
+    }
+
+    pub fn lines_containing(&self, needle: &str) -> Vec<&str> {
+        self.log.lines().filter(|l| l.contains(needle)).collect()
+    }
+
+    pub fn expect_end(&self, end: End) -> &Self {
+        if self.end != end {
+            self.fail(&format!("expected the run to end with {end:?}"));
+        }
+        self
+    }
+
+    /// The run must not have died in a way nobody asked for.
+    pub fn expect_no_crash(&self) -> &Self {
+        for bad in ["PANIC", "exception #", "*** "] {
+            if let Some(l) = self.log.lines().find(|l| l.contains(bad)) {
+                self.fail(&format!("unexpected crash line {l:?}"));
+            }
+        }
+        self
+    }
+}
+
+/// A scratch file for a test.
+pub fn scratch(test: &str, name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = out_dir().join("files").join(test);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).expect("write scratch file");
+    p
+}

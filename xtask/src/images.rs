@@ -1,0 +1,145 @@
+//! Building the bare-metal images and packing them into GRUB ISOs.
+
+use std::collections::hash_map::DefaultHasher;
+use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const KERNEL_TARGET: &str = "x86_64-unknown-none";
+
+/// The workspace root (where the top Cargo.toml is).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Every bare-metal image of the workspace.
+#[derive(Debug, Clone)]
+pub struct Images {
+    pub hypervisor: PathBuf,
+    pub dom0: PathBuf,
+}
+
+/// Bare-metal packages and the binary each produces.
+const KERNEL_PACKAGES: &[(&str, &str)] = &[("hypervisor", "hypervisor"), ("dom0-kernel-shim", "dom0-kernel-shim")];
+
+/// Builds every bare-metal image.
+pub fn build(release: bool) -> Result<Images, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace_root()).args(["build", "--target", KERNEL_TARGET]);
+    for (pkg, _) in KERNEL_PACKAGES {
+        cmd.args(["-p", pkg]);
+    }
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err("building the bare-metal images failed".into());
+    }
+    let dir = target_dir().join(KERNEL_TARGET).join(if release { "release" } else { "debug" });
+    let images = Images { hypervisor: dir.join("hypervisor"), dom0: dir.join("dom0-kernel-shim") };
+    for p in [&images.hypervisor, &images.dom0] {
+        if !p.exists() {
+            return Err(format!("{} was not produced", p.display()));
+        }
+    }
+    Ok(images)
+}
+
+/// One `module2` line: a file and its command line.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Module {
+    pub path: PathBuf,
+    pub cmdline: String,
+}
+
+/// What goes on a boot ISO.
+#[derive(Debug, Clone)]
+pub struct IsoSpec {
+    pub hypervisor: PathBuf,
+    pub cmdline: String,
+    pub modules: Vec<Module>,
+}
+
+/// The grub.cfg for `spec`, with the files at `/boot/<name>`.
+pub fn grub_cfg(spec: &IsoSpec, names: &[String]) -> String {
+    let mut s = String::new();
+    // Serial and screen both, so a real machine shows the menu too.
+    s.push_str("serial --unit=0 --speed=115200\n");
+    s.push_str("terminal_input serial console\n");
+    s.push_str("terminal_output serial console\n");
+    s.push_str("set timeout=0\n");
+    s.push_str("set default=0\n\n");
+    s.push_str("menuentry \"hypervisor\" {\n");
+    let _ = writeln!(s, "    multiboot2 /boot/hypervisor.elf {}", spec.cmdline.trim());
+    for (m, name) in spec.modules.iter().zip(names) {
+        let _ = writeln!(s, "    module2 /boot/{name} {}", m.cmdline.trim());
+    }
+    s.push_str("}\n");
+    s
+}
+
+fn hash_file(h: &mut DefaultHasher, p: &Path) -> Result<(), String> {
+    let bytes = std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+    bytes.hash(h);
+    Ok(())
+}
+
+/// Builds (or reuses) a GRUB rescue ISO that boots under BIOS and UEFI.
+/// ISOs are named by a hash of their contents, so identical requests from
+/// parallel tests share one file.
+pub fn make_iso(spec: &IsoSpec, out_dir: &Path) -> Result<PathBuf, String> {
+    let names: Vec<String> = spec
+        .modules
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let base = m.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "module".into());
+            format!("m{i}-{base}")
+        })
+        .collect();
+    let cfg = grub_cfg(spec, &names);
+    let mut h = DefaultHasher::new();
+    cfg.hash(&mut h);
+    hash_file(&mut h, &spec.hypervisor)?;
+    for m in &spec.modules {
+        hash_file(&mut h, &m.path)?;
+    }
+    let key = format!("{:016x}", h.finish());
+    std::fs::create_dir_all(out_dir).map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
+    let iso = out_dir.join(format!("hv-{key}.iso"));
+    if iso.exists() {
+        return Ok(iso);
+    }
+    let stage = out_dir.join(format!("stage-{key}-{}", std::process::id()));
+    let boot = stage.join("boot");
+    std::fs::create_dir_all(boot.join("grub")).map_err(|e| e.to_string())?;
+    std::fs::copy(&spec.hypervisor, boot.join("hypervisor.elf"))
+        .map_err(|e| format!("cannot copy {}: {e}", spec.hypervisor.display()))?;
+    for (m, name) in spec.modules.iter().zip(&names) {
+        std::fs::copy(&m.path, boot.join(name)).map_err(|e| format!("cannot copy {}: {e}", m.path.display()))?;
+    }
+    std::fs::write(boot.join("grub/grub.cfg"), &cfg).map_err(|e| e.to_string())?;
+    let tmp = out_dir.join(format!("hv-{key}.iso.{}.tmp", std::process::id()));
+    let out = Command::new("grub-mkrescue")
+        .arg("-o")
+        .arg(&tmp)
+        .arg(&stage)
+        // Only what booting needs: keeps the ISO small and the build fast.
+        .args(["--install-modules=multiboot2 normal serial terminal part_msdos part_gpt iso9660 all_video", "--fonts=", "--locales=", "--themes="])
+        .output()
+        .map_err(|e| format!("cannot run grub-mkrescue: {e}"))?;
+    let _ = std::fs::remove_dir_all(&stage);
+    if !out.status.success() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!("grub-mkrescue failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+    }
+    std::fs::rename(&tmp, &iso).map_err(|e| e.to_string())?;
+    Ok(iso)
+}

@@ -1,0 +1,6 @@
+//! Build, boot and test tooling for the hypervisor, shared by the `xtask`
+//! command and the integration-test harness in `tests/`.
+
+pub mod emulator;
+pub mod host;
+pub mod images;

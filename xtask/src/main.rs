@@ -1,0 +1,247 @@
+//! `cargo xtask <command>`: build, iso, run, test.
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use xtask::emulator::{Accel, Bochs, Qemu, Serial};
+use xtask::images::{self, IsoSpec, Module};
+use xtask::host;
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  build              build every bare-metal image
+  iso                build a GRUB rescue ISO (BIOS and UEFI); prints its path last
+  run                build, then boot in QEMU (or Bochs) with the serial console here
+  test               host unit tests, then integration tests in QEMU and Bochs
+
+options for build, iso and run:
+  --release          optimised images (default: dev profile, with debug assertions)
+  --hv-args \"...\"    hypervisor boot options (see README), e.g. \"loglvl=debug\"
+  --module PATH=CMDLINE
+                     add a module2 line (repeatable), e.g. --module guest.elf='domu name=a'
+  --no-dom0          leave out the dom0 module
+
+options for run:
+  --uefi             boot through OVMF (UEFI GRUB) instead of SeaBIOS
+  --bochs            run in Bochs (Intel VT-x with EPT) instead of QEMU
+  --cpus N           number of CPUs (default 2; Bochs 1)
+  --memory MIB       RAM in MiB (default 512)
+  --tcg | --kvm      force QEMU's accelerator (default: KVM when it can nest, else TCG with SVM+NPT)
+  --gdb[=PORT]       QEMU GDB stub on PORT (default 1234)
+  --gdb-wait         like --gdb, and wait for the debugger before the first instruction
+
+options for test:
+  --filter TEXT      run only integration tests whose name contains TEXT
+  --unit             host unit tests only
+  --integration      integration tests only
+";
+
+#[derive(Default)]
+struct Opts {
+    release: bool,
+    hv_args: String,
+    modules: Vec<Module>,
+    no_dom0: bool,
+    uefi: bool,
+    bochs: bool,
+    cpus: Option<u32>,
+    memory: Option<u32>,
+    accel: Option<Accel>,
+    gdb: Option<u16>,
+    gdb_wait: bool,
+    filter: Option<String>,
+    unit_only: bool,
+    integration_only: bool,
+}
+
+fn parse(args: &[String]) -> Result<Opts, String> {
+    let mut o = Opts::default();
+    let mut i = 0;
+    let value = |i: &mut usize, name: &str| -> Result<String, String> {
+        *i += 1;
+        args.get(*i).cloned().ok_or(format!("{name} needs a value"))
+    };
+    while i < args.len() {
+        let a = args[i].as_str();
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (a, None),
+        };
+        let mut val = |name: &str| -> Result<String, String> {
+            match &inline {
+                Some(v) => Ok(v.clone()),
+                None => value(&mut i, name),
+            }
+        };
+        match flag {
+            "--release" => o.release = true,
+            "--hv-args" => o.hv_args = val("--hv-args")?,
+            "--module" => {
+                let v = val("--module")?;
+                let (path, cmdline) = v.split_once('=').ok_or("--module takes PATH=CMDLINE")?;
+                o.modules.push(Module { path: PathBuf::from(path), cmdline: cmdline.to_string() });
+            }
+            "--no-dom0" => o.no_dom0 = true,
+            "--uefi" => o.uefi = true,
+            "--bochs" => o.bochs = true,
+            "--cpus" | "--smp" => o.cpus = Some(val(flag)?.parse().map_err(|_| "--cpus takes a number")?),
+            "--memory" => o.memory = Some(val("--memory")?.parse().map_err(|_| "--memory takes MiB")?),
+            "--tcg" => o.accel = Some(Accel::Tcg),
+            "--kvm" => o.accel = Some(Accel::Kvm),
+            "--gdb" => o.gdb = Some(inline.as_deref().map_or(Ok(1234), str::parse).map_err(|_| "--gdb=PORT")?),
+            "--gdb-wait" => {
+                o.gdb_wait = true;
+                o.gdb.get_or_insert(1234);
+            }
+            "--filter" => o.filter = Some(val("--filter")?),
+            "--unit" => o.unit_only = true,
+            "--integration" => o.integration_only = true,
+            other => return Err(format!("unknown option {other}\n\n{USAGE}")),
+        }
+        i += 1;
+    }
+    Ok(o)
+}
+
+fn iso_for(o: &Opts) -> Result<PathBuf, String> {
+    let imgs = images::build(o.release)?;
+    let mut modules = Vec::new();
+    if !o.no_dom0 {
+        modules.push(Module { path: imgs.dom0.clone(), cmdline: "dom0".into() });
+    }
+    modules.extend(o.modules.iter().cloned());
+    let spec = IsoSpec { hypervisor: imgs.hypervisor, cmdline: o.hv_args.clone(), modules };
+    images::make_iso(&spec, &images::target_dir().join("iso"))
+}
+
+fn run(o: &Opts) -> Result<(), String> {
+    host::ensure_packages(host::PACKAGES)?;
+    let iso = iso_for(o)?;
+    if o.bochs {
+        let mut b = Bochs::new(iso, images::target_dir().join("bochs-run"));
+        b.cpus = o.cpus.unwrap_or(1);
+        b.memory_mib = o.memory.unwrap_or(512);
+        let _ = std::fs::remove_file(&b.serial_log);
+        eprintln!("xtask: Bochs ({} CPU model); serial output: {}", b.model, b.serial_log.display());
+        let mut child = b.command()?.spawn().map_err(|e| format!("cannot start bochs: {e}"))?;
+        // Follow the serial log on this terminal until Bochs exits.
+        let mut shown = 0;
+        loop {
+            if let Ok(s) = std::fs::read(&b.serial_log)
+                && s.len() > shown
+            {
+                use std::io::Write;
+                let _ = std::io::stdout().write_all(&s[shown..]);
+                let _ = std::io::stdout().flush();
+                shown = s.len();
+            }
+            if child.try_wait().map_err(|e| e.to_string())?.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        return Ok(());
+    }
+    let mut q = Qemu::new(iso);
+    q.uefi = o.uefi;
+    q.cpus = o.cpus.unwrap_or(2);
+    q.memory_mib = o.memory.unwrap_or(512);
+    q.accel = o.accel.unwrap_or(Accel::Auto);
+    q.serial = Serial::Stdio;
+    q.gdb_port = o.gdb;
+    q.wait_for_gdb = o.gdb_wait;
+    eprintln!(
+        "xtask: QEMU with {} ({} CPUs, {} MiB{}); Ctrl-A X quits",
+        if q.uses_kvm() { "KVM, -cpu host".to_string() } else { format!("TCG, -cpu {}", xtask::emulator::TCG_CPU) },
+        q.cpus,
+        q.memory_mib,
+        if q.uefi { ", UEFI" } else { "" }
+    );
+    if let Some(p) = q.gdb_port {
+        eprintln!("xtask: GDB stub on port {p}: gdb {} -ex 'target remote :{p}'", images::target_dir().display());
+    }
+    let status = q.command()?.status().map_err(|e| format!("cannot start QEMU: {e}"))?;
+    // isa-debug-exit and a normal exit both end here; report non-zero codes.
+    match status.code() {
+        Some(0) | None => Ok(()),
+        Some(code) => {
+            eprintln!("xtask: QEMU exited with status {code}");
+            Ok(())
+        }
+    }
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(images::workspace_root());
+    c
+}
+
+fn check(c: &mut Command, what: &str) -> Result<(), String> {
+    let st = c.status().map_err(|e| format!("{what}: {e}"))?;
+    if st.success() { Ok(()) } else { Err(format!("{what} failed")) }
+}
+
+fn test(o: &Opts) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    host::ensure_packages(host::PACKAGES)?;
+    if !o.integration_only {
+        eprintln!("xtask: host unit tests");
+        check(cargo().args(["test", "-p", "hypervisor", "--lib"]), "hypervisor unit tests")?;
+        check(cargo().args(["test", "-p", "xtask", "-p", "integration-tests", "--lib"]), "tooling unit tests")?;
+    }
+    if !o.unit_only {
+        eprintln!("xtask: building images");
+        let imgs = images::build(o.release)?;
+        eprintln!("xtask: integration tests");
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut c = cargo();
+        c.args(["test", "-p", "integration-tests", "--tests", "--"]);
+        if let Some(f) = &o.filter {
+            c.arg(f);
+        }
+        c.arg(format!("--test-threads={threads}"));
+        c.env("HV_HYPERVISOR", &imgs.hypervisor).env("HV_DOM0", &imgs.dom0);
+        c.env("HV_TEST_OUT", images::target_dir().join("itest"));
+        check(&mut c, "integration tests")?;
+    }
+    eprintln!("xtask: all tests passed in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let opts = match parse(&args[1..]) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cmd.as_str() {
+        "build" => images::build(opts.release).map(|i| {
+            println!("{}", i.hypervisor.display());
+            println!("{}", i.dom0.display());
+        }),
+        "iso" => host::ensure_packages(host::PACKAGES).and_then(|_| iso_for(&opts)).map(|p| println!("{}", p.display())),
+        "run" => run(&opts),
+        "test" => test(&opts),
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown command {other}\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
