@@ -32,7 +32,8 @@ fn boots_under_bios_grub() {
         .expect_order(BANNER, "Powering off.");
     // The usable total reflects -m 512 (about 500 MiB), not a constant.
     let mem = o.line("memory: ");
-    let usable: u64 = mem.split(", ").nth(1).and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    let usable: u64 =
+        mem.split(", ").nth(1).and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
     assert!((480..=512).contains(&usable), "usable memory {usable} MiB from {mem:?}");
 }
 

@@ -304,9 +304,7 @@ impl fmt::Display for Diagnostic<'_> {
 pub fn strip_image_path(line: &str) -> &str {
     let trimmed = line.trim_start_matches(is_blank);
     match trimmed.split(is_blank).next() {
-        Some(first) if first.starts_with('/') || first.starts_with('(') => {
-            &trimmed[first.len()..]
-        }
+        Some(first) if first.starts_with('/') || first.starts_with('(') => &trimmed[first.len()..],
         _ => trimmed,
     }
 }
@@ -331,12 +329,10 @@ pub fn parse_options<'a>(line: &'a str, mut report: impl FnMut(Diagnostic<'a>)) 
                         match part {
                             "com1" => com1 = true,
                             "none" => {}
-                            "vga" | "ega" | "dbgp" | "ehci" | "xhci" | "com2" => report(
-                                Diagnostic::Unsupported {
-                                    word: w.text,
-                                    why: "only com1 (or none) is available",
-                                },
-                            ),
+                            "vga" | "ega" | "dbgp" | "ehci" | "xhci" | "com2" => report(Diagnostic::Unsupported {
+                                word: w.text,
+                                why: "only com1 (or none) is available",
+                            }),
                             _ => ok = false,
                         }
                     }
@@ -578,7 +574,21 @@ mod tests {
         assert_eq!((s.baud, s.clock_hz, s.data_bits, s.parity, s.stop_bits), (Some(57600), 3686400, 7, b'e', 2));
         let s = parse_serial("115200,,0x3e8,0").unwrap();
         assert_eq!((s.io_base, s.irq), (0x3e8, None));
-        for bad in ["", "0", "9x", "115200,8n", "115200,9n1", "115200,8q1", "115200,8n3", "115200,8n1,0", "115200,8n1,0x3f8,16", "115200,8n1,0x3f8,4,1", "5000000", "115200/0", "115200/1000"] {
+        for bad in [
+            "",
+            "0",
+            "9x",
+            "115200,8n",
+            "115200,9n1",
+            "115200,8q1",
+            "115200,8n3",
+            "115200,8n1,0",
+            "115200,8n1,0x3f8,16",
+            "115200,8n1,0x3f8,4,1",
+            "5000000",
+            "115200/0",
+            "115200/1000",
+        ] {
             assert!(parse_serial(bad).is_none(), "{bad:?} should be refused");
         }
     }

@@ -37,8 +37,10 @@ const FREE: u32 = u32::MAX;
 /// Spins before a waiting CPU takes the lock over.
 const STEAL_AFTER_SPINS: u64 = 200_000_000;
 
-static CONSOLE: ConsoleLock =
-    ConsoleLock { owner: AtomicU32::new(FREE), inner: UnsafeCell::new(Console { uart: None, raw_port: Some(0x3f8), port: 0x3f8 }) };
+static CONSOLE: ConsoleLock = ConsoleLock {
+    owner: AtomicU32::new(FREE),
+    inner: UnsafeCell::new(Console { uart: None, raw_port: Some(0x3f8), port: 0x3f8 }),
+};
 
 /// Holds the console for a sequence of writes.
 pub struct LockedWriter {
@@ -183,7 +185,7 @@ fn current_baud(base: u16, clock_hz: u32) -> Option<u32> {
     cpu::outb(base + 3, lcr | 0x80);
     let div = cpu::inb(base) as u32 | (cpu::inb(base + 1) as u32) << 8;
     cpu::outb(base + 3, lcr & !0x80);
-    if div == 0 { None } else { Some(clock_hz / 16 / div) }
+    (clock_hz / 16).checked_div(div)
 }
 
 /// Waits (bounded) until everything written has left the UART, so that a

@@ -24,18 +24,36 @@ pub enum Class {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ElfError {
-    TooShort { len: usize },
-    BadMagic { found: [u8; 4] },
-    BadClass { class: u8 },
+    TooShort {
+        len: usize,
+    },
+    BadMagic {
+        found: [u8; 4],
+    },
+    BadClass {
+        class: u8,
+    },
     NotLittleEndian,
     BadVersion,
-    WrongMachine { machine: u16 },
-    NotExecutable { kind: u16 },
+    WrongMachine {
+        machine: u16,
+    },
+    NotExecutable {
+        kind: u16,
+    },
     BadProgramHeaderTable,
     /// A segment's file bytes lie beyond the end of the module.
-    Truncated { segment: usize, needs_end: u64, size: usize },
-    FileSizeExceedsMemorySize { segment: usize },
-    SegmentWraps { segment: usize },
+    Truncated {
+        segment: usize,
+        needs_end: u64,
+        size: usize,
+    },
+    FileSizeExceedsMemorySize {
+        segment: usize,
+    },
+    SegmentWraps {
+        segment: usize,
+    },
     NoLoadableSegment,
 }
 
@@ -58,10 +76,9 @@ impl fmt::Display for ElfError {
             ElfError::BadProgramHeaderTable => {
                 f.write_str("ELF program header table is missing, malformed or outside the image")
             }
-            ElfError::Truncated { segment, needs_end, size } => write!(
-                f,
-                "truncated: segment {segment} needs bytes up to {needs_end:#x} but the image has {size:#x}"
-            ),
+            ElfError::Truncated { segment, needs_end, size } => {
+                write!(f, "truncated: segment {segment} needs bytes up to {needs_end:#x} but the image has {size:#x}")
+            }
             ElfError::FileSizeExceedsMemorySize { segment } => {
                 write!(f, "segment {segment} has more file bytes than memory bytes")
             }
@@ -347,7 +364,12 @@ pub(crate) mod tests {
 
     #[test]
     fn parses_a_good_image_with_notes() {
-        let img = build_elf64(0x100000, 0x100010, &[0x90; 64], &[("Xen", 18, &0x100010u32.to_le_bytes()), ("GNU", 3, b"abcdef")]);
+        let img = build_elf64(
+            0x100000,
+            0x100010,
+            &[0x90; 64],
+            &[("Xen", 18, &0x100010u32.to_le_bytes()), ("GNU", 3, b"abcdef")],
+        );
         let elf = Elf::parse(&img).unwrap();
         assert_eq!(elf.class, Class::Elf64);
         assert_eq!(elf.entry, 0x100010);
@@ -365,8 +387,10 @@ pub(crate) mod tests {
 
     #[test]
     fn refuses_what_is_not_elf() {
-        assert_eq!(Elf::parse(b"MZ\x90\x00 this is a PE file...........................................").unwrap_err(),
-            ElfError::BadMagic { found: *b"MZ\x90\x00" });
+        assert_eq!(
+            Elf::parse(b"MZ\x90\x00 this is a PE file...........................................").unwrap_err(),
+            ElfError::BadMagic { found: *b"MZ\x90\x00" }
+        );
         assert_eq!(Elf::parse(b"").unwrap_err(), ElfError::TooShort { len: 0 });
         assert_eq!(Elf::parse(b"\x7fELF").unwrap_err(), ElfError::TooShort { len: 4 });
         assert!(Elf::parse(b"hello").unwrap_err().to_string().starts_with("not an ELF image: starts with 68 65 6c 6c"));

@@ -53,7 +53,7 @@ fn on_known_stack(addr: u64) -> bool {
 pub fn write_backtrace(out: &mut impl Write, mut rbp: u64) {
     let _ = write!(out, "    call trace:");
     let mut n = 0;
-    while n < 24 && rbp % 8 == 0 && on_known_stack(rbp) {
+    while n < 24 && rbp.is_multiple_of(8) && on_known_stack(rbp) {
         // SAFETY: rbp lies on a mapped hypervisor stack (checked above).
         let (next, ret) = unsafe { (*(rbp as *const u64), *((rbp + 8) as *const u64)) };
         if ret == 0 {

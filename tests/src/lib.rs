@@ -32,9 +32,7 @@ pub fn images() -> Images {
 
 /// Where tests keep ISOs, logs and scratch files.
 pub fn out_dir() -> PathBuf {
-    std::env::var_os("HV_TEST_OUT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| xtask::images::target_dir().join("itest"))
+    std::env::var_os("HV_TEST_OUT").map(PathBuf::from).unwrap_or_else(|| xtask::images::target_dir().join("itest"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +137,11 @@ impl Boot {
         let dir = out_dir().join(&self.name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create the test directory");
-        let spec = IsoSpec { hypervisor: imgs.hypervisor.clone(), cmdline: self.cmdline.clone(), modules: self.modules.clone() };
+        let spec = IsoSpec {
+            hypervisor: imgs.hypervisor.clone(),
+            cmdline: self.cmdline.clone(),
+            modules: self.modules.clone(),
+        };
         let iso = make_iso(&spec, &out_dir().join("iso")).unwrap_or_else(|e| panic!("{}: {e}", self.name));
         let serial = dir.join("serial.log");
         let stderr = std::fs::File::create(dir.join("emulator.stderr")).expect("stderr file");
@@ -189,7 +191,9 @@ impl Boot {
             if let Ok(Some(status)) = child.try_wait() {
                 log.poll();
                 let text = &log.text;
-                if bochs_log.is_some_and(Bochs::powered_off) || (bochs_log.is_none() && text.contains("Powering off.") && status.success()) {
+                if bochs_log.is_some_and(Bochs::powered_off)
+                    || (bochs_log.is_none() && text.contains("Powering off.") && status.success())
+                {
                     return End::PoweredOff;
                 }
                 if text.contains("Rebooting") && status.success() {
@@ -317,4 +321,47 @@ pub fn scratch(test: &str, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, bytes).expect("write scratch file");
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serial_log_survives_the_file_being_reopened() {
+        let dir = std::env::temp_dir().join(format!("serial-log-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("s.log");
+        std::fs::write(&p, "first boot\nRebooting.\n").unwrap();
+        let mut log = SerialLog::new(p.clone());
+        log.poll();
+        std::fs::write(&p, "second\n").unwrap(); // shorter: truncated and rewritten
+        log.poll();
+        std::fs::write(&p, "second\nboot\n").unwrap(); // the new boot goes on appending
+        log.poll();
+        assert_eq!(log.text, "first boot\nRebooting.\n\n--- serial port reopened (machine reset) ---\nsecond\nboot\n");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn expectations_pass_and_fail_on_the_log() {
+        let o = Outcome {
+            name: "t".into(),
+            log: "a one\nb two\na three\n".into(),
+            log_path: "x".into(),
+            end: End::PoweredOff,
+            elapsed: Duration::ZERO,
+        };
+        assert_eq!(o.line("two"), "b two");
+        assert_eq!(o.lines_containing("a ").len(), 2);
+        o.expect_order("b two", "a three").expect_absent("zzz").expect_end(End::PoweredOff);
+        let missing = std::panic::catch_unwind(|| {
+            o.expect("four");
+        });
+        assert!(missing.is_err());
+        let wrong_order = std::panic::catch_unwind(|| {
+            o.expect_order("a three", "b two");
+        });
+        assert!(wrong_order.is_err());
+    }
 }

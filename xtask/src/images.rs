@@ -132,7 +132,12 @@ pub fn make_iso(spec: &IsoSpec, out_dir: &Path) -> Result<PathBuf, String> {
         .arg(&tmp)
         .arg(&stage)
         // Only what booting needs: keeps the ISO small and the build fast.
-        .args(["--install-modules=multiboot2 normal serial terminal part_msdos part_gpt iso9660 all_video", "--fonts=", "--locales=", "--themes="])
+        .args([
+            "--install-modules=multiboot2 normal serial terminal part_msdos part_gpt iso9660 all_video",
+            "--fonts=",
+            "--locales=",
+            "--themes=",
+        ])
         .output()
         .map_err(|e| format!("cannot run grub-mkrescue: {e}"))?;
     let _ = std::fs::remove_dir_all(&stage);
@@ -142,4 +147,28 @@ pub fn make_iso(spec: &IsoSpec, out_dir: &Path) -> Result<PathBuf, String> {
     }
     std::fs::rename(&tmp, &iso).map_err(|e| e.to_string())?;
     Ok(iso)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grub_cfg_lists_the_hypervisor_and_every_module_in_order() {
+        let spec = IsoSpec {
+            hypervisor: "hv".into(),
+            cmdline: " loglvl=all ".into(),
+            modules: vec![
+                Module { path: "/x/dom0".into(), cmdline: "dom0".into() },
+                Module { path: "/y/initrd".into(), cmdline: "ramdisk".into() },
+            ],
+        };
+        let cfg = grub_cfg(&spec, &["m0-dom0".into(), "m1-initrd".into()]);
+        assert!(cfg.starts_with("serial --unit=0 --speed=115200\n"));
+        assert!(cfg.contains("set timeout=0\n"));
+        let hv = cfg.find("    multiboot2 /boot/hypervisor.elf loglvl=all\n").expect("multiboot2 line");
+        let m0 = cfg.find("    module2 /boot/m0-dom0 dom0\n").expect("first module");
+        let m1 = cfg.find("    module2 /boot/m1-initrd ramdisk\n").expect("second module");
+        assert!(hv < m0 && m0 < m1);
+    }
 }

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use xtask::emulator::{Accel, Bochs, Qemu, Serial};
-use xtask::images::{self, IsoSpec, Module};
 use xtask::host;
+use xtask::images::{self, IsoSpec, Module};
 
 const USAGE: &str = "\
 usage: cargo xtask <command> [options]
@@ -37,7 +37,7 @@ options for test:
   --integration      integration tests only
 ";
 
-#[derive(Default)]
+#[derive(Default, Debug)]
 struct Opts {
     release: bool,
     hv_args: String,
@@ -189,7 +189,8 @@ fn test(o: &Opts) -> Result<(), String> {
     if !o.integration_only {
         eprintln!("xtask: host unit tests");
         check(cargo().args(["test", "-p", "hypervisor", "--lib"]), "hypervisor unit tests")?;
-        check(cargo().args(["test", "-p", "xtask", "-p", "integration-tests", "--lib"]), "tooling unit tests")?;
+        check(cargo().args(["test", "-p", "xtask"]), "xtask unit tests")?;
+        check(cargo().args(["test", "-p", "integration-tests", "--lib"]), "harness unit tests")?;
     }
     if !o.unit_only {
         eprintln!("xtask: building images");
@@ -197,7 +198,7 @@ fn test(o: &Opts) -> Result<(), String> {
         eprintln!("xtask: integration tests");
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let mut c = cargo();
-        c.args(["test", "-p", "integration-tests", "--tests", "--"]);
+        c.args(["test", "-p", "integration-tests", "--test", "*", "--"]);
         if let Some(f) = &o.filter {
             c.arg(f);
         }
@@ -228,7 +229,9 @@ fn main() -> ExitCode {
             println!("{}", i.hypervisor.display());
             println!("{}", i.dom0.display());
         }),
-        "iso" => host::ensure_packages(host::PACKAGES).and_then(|_| iso_for(&opts)).map(|p| println!("{}", p.display())),
+        "iso" => {
+            host::ensure_packages(host::PACKAGES).and_then(|_| iso_for(&opts)).map(|p| println!("{}", p.display()))
+        }
         "run" => run(&opts),
         "test" => test(&opts),
         "help" | "--help" | "-h" => {
@@ -243,5 +246,37 @@ fn main() -> ExitCode {
             eprintln!("xtask: error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &[&str]) -> Vec<String> {
+        s.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn options_in_both_spellings() {
+        let o =
+            parse(&args(&["--uefi", "--cpus", "4", "--memory=1024", "--hv-args", "loglvl=all", "--gdb", "--release"]))
+                .unwrap();
+        assert!(o.uefi && o.release);
+        assert_eq!((o.cpus, o.memory, o.gdb), (Some(4), Some(1024), Some(1234)));
+        assert_eq!(o.hv_args, "loglvl=all");
+        let o = parse(&args(&["--gdb=4321", "--module", "a.elf=domu name=a b", "--tcg"])).unwrap();
+        assert_eq!(o.gdb, Some(4321));
+        assert_eq!(o.modules[0].path, PathBuf::from("a.elf"));
+        assert_eq!(o.modules[0].cmdline, "domu name=a b");
+        assert_eq!(o.accel, Some(Accel::Tcg));
+    }
+
+    #[test]
+    fn bad_options_are_refused_with_a_reason() {
+        assert!(parse(&args(&["--frobnicate"])).unwrap_err().starts_with("unknown option --frobnicate"));
+        assert!(parse(&args(&["--cpus"])).unwrap_err().contains("needs a value"));
+        assert!(parse(&args(&["--cpus", "many"])).is_err());
+        assert!(parse(&args(&["--module", "no-equals-sign"])).is_err());
     }
 }

@@ -100,7 +100,10 @@ mod tests {
     #[test]
     fn references_that_are_not_declarations_are_skipped() {
         // "_S5_" used as a method argument first, then the real declaration.
-        let aml = [0x70, b'_', b'S', b'5', b'_', 0x60, NAME_OP, b'_', b'S', b'5', b'_', PACKAGE_OP, 0x04, 0x02, 0x0a, 0x06, 0x00];
+        let aml = [
+            0x70, b'_', b'S', b'5', b'_', 0x60, NAME_OP, b'_', b'S', b'5', b'_', PACKAGE_OP, 0x04, 0x02, 0x0a, 0x06,
+            0x00,
+        ];
         assert_eq!(find_s5(&aml), Some(SleepType { a: 6, b: 0 }));
     }
 

@@ -21,11 +21,8 @@ pub struct Handler;
 impl AcpiHandler for Handler {
     unsafe fn map_physical_region<T>(&self, phys: usize, size: usize) -> PhysicalMapping<Self, T> {
         let range = Range::from_len(phys as u64, size as u64);
-        let virt = if is_reachable(range) {
-            phys_to_virt(phys as u64)
-        } else {
-            map_mmio(phys as u64, size as u64).ok()
-        };
+        let virt =
+            if is_reachable(range) { phys_to_virt(phys as u64) } else { map_mmio(phys as u64, size as u64).ok() };
         let virt = virt.expect("cannot map an ACPI table");
         // SAFETY: `virt` maps `size` bytes at `phys` (direct map or a fresh
         // device mapping) and is not null.
@@ -58,10 +55,21 @@ impl fmt::Display for AcpiError {
 /// A register named by an ACPI generic address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Register {
-    Io { port: u16, width: u8 },
-    Memory { address: u64, width: u8 },
+    Io {
+        port: u16,
+        width: u8,
+    },
+    Memory {
+        address: u64,
+        width: u8,
+    },
     /// PCI configuration space of segment 0, bus 0.
-    Pci { device: u8, function: u8, offset: u16, width: u8 },
+    Pci {
+        device: u8,
+        function: u8,
+        offset: u16,
+        width: u8,
+    },
 }
 
 impl Register {

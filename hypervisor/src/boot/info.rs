@@ -189,8 +189,7 @@ impl<'a> BootInfo<'a> {
             if info.memory_source == MemoryMapSource::None {
                 for i in 0..n {
                     let d = &descs[i * size as usize..];
-                    let (Some(ty), Some(start), Some(pages)) = (read_u32(d, 0), read_u64(d, 8), read_u64(d, 24))
-                    else {
+                    let (Some(ty), Some(start), Some(pages)) = (read_u32(d, 0), read_u64(d, 8), read_u64(d, 24)) else {
                         continue;
                     };
                     let len = pages.saturating_mul(4096);
@@ -245,7 +244,8 @@ impl<'a> BootInfo<'a> {
         // ACPI: prefer the ACPI 2.0+ RSDP (XSDT).
         if let Some(v2) = mbi.rsdp_v2_tag().filter(|t| t.revision() >= 2 && t.xsdt_address() != 0) {
             let ok = v2.checksum_is_valid();
-            info.acpi = Some(AcpiRoot { revision: v2.revision(), table_address: v2.xsdt_address() as u64, checksum_ok: ok });
+            info.acpi =
+                Some(AcpiRoot { revision: v2.revision(), table_address: v2.xsdt_address() as u64, checksum_ok: ok });
         } else if let Some(v1) = mbi.rsdp_v1_tag() {
             let ok = v1.checksum_is_valid();
             info.acpi = Some(AcpiRoot { revision: 0, table_address: v1.rsdt_address() as u64, checksum_ok: ok });
@@ -318,7 +318,10 @@ mod tests {
         let mbi = Builder::new().add_module(ModuleTag::new(0x800000, 0x900000, "domu")).build();
         let mut words = aligned(mbi.as_bytes());
         let bytes = as_bytes_mut(&mut words);
-        let pos = bytes.windows(8).position(|w| w[..4] == 0x800000u32.to_le_bytes() && w[4..] == 0x900000u32.to_le_bytes()).unwrap();
+        let pos = bytes
+            .windows(8)
+            .position(|w| w[..4] == 0x800000u32.to_le_bytes() && w[4..] == 0x900000u32.to_le_bytes())
+            .unwrap();
         bytes[pos..pos + 4].copy_from_slice(&0x900000u32.to_le_bytes());
         bytes[pos + 4..pos + 8].copy_from_slice(&0x800000u32.to_le_bytes());
         let mbi_ = load(bytes);
@@ -330,11 +333,26 @@ mod tests {
 
     #[test]
     fn efi_map_is_used_when_there_is_no_multiboot_map() {
-        use multiboot2::{EFIMemoryDesc, EFIMemoryAreaType};
+        use multiboot2::{EFIMemoryAreaType, EFIMemoryDesc};
         let descs = [
-            EFIMemoryDesc { ty: EFIMemoryAreaType::CONVENTIONAL, phys_start: 0x100000, page_count: 256, ..Default::default() },
-            EFIMemoryDesc { ty: EFIMemoryAreaType::RUNTIME_SERVICES_DATA, phys_start: 0x200000, page_count: 16, ..Default::default() },
-            EFIMemoryDesc { ty: EFIMemoryAreaType::ACPI_RECLAIM, phys_start: 0x300000, page_count: 1, ..Default::default() },
+            EFIMemoryDesc {
+                ty: EFIMemoryAreaType::CONVENTIONAL,
+                phys_start: 0x100000,
+                page_count: 256,
+                ..Default::default()
+            },
+            EFIMemoryDesc {
+                ty: EFIMemoryAreaType::RUNTIME_SERVICES_DATA,
+                phys_start: 0x200000,
+                page_count: 16,
+                ..Default::default()
+            },
+            EFIMemoryDesc {
+                ty: EFIMemoryAreaType::ACPI_RECLAIM,
+                phys_start: 0x300000,
+                page_count: 1,
+                ..Default::default()
+            },
         ];
         let mbi = Builder::new().efi_mmap(EFIMemoryMapTag::new_from_descs(&descs)).build();
         let mbi_ = load(mbi.as_bytes());

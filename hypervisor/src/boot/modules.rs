@@ -82,11 +82,7 @@ pub fn classify(cmdline: &str) -> Result<(Role, &str), Refusal<'_>> {
 
 /// Checks a module: role, contents, and (for kernels) the ELF image.
 /// `previous_kernel` says whether an accepted kernel module came before it.
-pub fn check<'a>(
-    module: &Module<'a>,
-    bytes: &[u8],
-    previous_kernel: bool,
-) -> Result<(Role, &'a str), Refusal<'a>> {
+pub fn check<'a>(module: &Module<'a>, bytes: &[u8], previous_kernel: bool) -> Result<(Role, &'a str), Refusal<'a>> {
     if let Some(why) = module.defect {
         return Err(Refusal::Defect(why));
     }
@@ -128,7 +124,8 @@ mod tests {
     fn kernels_must_be_valid_elf() {
         let good = build_elf64(0x100000, 0x100000, &[0xf4; 32], &[]);
         assert_eq!(check(&module("domu name=a"), &good, false), Ok((Role::DomU, "name=a")));
-        let err = check(&module("domu"), b"MZ\x90\0garbage garbage garbage garbage garbage garbage!", false).unwrap_err();
+        let err =
+            check(&module("domu"), b"MZ\x90\0garbage garbage garbage garbage garbage garbage!", false).unwrap_err();
         assert!(matches!(err, Refusal::BadImage(ElfError::BadMagic { .. })));
         let err = check(&module("dom0"), &good[..good.len() - 8], false).unwrap_err();
         assert!(matches!(err, Refusal::BadImage(ElfError::Truncated { .. })), "{err}");

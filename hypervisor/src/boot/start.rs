@@ -20,7 +20,7 @@ fn size(bytes: u64) -> impl core::fmt::Display {
     impl core::fmt::Display for S {
         fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
             let b = self.0;
-            if b >= 1 << 30 && b % (1 << 20) == 0 && b >= 10 << 30 {
+            if b >= 10 << 30 {
                 write!(f, "{} GiB", b >> 30)
             } else if b >= 1 << 20 {
                 write!(f, "{} MiB", b >> 20)
@@ -119,7 +119,11 @@ pub extern "C" fn hv_start(mbi_phys: u64, load_delta: u64) -> ! {
                 MemoryMapSource::Efi => "EFI memory-map",
                 _ => "basic memory-info",
             },
-            if info.efi_map_entries > 0 { alloc_free_fmt::EfiNote(info.efi_map_entries) } else { alloc_free_fmt::EfiNote(0) }
+            if info.efi_map_entries > 0 {
+                alloc_free_fmt::EfiNote(info.efi_map_entries)
+            } else {
+                alloc_free_fmt::EfiNote(0)
+            }
         ),
     }
     for r in info.memory_map() {

@@ -12,6 +12,8 @@
 use core::fmt;
 
 pub const PAGE_SIZE: u64 = 4096;
+/// The start of the last page of the address space.
+const LAST_PAGE: u64 = !(PAGE_SIZE - 1);
 
 /// A half-open physical range `[start, end)`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -50,7 +52,7 @@ impl Range {
     pub const fn pages_inside(&self) -> Range {
         let start = match self.start.checked_add(PAGE_SIZE - 1) {
             Some(s) => s & !(PAGE_SIZE - 1),
-            None => u64::MAX & !(PAGE_SIZE - 1),
+            None => LAST_PAGE,
         };
         let end = self.end & !(PAGE_SIZE - 1);
         Range { start, end }
@@ -61,7 +63,7 @@ impl Range {
         let start = self.start & !(PAGE_SIZE - 1);
         let end = match self.end.checked_add(PAGE_SIZE - 1) {
             Some(e) => e & !(PAGE_SIZE - 1),
-            None => u64::MAX & !(PAGE_SIZE - 1),
+            None => LAST_PAGE,
         };
         Range { start, end }
     }
@@ -427,26 +429,21 @@ mod tests {
     #[test]
     fn unsorted_overlapping_zero_length_and_high_entries() {
         let map = [
-            ram(0x100000000, 4 * GIB),      // above 4 GiB, listed first
-            ram(0, 640 << 10),              // low memory
-            ram(0x100000, 0),               // zero-length
-            ram(16 * MIB, 100 * MIB),       // overlaps the next
-            ram(1 * MIB, 64 * MIB),
+            ram(0x100000000, 4 * GIB), // above 4 GiB, listed first
+            ram(0, 640 << 10),         // low memory
+            ram(0x100000, 0),          // zero-length
+            ram(16 * MIB, 100 * MIB),  // overlaps the next
+            ram(MIB, 64 * MIB),
             resv(0xF0000, 0x10000),
-            resv(32 * MIB + 123, 10),       // unaligned reserved hole inside RAM
-            ram(3 * GIB, GIB),              // 3..4 GiB RAM ...
-            resv(0xFEC00000, 0x1000),       // ... except an overlapping reserved page
+            resv(32 * MIB + 123, 10), // unaligned reserved hole inside RAM
+            ram(3 * GIB, GIB),        // 3..4 GiB RAM ...
+            resv(0xFEC00000, 0x1000), // ... except an overlapping reserved page
         ];
         let mut out = RangeSet::<32>::new();
         usable_ram(&map, &[], None, &mut out).unwrap();
         assert_eq!(
             set(&out),
-            vec![
-                (MIB, 32 * MIB),
-                (32 * MIB + 4096, 116 * MIB),
-                (3 * GIB, 0xFEC00000),
-                (0xFEC01000, 8 * GIB),
-            ]
+            vec![(MIB, 32 * MIB), (32 * MIB + 4096, 116 * MIB), (3 * GIB, 0xFEC00000), (0xFEC01000, 8 * GIB),]
         );
     }
 
@@ -473,7 +470,7 @@ mod tests {
         let map = [ram(u64::MAX - 8191, u64::MAX)];
         let mut out = RangeSet::<4>::new();
         usable_ram(&map, &[], None, &mut out).unwrap();
-        assert_eq!(set(&out), vec![(u64::MAX - 8191, u64::MAX & !4095)]);
+        assert_eq!(set(&out), vec![(u64::MAX - 8191, !4095u64)]);
     }
 
     #[test]

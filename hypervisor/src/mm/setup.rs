@@ -233,7 +233,26 @@ pub fn init(
     take_backing(&mut free, HEAP_BASE, INITIAL_HEAP, &mut pieces, &mut npieces)?;
 
     let mut tables = BootTables { free: &mut free, used: 0 };
-    let mut pt = PageTable::new(&mut tables, PteFlags::WRITABLE, leaf_mask)?;
+    let root = build_tables(&mut tables, &wb, &uc, &pieces[..npieces], image, leaf_mask, global, largest)?;
+    report.page_tables = tables.used;
+    report.frame_table = frame_table_bytes;
+    report.heap = INITIAL_HEAP;
+    finish(root, wb, uc, free, entries, frames_base, f.pge, report)
+}
+
+/// The hypervisor's page tables: direct map, image, frame table and heap.
+#[allow(clippy::too_many_arguments)]
+fn build_tables(
+    tables: &mut BootTables<'_>,
+    wb: &RangeSet<SET>,
+    uc: &RangeSet<SET>,
+    pieces: &[Piece],
+    image: Image,
+    leaf_mask: PteFlags,
+    global: PteFlags,
+    largest: PageSize,
+) -> Result<u64, MemoryError> {
+    let mut pt = PageTable::new(tables, PteFlags::WRITABLE, leaf_mask)?;
     let root = pt.root();
     let dm = PteFlags::WRITABLE | PteFlags::NO_EXECUTE | global;
     for r in wb.iter() {
@@ -252,14 +271,25 @@ pub fn init(
     let rw = PteFlags::WRITABLE | PteFlags::NO_EXECUTE;
     map_image(&mut pt, sym!(__data_start), sym!(__boot_stack_guard), rw)?;
     map_image(&mut pt, sym!(__boot_stack_bottom), sym!(__image_end), rw)?;
-    for p in &pieces[..npieces] {
+    for p in pieces {
         pt.map(p.virt, p.phys, p.len, dm, PageSize::Size2M)?;
     }
-    drop(pt);
-    report.page_tables = tables.used;
-    report.frame_table = frame_table_bytes;
-    report.heap = INITIAL_HEAP;
+    Ok(root)
+}
 
+/// Loads the new tables, then hands the remaining RAM to the frame
+/// allocator and starts the heap.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    root: u64,
+    wb: RangeSet<SET>,
+    uc: RangeSet<SET>,
+    free: RangeSet<SET>,
+    entries: usize,
+    frames_base: u64,
+    pge: bool,
+    mut report: MemoryReport,
+) -> Result<MemoryReport, MemoryError> {
     // Switch. From here on the identity map is gone: physical memory is
     // reached through the direct map only.
     let mut direct = RangeSet::<512>::new();
@@ -271,7 +301,7 @@ pub fn init(
     // at the same virtual addresses as the boot tables do, so execution
     // continues; CR4.PGE only enables global TLB entries.
     unsafe {
-        if f.pge {
+        if pge {
             core::arch::asm!("mov rax, cr4", "or rax, 0x80", "mov cr4, rax", out("rax") _, options(nostack));
         }
         core::arch::asm!("mov cr3, {}", in(reg) root, options(nostack));

@@ -61,7 +61,11 @@ impl CpuFeatures {
             (l1.eax >> 4) & 0xf
         };
         let max_ext_leaf = cpuid(0x8000_0000, 0).eax;
-        let ext1 = if max_ext_leaf >= 0x8000_0001 { cpuid(0x8000_0001, 0) } else { CpuidResult { eax: 0, ebx: 0, ecx: 0, edx: 0 } };
+        let ext1 = if max_ext_leaf >= 0x8000_0001 {
+            cpuid(0x8000_0001, 0)
+        } else {
+            CpuidResult { eax: 0, ebx: 0, ecx: 0, edx: 0 }
+        };
         let mut brand = [0u8; 48];
         if max_ext_leaf >= 0x8000_0004 {
             for (i, leaf) in (0x8000_0002..=0x8000_0004).enumerate() {
@@ -180,7 +184,9 @@ pub fn read_cr4() -> u64 {
 pub fn rdmsr(msr: u32) -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: callers only read architectural MSRs this CPU implements.
-    unsafe { core::arch::asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
     ((hi as u64) << 32) | lo as u64
 }
 

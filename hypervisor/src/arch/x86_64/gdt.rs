@@ -39,18 +39,20 @@ pub fn init_bsp() {
     // else uses these statics; afterwards the CPU only reads them.
     unsafe {
         let stacks = &raw mut IST_STACKS;
-        let tss = &mut *(&raw mut TSS);
+        let tss_ptr = &raw mut TSS;
+        let tss = &mut *tss_ptr;
         for (i, slot) in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK].into_iter().enumerate() {
             let top = (&raw mut (*stacks)[i]) as u64 + IST_STACK_SIZE as u64;
             tss.interrupt_stack_table[slot as usize - 1] = VirtAddr::new(top);
         }
-        let gdt = &mut *(&raw mut GDT);
+        let gdt_ptr = &raw mut GDT;
+        let gdt = &mut *gdt_ptr;
         let cs = gdt.append(Descriptor::kernel_code_segment());
         let ds = gdt.append(Descriptor::kernel_data_segment());
-        let tss_sel = gdt.append(Descriptor::tss_segment(&*(&raw const TSS)));
+        let tss_sel = gdt.append(Descriptor::tss_segment(&*tss_ptr));
         debug_assert_eq!(cs.0, KERNEL_CS);
         debug_assert_eq!(ds.0, KERNEL_DS);
-        (*(&raw const GDT)).load();
+        (*gdt_ptr).load();
         CS::set_reg(cs);
         DS::set_reg(ds);
         ES::set_reg(ds);

@@ -154,7 +154,7 @@ impl<'m, M: TableMemory> PageTable<'m, M> {
             let p = phys + off;
             let size = [PageSize::Size1G, PageSize::Size2M, PageSize::Size4K]
                 .into_iter()
-                .find(|s| *s <= largest && (v | p) % s.bytes() == 0 && len - off >= s.bytes())
+                .find(|s| *s <= largest && (v | p).is_multiple_of(s.bytes()) && len - off >= s.bytes())
                 .unwrap_or(PageSize::Size4K);
             self.map_one(v, p, size, leaf)?;
             off += size.bytes();

@@ -119,7 +119,8 @@ struct Gate {
     reserved: u32,
 }
 
-static mut IDT: [Gate; 256] = [Gate { offset_low: 0, selector: 0, ist: 0, type_attr: 0, offset_mid: 0, offset_high: 0, reserved: 0 }; 256];
+static mut IDT: [Gate; 256] =
+    [Gate { offset_low: 0, selector: 0, ist: 0, type_attr: 0, offset_mid: 0, offset_high: 0, reserved: 0 }; 256];
 
 pub const VECTOR_NMI: u64 = 2;
 pub const VECTOR_BREAKPOINT: u64 = 3;
@@ -135,7 +136,8 @@ pub fn init() {
     // SAFETY: runs on the boot CPU with interrupts off before any trap can
     // use the table; afterwards the table is only read.
     unsafe {
-        let idt = &mut *(&raw mut IDT);
+        let idt_ptr = &raw mut IDT;
+        let idt = &mut *idt_ptr;
         for (v, gate) in idt.iter_mut().enumerate() {
             let addr = base + 16 * v as u64;
             let ist = match v as u64 {
