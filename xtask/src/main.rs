@@ -104,20 +104,20 @@ fn parse(args: &[String]) -> Result<Opts, String> {
     Ok(o)
 }
 
-fn iso_for(o: &Opts) -> Result<PathBuf, String> {
+fn iso_for(o: &Opts) -> Result<(PathBuf, images::Images), String> {
     let imgs = images::build(o.release)?;
     let mut modules = Vec::new();
     if !o.no_dom0 {
         modules.push(Module { path: imgs.dom0.clone(), cmdline: "dom0".into() });
     }
     modules.extend(o.modules.iter().cloned());
-    let spec = IsoSpec { hypervisor: imgs.hypervisor, cmdline: o.hv_args.clone(), modules };
-    images::make_iso(&spec, &images::target_dir().join("iso"))
+    let spec = IsoSpec { hypervisor: imgs.hypervisor.clone(), cmdline: o.hv_args.clone(), modules };
+    Ok((images::make_iso(&spec, &images::target_dir().join("iso"))?, imgs))
 }
 
 fn run(o: &Opts) -> Result<(), String> {
     host::ensure_packages(host::PACKAGES)?;
-    let iso = iso_for(o)?;
+    let (iso, imgs) = iso_for(o)?;
     if o.bochs {
         let mut b = Bochs::new(iso, images::target_dir().join("bochs-run"));
         b.cpus = o.cpus.unwrap_or(1);
@@ -159,7 +159,7 @@ fn run(o: &Opts) -> Result<(), String> {
         if q.uefi { ", UEFI" } else { "" }
     );
     if let Some(p) = q.gdb_port {
-        eprintln!("xtask: GDB stub on port {p}: gdb {} -ex 'target remote :{p}'", images::target_dir().display());
+        eprintln!("xtask: GDB stub on port {p}: gdb {} -ex 'target remote :{p}'", imgs.hypervisor.display());
     }
     let status = q.command()?.status().map_err(|e| format!("cannot start QEMU: {e}"))?;
     // isa-debug-exit and a normal exit both end here; report non-zero codes.
@@ -230,7 +230,7 @@ fn main() -> ExitCode {
             println!("{}", i.dom0.display());
         }),
         "iso" => {
-            host::ensure_packages(host::PACKAGES).and_then(|_| iso_for(&opts)).map(|p| println!("{}", p.display()))
+            host::ensure_packages(host::PACKAGES).and_then(|_| iso_for(&opts)).map(|(p, _)| println!("{}", p.display()))
         }
         "run" => run(&opts),
         "test" => test(&opts),
