@@ -3,7 +3,7 @@
 //! one clear line instead of a hang or a triple fault.
 
 use hypervisor::BANNER;
-use integration_tests::{Boot, End, HALTED, Machine, images, scratch};
+use integration_tests::{Boot, DOM0_READY, End, HALTED, Machine, images, scratch};
 
 /// The memory map, the module list and the CPU count show up for what the
 /// machine really has (3 CPUs, so a hard-coded 1 or 2 would fail).
@@ -15,8 +15,9 @@ fn boots_under_bios_grub() {
         .cpus(3)
         .module(&i.dom0, "dom0")
         .module(&ramdisk, "ramdisk")
+        .stop_on(DOM0_READY)
         .run();
-    o.expect_end(End::PoweredOff).expect_no_crash();
+    o.expect_end(End::Saw(DOM0_READY.into())).expect_no_crash();
     o.expect(BANNER)
         .expect("via BIOS")
         .expect("memory map (")
@@ -28,8 +29,9 @@ fn boots_under_bios_grub() {
         .expect("(3000 bytes) \"ramdisk\": ramdisk")
         .expect("\"dom0\": dom0")
         .expect("boot complete")
+        .expect("domain 0 (Domain-0): 128 MiB, 1 vCPU, privileged, ramdisk 3000 bytes")
         .expect_order("module 0:", "module 1:")
-        .expect_order(BANNER, "Powering off.");
+        .expect_order(BANNER, DOM0_READY);
     // The usable total reflects -m 512 (about 500 MiB), not a constant.
     let mem = o.line("memory: ");
     let usable: u64 =
@@ -40,8 +42,9 @@ fn boots_under_bios_grub() {
 #[test]
 fn boots_under_uefi_grub() {
     let i = images();
-    let o = Boot::new("boots_under_uefi_grub", Machine::QemuUefi).cpus(2).module(&i.dom0, "dom0").run();
-    o.expect_end(End::PoweredOff).expect_no_crash();
+    let o =
+        Boot::new("boots_under_uefi_grub", Machine::QemuUefi).cpus(2).module(&i.dom0, "dom0").stop_on(DOM0_READY).run();
+    o.expect_end(End::Saw(DOM0_READY.into())).expect_no_crash();
     o.expect(BANNER)
         .expect("via UEFI")
         .expect("the EFI memory map has")
@@ -49,7 +52,7 @@ fn boots_under_uefi_grub() {
         .expect("ACPI: 2 CPUs in the MADT (2 enabled)")
         .expect("modules: 1")
         .expect("\"dom0\": dom0")
-        .expect("Powering off.");
+        .expect("(d0) dom0-kernel-shim: up on Xen ABI 4.17, privileged initial domain");
 }
 
 /// Bochs emulates an Intel CPU with VT-x and EPT; the same ISO boots there
@@ -128,8 +131,9 @@ fn invalid_and_truncated_modules_are_refused_and_boot_goes_on() {
         .module(scratch("badmods", "orphan.img", b"xx"), "ramdisk")
         .module(scratch("badmods", "whatever.bin", b"yy"), "kernel")
         .module(&i.dom0, "dom0")
+        .stop_on(DOM0_READY)
         .run();
-    o.expect_end(End::PoweredOff).expect_no_crash();
+    o.expect_end(End::Saw(DOM0_READY.into())).expect_no_crash();
     let l = o.line("module 0:");
     assert!(l.contains("refused: not an ELF image: starts with 74 68 69 73"), "{l}");
     let l = o.line("module 1:");

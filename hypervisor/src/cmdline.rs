@@ -255,6 +255,8 @@ pub struct Options {
     pub on_last_exit: ExitAction,
     /// `mem=`: ignore RAM at or above this physical address.
     pub mem_limit: Option<u64>,
+    /// `dom0_mem=`: dom0's memory in bytes.
+    pub dom0_mem: u64,
     pub test_exception: Option<TestException>,
 }
 
@@ -267,6 +269,7 @@ impl Default for Options {
             panic: PanicAction::Halt,
             on_last_exit: ExitAction::PowerOff,
             mem_limit: None,
+            dom0_mem: 128 << 20,
             test_exception: None,
         }
     }
@@ -371,6 +374,12 @@ pub fn parse_options<'a>(line: &'a str, mut report: impl FnMut(Diagnostic<'a>)) 
             "mem" if !negated => match w.value.and_then(|v| parse_size(v, 0)) {
                 Some(limit) if limit >= (1 << 20) => o.mem_limit = Some(limit),
                 _ => report(bad("a size of at least 1M, such as mem=4G", "all memory")),
+            },
+            // Xen's syntax also allows "min:..,max:.."; only the plain size is
+            // meaningful without ballooning.
+            "dom0_mem" if !negated => match w.value.and_then(|v| parse_size(v, 20)) {
+                Some(m) if m >= (4 << 20) => o.dom0_mem = m,
+                _ => report(bad("a size of at least 4M, such as dom0_mem=512M", "dom0_mem=128M")),
             },
             "test_exception" if !negated => match w.value.and_then(TestException::parse) {
                 Some(t) => o.test_exception = Some(t),
@@ -620,6 +629,12 @@ mod tests {
         let (o, d) = parse("mem=4K");
         assert_eq!(o.mem_limit, None);
         assert_eq!(d.len(), 1);
+        let (o, d) = parse("dom0_mem=512M");
+        assert_eq!((o.dom0_mem, d.len()), (512 << 20, 0));
+        let (o, _) = parse("dom0_mem=256");
+        assert_eq!(o.dom0_mem, 256 << 20, "a bare number is MiB");
+        let (o, d) = parse("dom0_mem=1M");
+        assert_eq!((o.dom0_mem, d.len()), (128 << 20, 1));
     }
 
     #[test]

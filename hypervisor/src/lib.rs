@@ -20,6 +20,7 @@ pub mod acpi;
 pub mod arch;
 pub mod boot;
 pub mod cmdline;
+pub mod common;
 pub mod elf;
 pub mod mm;
 pub mod time;

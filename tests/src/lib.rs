@@ -7,17 +7,14 @@
 //! their paths in `HV_HYPERVISOR` and `HV_DOM0`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 
 use std::time::{Duration, Instant};
-use xtask::emulator::{Accel, Bochs, Qemu, Serial};
+pub use xtask::emulator::End;
+use xtask::emulator::{Accel, Bochs, Qemu, Serial, SerialLog, wait};
 use xtask::images::{IsoSpec, Module, make_iso};
 
-/// The bare-metal images under test.
-pub struct Images {
-    pub hypervisor: PathBuf,
-    pub dom0: PathBuf,
-}
+pub use xtask::images::Images;
 
 fn env_path(name: &str) -> PathBuf {
     match std::env::var_os(name) {
@@ -26,8 +23,9 @@ fn env_path(name: &str) -> PathBuf {
     }
 }
 
+/// The images `cargo xtask test` built.
 pub fn images() -> Images {
-    Images { hypervisor: env_path("HV_HYPERVISOR"), dom0: env_path("HV_DOM0") }
+    Images { hypervisor: env_path("HV_HYPERVISOR"), dom0: env_path("HV_DOM0"), guests: env_path("HV_GUESTS") }
 }
 
 /// Where tests keep ISOs, logs and scratch files.
@@ -45,20 +43,6 @@ pub enum Machine {
     Bochs,
 }
 
-/// How a run ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum End {
-    /// ACPI S5 turned the machine off.
-    PoweredOff,
-    /// The machine reset (QEMU runs with -no-reboot, so it exits).
-    Reset,
-    /// A line the test waits for appeared (the machine was then stopped).
-    Saw(String),
-    /// The emulator exited on its own for another reason.
-    Exited(Option<i32>),
-    TimedOut,
-}
-
 /// One boot to run.
 pub struct Boot {
     name: String,
@@ -74,6 +58,9 @@ pub struct Boot {
 
 /// The line the hypervisor prints when it halts for good.
 pub const HALTED: &str = "System halted";
+/// dom0's last line once it is up (it then waits for events, as Xen's
+/// dom0 does, so runs with dom0 stop here).
+pub const DOM0_READY: &str = "(d0) dom0-kernel-shim: ready";
 
 impl Boot {
     pub fn new(name: &str, machine: Machine) -> Boot {
@@ -97,6 +84,12 @@ impl Boot {
     pub fn cmdline(mut self, c: &str) -> Boot {
         self.cmdline = c.to_string();
         self
+    }
+
+    /// One of the test guests in tests/guests as a `domu` module.
+    pub fn guest(self, guest: &str, options: &str) -> Boot {
+        let path = images().guest(guest);
+        self.module(path, &format!("domu {options}"))
     }
 
     pub fn module(mut self, path: impl AsRef<Path>, cmdline: &str) -> Boot {
@@ -170,71 +163,10 @@ impl Boot {
             }
         };
         let mut log = SerialLog::new(serial.clone());
-        let end = self.wait(&mut child, &mut log, bochs_log.as_deref(), started);
-        log.poll();
+        let end = wait(&mut child, &mut log, bochs_log.as_deref(), &self.stop_on, self.timeout);
         let whole = dir.join("serial.all.log");
         let _ = std::fs::write(&whole, &log.text);
         Outcome { name: self.name, log: log.text.replace('\r', ""), log_path: whole, end, elapsed: started.elapsed() }
-    }
-
-    fn wait(&self, child: &mut Child, log: &mut SerialLog, bochs_log: Option<&Path>, started: Instant) -> End {
-        loop {
-            log.poll();
-            let text = &log.text;
-            if let Some((s, _)) = self.stop_on.iter().find(|(s, n)| text.matches(s.as_str()).count() >= *n) {
-                // Give the line time to finish, then stop the machine.
-                std::thread::sleep(Duration::from_millis(200));
-                let _ = child.kill();
-                let _ = child.wait();
-                return End::Saw(s.clone());
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                log.poll();
-                let text = &log.text;
-                if bochs_log.is_some_and(Bochs::powered_off)
-                    || (bochs_log.is_none() && text.contains("Powering off.") && status.success())
-                {
-                    return End::PoweredOff;
-                }
-                if text.contains("Rebooting") && status.success() {
-                    return End::Reset;
-                }
-                return End::Exited(status.code());
-            }
-            if started.elapsed() > self.timeout {
-                let _ = child.kill();
-                let _ = child.wait();
-                return End::TimedOut;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-/// The serial output seen so far. Bochs reopens (truncates) its serial
-/// file when the machine resets, so output is accumulated here and a
-/// shrinking file starts a new section.
-struct SerialLog {
-    path: PathBuf,
-    text: String,
-    seen: usize,
-}
-
-impl SerialLog {
-    fn new(path: PathBuf) -> SerialLog {
-        SerialLog { path, text: String::new(), seen: 0 }
-    }
-
-    fn poll(&mut self) {
-        let Ok(bytes) = std::fs::read(&self.path) else { return };
-        if bytes.len() < self.seen {
-            self.text.push_str("\n--- serial port reopened (machine reset) ---\n");
-            self.seen = 0;
-        }
-        if bytes.len() > self.seen {
-            self.text.push_str(&String::from_utf8_lossy(&bytes[self.seen..]));
-            self.seen = bytes.len();
-        }
     }
 }
 
@@ -326,22 +258,6 @@ pub fn scratch(test: &str, name: &str, bytes: &[u8]) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn serial_log_survives_the_file_being_reopened() {
-        let dir = std::env::temp_dir().join(format!("serial-log-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("s.log");
-        std::fs::write(&p, "first boot\nRebooting.\n").unwrap();
-        let mut log = SerialLog::new(p.clone());
-        log.poll();
-        std::fs::write(&p, "second\n").unwrap(); // shorter: truncated and rewritten
-        log.poll();
-        std::fs::write(&p, "second\nboot\n").unwrap(); // the new boot goes on appending
-        log.poll();
-        assert_eq!(log.text, "first boot\nRebooting.\n\n--- serial port reopened (machine reset) ---\nsecond\nboot\n");
-        let _ = std::fs::remove_dir_all(&dir);
-    }
 
     #[test]
     fn expectations_pass_and_fail_on_the_log() {

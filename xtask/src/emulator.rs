@@ -182,3 +182,108 @@ impl Bochs {
         std::fs::read_to_string(log).map(|s| s.contains("ACPI control: soft power off")).unwrap_or(false)
     }
 }
+
+/// The serial output seen so far. Bochs reopens its serial file when the
+/// machine resets, so output is accumulated here and a shrinking file
+/// starts a new section.
+pub struct SerialLog {
+    path: PathBuf,
+    pub text: String,
+    seen: usize,
+}
+
+impl SerialLog {
+    pub fn new(path: PathBuf) -> SerialLog {
+        SerialLog { path, text: String::new(), seen: 0 }
+    }
+
+    pub fn poll(&mut self) {
+        let Ok(bytes) = std::fs::read(&self.path) else { return };
+        if bytes.len() < self.seen {
+            self.text.push_str("\n--- serial port reopened (machine reset) ---\n");
+            self.seen = 0;
+        }
+        if bytes.len() > self.seen {
+            self.text.push_str(&String::from_utf8_lossy(&bytes[self.seen..]));
+            self.seen = bytes.len();
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// ACPI S5 turned the machine off.
+    PoweredOff,
+    /// The machine reset (QEMU runs with -no-reboot, so it exits).
+    Reset,
+    /// A line the caller waits for appeared (the machine was then stopped).
+    Saw(String),
+    /// The emulator exited on its own for another reason.
+    Exited(Option<i32>),
+    TimedOut,
+}
+
+/// Waits for a running emulator: until a stop text has appeared the given
+/// number of times (then the emulator is killed), it exits, or the
+/// deadline passes.
+pub fn wait(
+    child: &mut std::process::Child,
+    log: &mut SerialLog,
+    bochs_log: Option<&Path>,
+    stop_on: &[(String, usize)],
+    timeout: std::time::Duration,
+) -> End {
+    let started = std::time::Instant::now();
+    loop {
+        log.poll();
+        if let Some((s, _)) = stop_on.iter().find(|(s, n)| log.text.matches(s.as_str()).count() >= *n) {
+            // Give the line time to finish, then stop the machine.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            log.poll();
+            let _ = child.kill();
+            let _ = child.wait();
+            return End::Saw(s.clone());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            log.poll();
+            let text = &log.text;
+            if bochs_log.is_some_and(Bochs::powered_off)
+                || (bochs_log.is_none() && text.contains("Powering off.") && status.success())
+            {
+                return End::PoweredOff;
+            }
+            if text.contains("Rebooting") && status.success() {
+                return End::Reset;
+            }
+            return End::Exited(status.code());
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return End::TimedOut;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serial_log_survives_the_file_being_reopened() {
+        let dir = std::env::temp_dir().join(format!("serial-log-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("s.log");
+        std::fs::write(&p, "first boot\nRebooting.\n").unwrap();
+        let mut log = SerialLog::new(p.clone());
+        log.poll();
+        std::fs::write(&p, "second\n").unwrap(); // shorter: truncated and rewritten
+        log.poll();
+        std::fs::write(&p, "second\nboot\n").unwrap(); // the new boot goes on appending
+        log.poll();
+        assert_eq!(log.text, "first boot\nRebooting.\n\n--- serial port reopened (machine reset) ---\nsecond\nboot\n");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

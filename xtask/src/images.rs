@@ -22,17 +22,29 @@ pub fn target_dir() -> PathBuf {
 pub struct Images {
     pub hypervisor: PathBuf,
     pub dom0: PathBuf,
+    /// The directory holding the test guests (one ELF per guest name).
+    pub guests: PathBuf,
 }
 
-/// Bare-metal packages and the binary each produces.
-const KERNEL_PACKAGES: &[(&str, &str)] = &[("hypervisor", "hypervisor"), ("dom0-kernel-shim", "dom0-kernel-shim")];
+impl Images {
+    pub fn guest(&self, name: &str) -> PathBuf {
+        self.guests.join(name)
+    }
+}
+
+/// Bare-metal packages.
+const KERNEL_PACKAGES: &[&str] = &["hypervisor", "dom0-kernel-shim", "test-guests"];
+
+/// The test guests `tests/guests` builds.
+pub const GUESTS: &[&str] =
+    &["hello", "probe", "triple-fault", "ud-no-idt", "wild-write", "spin", "bad-hypercalls", "hcall-page", "bench"];
 
 /// Builds every bare-metal image.
 pub fn build(release: bool) -> Result<Images, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace_root()).args(["build", "--target", KERNEL_TARGET]);
-    for (pkg, _) in KERNEL_PACKAGES {
+    for pkg in KERNEL_PACKAGES {
         cmd.args(["-p", pkg]);
     }
     if release {
@@ -43,8 +55,9 @@ pub fn build(release: bool) -> Result<Images, String> {
         return Err("building the bare-metal images failed".into());
     }
     let dir = target_dir().join(KERNEL_TARGET).join(if release { "release" } else { "debug" });
-    let images = Images { hypervisor: dir.join("hypervisor"), dom0: dir.join("dom0-kernel-shim") };
-    for p in [&images.hypervisor, &images.dom0] {
+    let images = Images { hypervisor: dir.join("hypervisor"), dom0: dir.join("dom0-kernel-shim"), guests: dir.clone() };
+    for p in [images.hypervisor.clone(), images.dom0.clone()].into_iter().chain(GUESTS.iter().map(|g| images.guest(g)))
+    {
         if !p.exists() {
             return Err(format!("{} was not produced", p.display()));
         }

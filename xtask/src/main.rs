@@ -203,7 +203,7 @@ fn test(o: &Opts) -> Result<(), String> {
             c.arg(f);
         }
         c.arg(format!("--test-threads={threads}"));
-        c.env("HV_HYPERVISOR", &imgs.hypervisor).env("HV_DOM0", &imgs.dom0);
+        c.env("HV_HYPERVISOR", &imgs.hypervisor).env("HV_DOM0", &imgs.dom0).env("HV_GUESTS", &imgs.guests);
         c.env("HV_TEST_OUT", images::target_dir().join("itest"));
         check(&mut c, "integration tests")?;
     }

@@ -5,4 +5,6 @@ pub mod info;
 pub mod modules;
 
 #[cfg(target_os = "none")]
+pub mod domains;
+#[cfg(target_os = "none")]
 pub mod start;

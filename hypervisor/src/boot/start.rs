@@ -2,10 +2,10 @@
 //! domains would start.
 
 use super::info::{AcpiRoot, BootInfo, MemoryMapSource};
-use super::modules::{self, Role};
 use crate::acpi;
-use crate::arch::x86_64::{cpu, gdt, percpu, power, traps};
+use crate::arch::x86_64::{cpu, fpu, gdt, lapic, percpu, power, svm, traps};
 use crate::cmdline::{self, Diagnostic, ExitAction, Options, TestException};
+use crate::common::{domain, run};
 use crate::mm::phys::{phys_slice, phys_to_virt};
 use crate::mm::ranges::Range;
 use crate::mm::setup::{self, Image};
@@ -212,13 +212,47 @@ pub extern "C" fn hv_start(mbi_phys: u64, load_delta: u64) -> ! {
         None => panic::fatal_stop(format_args!("boot information lost after the page-table switch")),
     };
     let info = BootInfo::from_multiboot(&mbi);
+    let line = cmdline::strip_image_path(info.cmdline).trim();
 
-    match acpi_root {
+    let lapic_address = match acpi_root {
         Some(root) => report_acpi(&root),
-        None => warn!("ACPI: no RSDP found; CPU enumeration and power-off are unavailable"),
+        None => {
+            warn!("ACPI: no RSDP found; CPU enumeration and power-off are unavailable");
+            None
+        }
     }
+    .unwrap_or(0xfee0_0000);
 
-    check_modules(&info);
+    fpu::init();
+    let virt_ok = match svm::init_cpu() {
+        Ok(f) => {
+            info!(
+                "AMD-V: SVM revision {}, {} ASIDs, nested paging; NRIP save {}, decode assists {}, flush by ASID {}, VMCB clean bits {}",
+                f.revision,
+                f.asids,
+                yes(f.nrip_save),
+                yes(f.decode_assists),
+                yes(f.flush_by_asid),
+                yes(f.vmcb_clean)
+            );
+            true
+        }
+        Err(e) => {
+            error!("virtualization: {e}; no domain can run");
+            false
+        }
+    };
+    match lapic::init(lapic_address) {
+        Ok(mode) => {
+            traps::register_irq(lapic::VECTOR_TIMER, run::tick);
+            let hz = lapic::start_tick();
+            info!("local APIC {} (id {}), timer {} kHz, tick {} Hz", mode, lapic::id(), hz / 1000, lapic::TICK_HZ);
+        }
+        Err(e) => error!("local APIC: {e}; guests cannot be preempted"),
+    }
+    domain::set_hypervisor_cmdline(line);
+
+    let domains = super::domains::build(&info, &opts, virt_ok);
 
     if let Some(t) = opts.test_exception {
         raise_test_exception(t);
@@ -227,12 +261,21 @@ pub extern "C" fn hv_start(mbi_phys: u64, load_delta: u64) -> ! {
     let (warnings, errors) = logger::counts();
     info!("boot complete in {} ms ({warnings} warnings, {errors} errors)", time::now_ns() / 1_000_000);
 
-    info!("no domain to run");
-    match opts.on_last_exit {
+    if domains == 0 {
+        info!("no domain to run");
+    } else {
+        run::run();
+        info!("all domains have shut down");
+    }
+    match domain::machine_request().unwrap_or(opts.on_last_exit) {
         ExitAction::PowerOff => power::power_off(),
         ExitAction::Halt => power::halt(),
         ExitAction::Reboot => power::reboot(),
     }
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
 }
 
 /// Legacy BIOS places the RSDP on a 16-byte boundary in the first KiB of
@@ -266,12 +309,13 @@ fn scan_bios_for_rsdp() -> Option<AcpiRoot> {
     None
 }
 
-fn report_acpi(root: &AcpiRoot) {
+/// Reports the ACPI tables; returns the local APIC address.
+fn report_acpi(root: &AcpiRoot) -> Option<u64> {
     let p = match acpi::parse(root) {
         Ok(p) => p,
         Err(e) => {
             error!("ACPI: {e}");
-            return;
+            return None;
         }
     };
     let oem = core::str::from_utf8(&p.oem_id).unwrap_or("?");
@@ -320,39 +364,7 @@ fn report_acpi(root: &AcpiRoot) {
         ),
         None => warn!("ACPI: no FADT; power-off unavailable"),
     }
-}
-
-fn check_modules(info: &BootInfo<'_>) {
-    let count = info.modules().count();
-    if count == 0 {
-        info!("modules: none");
-        return;
-    }
-    info!("modules: {count}");
-    let mut previous_kernel = false;
-    for m in info.modules() {
-        // SAFETY: module memory is reserved for the module and direct-mapped;
-        // nothing writes it.
-        let bytes = unsafe { phys_slice(m.range.start, m.range.len() as usize) }.unwrap_or(&[]);
-        let head = format_args!(
-            "  module {}: {:#x} - {:#x} ({} bytes) \"{}\"",
-            m.index,
-            m.range.start,
-            m.range.end,
-            m.range.len(),
-            m.cmdline
-        );
-        match modules::check(m, bytes, previous_kernel) {
-            Ok((role, _args)) => {
-                info!("{head}: {}", role.name());
-                previous_kernel = role.is_kernel() || (previous_kernel && role == Role::Ramdisk);
-            }
-            Err(why) => {
-                error!("{head}: refused: {why}");
-                previous_kernel = false;
-            }
-        }
-    }
+    Some(p.lapic_address)
 }
 
 #[inline(never)]

@@ -88,18 +88,19 @@ pub fn frame_counts() -> (u64, u64) {
     FRAMES.lock().as_ref().map_or((0, 0), |f| (f.free_frames(), f.managed_frames()))
 }
 
-/// Table pages for the live hypervisor page tables.
-struct KernelTables;
+/// Page-table pages from the frame allocator, reached through the direct
+/// map: for the hypervisor's own tables and for nested page tables.
+pub struct FrameTables;
 
-impl TableMemory for KernelTables {
+impl TableMemory for FrameTables {
     fn alloc_table(&mut self) -> Option<u64> {
         alloc_zeroed_frame()
     }
 
     fn table(&mut self, phys: u64) -> &mut [u64; 512] {
         let v = phys_to_virt(phys).expect("page-table page outside the direct map");
-        // SAFETY: table pages are RAM, direct-mapped, and only touched with
-        // KERNEL_PT held.
+        // SAFETY: table pages are RAM, direct-mapped, and only touched by the
+        // owner of the table set (KERNEL_PT held, or the domain's p2m lock).
         unsafe { &mut *(v as *mut [u64; 512]) }
     }
 }
@@ -109,7 +110,7 @@ impl TableMemory for KernelTables {
 pub fn kernel_map(virt: u64, phys: u64, len: u64, flags: PteFlags, largest: PageSize) -> Result<(), MapError> {
     let root = KERNEL_PT.lock();
     let mask = PteFlags::from_bits_retain(LEAF_MASK.load(Ordering::Relaxed));
-    let mut mem = KernelTables;
+    let mut mem = FrameTables;
     let mut pt = PageTable::from_root(*root, &mut mem, PteFlags::WRITABLE, mask);
     pt.map(virt, phys, len, flags | PteFlags::GLOBAL, largest)
 }

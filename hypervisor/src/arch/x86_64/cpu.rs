@@ -6,13 +6,7 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
     __cpuid_count(leaf, subleaf)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Vendor {
-    Intel,
-    Amd,
-    Hygon,
-    Other,
-}
+pub use super::Vendor;
 
 #[derive(Debug, Clone, Copy)]
 pub struct CpuFeatures {

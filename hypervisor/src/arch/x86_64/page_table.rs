@@ -23,6 +23,11 @@ bitflags! {
         /// PS: a 2 MiB or 1 GiB leaf in a directory or PDPT entry.
         const HUGE = 1 << 7;
         const GLOBAL = 1 << 8;
+        /// Bits 9-11 are ignored by the MMU: p2m code keeps the page type
+        /// there.
+        const SW0 = 1 << 9;
+        const SW1 = 1 << 10;
+        const SW2 = 1 << 11;
         const NO_EXECUTE = 1 << 63;
     }
 }
@@ -208,6 +213,116 @@ impl<'m, M: TableMemory> PageTable<'m, M> {
         Some(phys)
     }
 
+    /// Maps the 4 KiB page at `virt` to `phys` with `flags`, replacing
+    /// whatever was there. A large page covering `virt` is first split into
+    /// smaller ones that keep its mapping. Returns the previous 4 KiB entry
+    /// (0 if none).
+    pub fn remap_4k(&mut self, virt: u64, phys: u64, flags: PteFlags) -> Result<u64, MapError> {
+        if phys & 0xfff != 0 {
+            return Err(MapError::Unaligned);
+        }
+        let leaf = phys | ((flags | PteFlags::PRESENT) & self.leaf_mask & !PteFlags::HUGE).bits();
+        self.set_4k_entry(virt, leaf)
+    }
+
+    /// Stores the raw 4 KiB entry `entry` for `virt` (0 unmaps), splitting a
+    /// large page that covers it. Returns the previous entry.
+    pub fn set_4k_entry(&mut self, virt: u64, entry: u64) -> Result<u64, MapError> {
+        if virt & 0xfff != 0 {
+            return Err(MapError::Unaligned);
+        }
+        if !is_canonical(virt) {
+            return Err(MapError::BadAddress);
+        }
+        let mut table = self.root;
+        for level in (2..=4).rev() {
+            let i = index(virt, level);
+            let entry = self.mem.table(table)[i];
+            if entry & PteFlags::PRESENT.bits() == 0 {
+                let new = self.mem.alloc_table().ok_or(MapError::OutOfMemory)?;
+                self.mem.table(table)[i] = new | (self.table_flags | PteFlags::PRESENT).bits();
+                table = new;
+            } else if level <= 3 && entry & PteFlags::HUGE.bits() != 0 {
+                table = self.split(table, i, level)?;
+            } else {
+                table = entry & ADDR_MASK;
+            }
+        }
+        let slot = &mut self.mem.table(table)[index(virt, 1)];
+        let old = *slot;
+        *slot = entry;
+        Ok(old)
+    }
+
+    /// Replaces the large leaf at `table[i]` (at `level`, 2 or 3) by a table
+    /// of next-level leaves with the same mapping and flags.
+    fn split(&mut self, table: u64, i: usize, level: usize) -> Result<u64, MapError> {
+        let entry = self.mem.table(table)[i];
+        let child_size: u64 = 1 << (12 + 9 * (level as u64 - 2));
+        let base = entry & ADDR_MASK & !((child_size << 9) - 1);
+        // Large-page flags; the PAT bit moves from bit 12 to bit 7 for 4 KiB.
+        let mut flags = entry & !ADDR_MASK & !PteFlags::HUGE.bits();
+        let pat_large = entry & (1 << 12) != 0;
+        let new = self.mem.alloc_table().ok_or(MapError::OutOfMemory)?;
+        let child_is_large = level == 3;
+        if child_is_large {
+            flags |= PteFlags::HUGE.bits();
+            if pat_large {
+                flags |= 1 << 12;
+            }
+        } else if pat_large {
+            flags |= 1 << 7;
+        }
+        let t = self.mem.table(new);
+        for (j, e) in t.iter_mut().enumerate() {
+            *e = (base + j as u64 * child_size) | flags;
+        }
+        self.mem.table(table)[i] = new | (self.table_flags | PteFlags::PRESENT).bits();
+        Ok(new)
+    }
+
+    /// Calls `f(virt, entry, size)` for every present leaf, in address order
+    /// of the lower half (the walk covers PML4 slots 0..256).
+    pub fn for_each_leaf(&mut self, f: &mut dyn FnMut(u64, u64, PageSize)) {
+        self.walk_leaves(self.root, 4, 0, f);
+    }
+
+    fn walk_leaves(&mut self, table: u64, level: usize, base: u64, f: &mut dyn FnMut(u64, u64, PageSize)) {
+        let slots = if level == 4 { 256 } else { 512 };
+        for i in 0..slots {
+            let entry = self.mem.table(table)[i];
+            if entry & PteFlags::PRESENT.bits() == 0 {
+                continue;
+            }
+            let virt = base + ((i as u64) << (12 + 9 * (level as u64 - 1)));
+            if level == 1 {
+                f(virt, entry, PageSize::Size4K);
+            } else if level <= 3 && entry & PteFlags::HUGE.bits() != 0 {
+                f(virt, entry, if level == 2 { PageSize::Size2M } else { PageSize::Size1G });
+            } else {
+                self.walk_leaves(entry & ADDR_MASK, level - 1, virt, f);
+            }
+        }
+    }
+
+    /// Calls `free(phys)` for every table page, the root last. The tables
+    /// must not be used afterwards.
+    pub fn free_tables(&mut self, free: &mut dyn FnMut(u64)) {
+        self.free_level(self.root, 4, free);
+    }
+
+    fn free_level(&mut self, table: u64, level: usize, free: &mut dyn FnMut(u64)) {
+        if level > 1 {
+            for i in 0..512 {
+                let entry = self.mem.table(table)[i];
+                if entry & PteFlags::PRESENT.bits() != 0 && !(level <= 3 && entry & PteFlags::HUGE.bits() != 0) {
+                    self.free_level(entry & ADDR_MASK, level - 1, free);
+                }
+            }
+        }
+        free(table);
+    }
+
     /// Walks the tables for `virt`.
     pub fn translate(&mut self, virt: u64) -> Option<Translation> {
         if !is_canonical(virt) {
@@ -358,6 +473,51 @@ mod tests {
         let mut mem = HostTables { limit: Some(3), ..Default::default() };
         let mut pt = kernel_pt(&mut mem);
         assert_eq!(pt.map(0, 0, 4 * K, RW, PageSize::Size4K), Err(MapError::OutOfMemory));
+    }
+
+    #[test]
+    fn remap_inside_a_large_page_splits_it_and_keeps_the_rest() {
+        let mut mem = HostTables::default();
+        let mut pt = kernel_pt(&mut mem);
+        let sw = PteFlags::from_bits_retain(1 << 9); // a software bit survives
+        pt.map(0, 0x4000_0000, 2 * G, RW | sw, PageSize::Size1G).unwrap();
+        let old = pt.remap_4k(0x12_3000, 0x9999_9000, PteFlags::USER).unwrap();
+        assert_eq!(old & ADDR_MASK, 0x4012_3000, "the old mapping of that page is returned");
+        assert_eq!(pt.translate(0x12_3000).unwrap().phys, 0x9999_9000);
+        assert!(pt.translate(0x12_3000).unwrap().flags.contains(PteFlags::USER));
+        for v in [0, 0x12_2fff, 0x12_4000, 0x20_0000, G - 1, G, 2 * G - 1] {
+            let t = pt.translate(v).unwrap();
+            assert_eq!(t.phys, 0x4000_0000 + v, "virt {v:#x}");
+            assert!(t.flags.contains(sw | RW));
+        }
+        assert_eq!(pt.translate(0x12_3000).unwrap().size, PageSize::Size4K);
+        assert_eq!(pt.translate(0x40_0000).unwrap().size, PageSize::Size2M);
+        assert_eq!(pt.translate(G).unwrap().size, PageSize::Size1G);
+    }
+
+    #[test]
+    fn leaves_and_tables_are_all_visited() {
+        let mut mem = HostTables::default();
+        let mut pt = kernel_pt(&mut mem);
+        pt.map(0, 0, 4 * M + 8 * K, RW, PageSize::Size2M).unwrap();
+        pt.map(G, 0x8000_0000, G, RW, PageSize::Size1G).unwrap();
+        let mut leaves = Vec::new();
+        pt.for_each_leaf(&mut |v, e, s| leaves.push((v, e & ADDR_MASK, s)));
+        assert_eq!(
+            leaves,
+            vec![
+                (0, 0, PageSize::Size2M),
+                (2 * M, 2 * M, PageSize::Size2M),
+                (4 * M, 4 * M, PageSize::Size4K),
+                (4 * M + 4 * K, 4 * M + 4 * K, PageSize::Size4K),
+                (G, 0x8000_0000, PageSize::Size1G),
+            ]
+        );
+        let mut freed = Vec::new();
+        pt.free_tables(&mut |p| freed.push(p));
+        let root = pt.root();
+        assert_eq!(freed.len(), mem.pages.len(), "every table page is freed once");
+        assert_eq!(*freed.last().unwrap(), root, "the root goes last");
     }
 
     #[test]

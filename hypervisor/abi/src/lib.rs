@@ -1,0 +1,142 @@
+//! Xen's public interface as a PVH guest sees it, defined once for the
+//! hypervisor, dom0 and every guest we build.
+//!
+//! The numbers and layouts follow Xen's `xen/include/public/` headers
+//! (x86-64). Structures are `#[repr(C)]` with explicit padding so that they
+//! can be copied to and from guest memory byte for byte ([`Pod`]); the tests
+//! at the bottom pin every size and offset.
+
+#![no_std]
+
+pub mod console;
+pub mod cpuid;
+pub mod elfnote;
+pub mod errno;
+pub mod features;
+pub mod hvm;
+pub mod hypercall;
+pub mod memory;
+pub mod sched;
+pub mod start_info;
+pub mod version;
+
+#[cfg(feature = "guest")]
+pub mod guest;
+
+/// Plain old data: every bit pattern is a valid value and there are no
+/// padding bytes, so the type can be copied from and to raw bytes.
+///
+/// # Safety
+/// Implement only for `#[repr(C)]` types whose fields are all `Pod` and
+/// whose size equals the sum of their fields' sizes.
+pub unsafe trait Pod: Copy + Sized {
+    fn as_bytes(&self) -> &[u8] {
+        // SAFETY: Pod types have no padding and are plain bytes.
+        unsafe { core::slice::from_raw_parts((self as *const Self).cast::<u8>(), core::mem::size_of::<Self>()) }
+    }
+
+    fn as_bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above; any bytes written form a valid value.
+        unsafe { core::slice::from_raw_parts_mut((self as *mut Self).cast::<u8>(), core::mem::size_of::<Self>()) }
+    }
+
+    fn zeroed() -> Self {
+        // SAFETY: all-zero bytes are a valid value of a Pod type.
+        unsafe { core::mem::zeroed() }
+    }
+
+    /// Reads a value from the start of `bytes`, if there are enough.
+    fn read_from(bytes: &[u8]) -> Option<Self> {
+        let mut v = Self::zeroed();
+        let n = core::mem::size_of::<Self>();
+        v.as_bytes_mut().copy_from_slice(bytes.get(..n)?);
+        Some(v)
+    }
+}
+
+macro_rules! pod {
+    ($($t:ty),* $(,)?) => {
+        $(
+            // SAFETY: the type is repr(C) of Pod fields without padding,
+            // which the layout tests check.
+            unsafe impl $crate::Pod for $t {}
+        )*
+    };
+}
+pub(crate) use pod;
+
+// SAFETY: integers and arrays of integers are plain bytes.
+unsafe impl Pod for u8 {}
+unsafe impl Pod for u16 {}
+unsafe impl Pod for u32 {}
+unsafe impl Pod for u64 {}
+unsafe impl<const N: usize> Pod for [u8; N] {}
+
+/// A domain's own id in hypercall arguments.
+pub const DOMID_SELF: u16 = 0x7ff0;
+/// The first id that is not a real domain.
+pub const DOMID_FIRST_RESERVED: u16 = 0x7ff0;
+
+pub const PAGE_SIZE: usize = 4096;
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+    use core::mem::{offset_of, size_of};
+
+    #[test]
+    fn start_info() {
+        use start_info::*;
+        assert_eq!(size_of::<HvmStartInfo>(), 56);
+        assert_eq!(offset_of!(HvmStartInfo, nr_modules), 12);
+        assert_eq!(offset_of!(HvmStartInfo, modlist_paddr), 16);
+        assert_eq!(offset_of!(HvmStartInfo, cmdline_paddr), 24);
+        assert_eq!(offset_of!(HvmStartInfo, rsdp_paddr), 32);
+        assert_eq!(offset_of!(HvmStartInfo, memmap_paddr), 40);
+        assert_eq!(offset_of!(HvmStartInfo, memmap_entries), 48);
+        assert_eq!(size_of::<HvmModlistEntry>(), 32);
+        assert_eq!(offset_of!(HvmModlistEntry, cmdline_paddr), 16);
+        assert_eq!(size_of::<HvmMemmapEntry>(), 24);
+        assert_eq!(offset_of!(HvmMemmapEntry, kind), 16);
+    }
+
+    #[test]
+    fn hypercall_arguments() {
+        assert_eq!(size_of::<hvm::HvmParam>(), 16);
+        assert_eq!(offset_of!(hvm::HvmParam, index), 4);
+        assert_eq!(offset_of!(hvm::HvmParam, value), 8);
+        assert_eq!(size_of::<hvm::EvtchnUpcallVector>(), 8);
+        assert_eq!(size_of::<hvm::PagetableDying>(), 16);
+        assert_eq!(size_of::<memory::AddToPhysmap>(), 24);
+        assert_eq!(offset_of!(memory::AddToPhysmap, size), 2);
+        assert_eq!(offset_of!(memory::AddToPhysmap, space), 4);
+        assert_eq!(offset_of!(memory::AddToPhysmap, idx), 8);
+        assert_eq!(offset_of!(memory::AddToPhysmap, gpfn), 16);
+        assert_eq!(size_of::<memory::MemoryMap>(), 16);
+        assert_eq!(offset_of!(memory::MemoryMap, buffer), 8);
+        assert_eq!(size_of::<memory::E820Entry>(), 20);
+        assert_eq!(size_of::<sched::SchedShutdown>(), 4);
+        assert_eq!(size_of::<sched::SchedRemoteShutdown>(), 8);
+        assert_eq!(size_of::<version::CompileInfo>(), 144);
+        assert_eq!(size_of::<version::FeatureInfo>(), 8);
+        assert_eq!(size_of::<version::PlatformParameters>(), 8);
+    }
+
+    #[test]
+    fn pod_round_trip() {
+        let p = hvm::HvmParam { domid: DOMID_SELF, _pad: 0, index: 17, value: 0x1234 };
+        let b = p.as_bytes();
+        assert_eq!(b.len(), 16);
+        assert_eq!(&b[..2], &0x7ff0u16.to_le_bytes());
+        let q = hvm::HvmParam::read_from(b).unwrap();
+        assert_eq!((q.index, q.value), (17, 0x1234));
+        assert!(hvm::HvmParam::read_from(&b[..15]).is_none());
+    }
+
+    #[test]
+    fn fixed_strings_are_nul_terminated() {
+        let s: version::Extraversion = version::fixed(".0-this-is-far-too-long");
+        assert_eq!(s[15], 0);
+        assert_eq!(&s[..15], b".0-this-is-far-");
+    }
+}

@@ -1,0 +1,153 @@
+//! AMD nested page tables as a domain's p2m (guest frame -> host frame).
+//!
+//! The format is the ordinary x86-64 4-level one (every level must carry
+//! the user bit: nested walks are user accesses). The nested table is the
+//! p2m itself, as in Xen's p2m-pt: each leaf keeps the page's p2m type in
+//! bits 9-11, which the MMU ignores.
+
+use super::page_table::{ADDR_MASK, MapError, PageSize, PageTable, PteFlags};
+use crate::mm::phys::{FrameTables, free_frames, phys_to_virt};
+
+/// What a guest frame is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum P2mType {
+    /// The domain's own RAM, writable.
+    Ram,
+    /// The domain's own RAM, read-only to it.
+    RamReadOnly,
+    /// A page the hypervisor owns and lets the domain use (shared_info).
+    Special,
+}
+
+impl P2mType {
+    fn bits(self) -> u64 {
+        match self {
+            P2mType::Ram => 1 << 9,
+            P2mType::RamReadOnly => 2 << 9,
+            P2mType::Special => 3 << 9,
+        }
+    }
+
+    fn from_entry(e: u64) -> Option<P2mType> {
+        match (e >> 9) & 7 {
+            1 => Some(P2mType::Ram),
+            2 => Some(P2mType::RamReadOnly),
+            3 => Some(P2mType::Special),
+            _ => None,
+        }
+    }
+
+    fn flags(self) -> PteFlags {
+        let rw = match self {
+            P2mType::RamReadOnly => PteFlags::empty(),
+            _ => PteFlags::WRITABLE,
+        };
+        PteFlags::USER | rw | PteFlags::from_bits_retain(self.bits())
+    }
+
+    pub fn writable(self) -> bool {
+        self != P2mType::RamReadOnly
+    }
+
+    /// Frames the domain owns (freed with it).
+    pub fn owned(self) -> bool {
+        matches!(self, P2mType::Ram | P2mType::RamReadOnly)
+    }
+}
+
+/// Guest-physical address bits the p2m covers (4-level tables).
+pub const GPA_BITS: u32 = 48;
+
+pub struct Npt {
+    root: u64,
+    largest: PageSize,
+}
+
+const TABLE_FLAGS: PteFlags = PteFlags::WRITABLE.union(PteFlags::USER);
+
+impl Npt {
+    pub fn new(largest: PageSize) -> Result<Npt, MapError> {
+        let mut m = FrameTables;
+        let pt = PageTable::new(&mut m, TABLE_FLAGS, PteFlags::all())?;
+        Ok(Npt { root: pt.root(), largest })
+    }
+
+    /// The table root, for the VMCB's N_CR3.
+    pub fn root(&self) -> u64 {
+        self.root
+    }
+
+    fn with<R>(&mut self, f: impl FnOnce(&mut PageTable<'_, FrameTables>) -> R) -> R {
+        let mut m = FrameTables;
+        let mut pt = PageTable::from_root(self.root, &mut m, TABLE_FLAGS, PteFlags::all());
+        f(&mut pt)
+    }
+
+    /// Maps `count` frames from `gfn` to `mfn` (both runs contiguous), with
+    /// large pages where alignment allows.
+    pub fn map(&mut self, gfn: u64, mfn: u64, count: u64, t: P2mType) -> Result<(), MapError> {
+        let largest = self.largest;
+        self.with(|pt| pt.map(gfn << 12, mfn << 12, count << 12, t.flags(), largest))
+    }
+
+    /// Points `gfn` at `mfn`, returning what it pointed to before.
+    pub fn set(&mut self, gfn: u64, mfn: u64, t: P2mType) -> Result<Option<(u64, P2mType)>, MapError> {
+        let old = self.with(|pt| pt.remap_4k(gfn << 12, mfn << 12, t.flags()))?;
+        Ok(decode(old))
+    }
+
+    /// Removes `gfn`, returning what it pointed to.
+    pub fn clear(&mut self, gfn: u64) -> Result<Option<(u64, P2mType)>, MapError> {
+        let old = self.with(|pt| pt.set_4k_entry(gfn << 12, 0))?;
+        Ok(decode(old))
+    }
+
+    /// The host frame and type of `gfn`, by walking the table (read only).
+    pub fn lookup(&self, gfn: u64) -> Option<(u64, P2mType)> {
+        if gfn >> (GPA_BITS - 12) != 0 {
+            return None;
+        }
+        let gpa = gfn << 12;
+        let mut table = self.root;
+        for level in (1..=4u32).rev() {
+            let idx = (gpa >> (12 + 9 * (level - 1))) & 0x1ff;
+            let v = phys_to_virt(table + idx * 8)?;
+            // SAFETY: table pages are direct-mapped RAM owned by this p2m.
+            let e = unsafe { core::ptr::read_volatile(v as *const u64) };
+            if e & PteFlags::PRESENT.bits() == 0 {
+                return None;
+            }
+            if level == 1 || (level <= 3 && e & PteFlags::HUGE.bits() != 0) {
+                let size_frames = 1u64 << (9 * (level - 1));
+                let base = (e & ADDR_MASK) >> 12 & !(size_frames - 1);
+                return Some((base + (gfn & (size_frames - 1)), P2mType::from_entry(e)?));
+            }
+            table = e & ADDR_MASK;
+        }
+        None
+    }
+
+    /// Frees the table pages, handing every owned frame to `free_owned`
+    /// (frame, count) first.
+    pub fn destroy(mut self, free_owned: &mut dyn FnMut(u64, u64)) {
+        self.with(|pt| {
+            pt.for_each_leaf(&mut |_, e, size| {
+                if P2mType::from_entry(e).is_some_and(P2mType::owned) {
+                    let frames = size.bytes() >> 12;
+                    let base = (e & ADDR_MASK & !(size.bytes() - 1)) >> 12;
+                    free_owned(base, frames);
+                }
+            });
+            pt.free_tables(&mut |t| {
+                let _ = free_frames(t, 1);
+            });
+        });
+    }
+}
+
+fn decode(e: u64) -> Option<(u64, P2mType)> {
+    if e & PteFlags::PRESENT.bits() == 0 {
+        return None;
+    }
+    Some(((e & ADDR_MASK) >> 12, P2mType::from_entry(e)?))
+}

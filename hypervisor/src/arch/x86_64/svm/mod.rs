@@ -1,0 +1,574 @@
+//! AMD-V (SVM): the hardware backend on AMD CPUs.
+//!
+//! One VMCB per vCPU; the host's hidden state (FS, GS, TR, LDTR and the
+//! SYSCALL MSRs) lives in a per-CPU host VMCB that VMSAVE/VMLOAD switch
+//! around every VMRUN, so hypervisor code always runs with its own GS base
+//! (per-CPU data) and TSS. Physical interrupts exit the guest (INTR
+//! intercept, V_INTR_MASKING) and are taken by the host IDT at the next
+//! interrupt window of the run loop.
+
+pub mod vmcb;
+
+use self::vmcb::*;
+use super::cpu::{self, cpuid, rdmsr, wrmsr};
+use super::insn::Expected;
+use crate::common::exit::{IoExit, NpfAccess, VmExit};
+use crate::common::guest_mem::Paging;
+use crate::common::vcpu::GuestRegs;
+use crate::mm::phys::{alloc_frames, alloc_zeroed_frame, free_frames, phys_to_virt};
+use core::fmt;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+const MSR_VM_CR: u32 = 0xc001_0114;
+const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
+const VM_CR_SVMDIS: u64 = 1 << 4;
+const VM_CR_LOCK: u64 = 1 << 3;
+const EFER_SVME: u64 = 1 << 12;
+
+/// What this CPU's SVM offers.
+#[derive(Debug, Clone, Copy)]
+pub struct SvmFeatures {
+    pub revision: u32,
+    pub asids: u32,
+    pub nested_paging: bool,
+    pub nrip_save: bool,
+    pub flush_by_asid: bool,
+    pub decode_assists: bool,
+    pub vmcb_clean: bool,
+    pub pause_filter: bool,
+    pub vgif: bool,
+    pub avic: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum SvmError {
+    NotAmd,
+    NoSvm,
+    DisabledByFirmware,
+    NoNestedPaging,
+    NoMemory,
+}
+
+impl fmt::Display for SvmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SvmError::NotAmd => "the CPU is not an AMD (or Hygon) CPU",
+            SvmError::NoSvm => "the CPU has no AMD-V (SVM)",
+            SvmError::DisabledByFirmware => {
+                "AMD-V is disabled and locked by firmware (VM_CR.SVMDIS): enable SVM in the BIOS setup"
+            }
+            SvmError::NoNestedPaging => "the CPU's AMD-V has no nested paging (NPT), which the hypervisor requires",
+            SvmError::NoMemory => "no memory for SVM state",
+        })
+    }
+}
+
+pub fn detect() -> Result<SvmFeatures, SvmError> {
+    let f = cpu::features();
+    if !matches!(f.vendor, cpu::Vendor::Amd | cpu::Vendor::Hygon) {
+        return Err(SvmError::NotAmd);
+    }
+    if !f.svm || f.max_ext_leaf < 0x8000_000a {
+        return Err(SvmError::NoSvm);
+    }
+    if rdmsr(MSR_VM_CR) & VM_CR_SVMDIS != 0 {
+        return Err(SvmError::DisabledByFirmware);
+    }
+    let r = cpuid(0x8000_000a, 0);
+    let feat = SvmFeatures {
+        revision: r.eax & 0xff,
+        asids: r.ebx,
+        nested_paging: r.edx & (1 << 0) != 0,
+        nrip_save: r.edx & (1 << 3) != 0,
+        vmcb_clean: r.edx & (1 << 5) != 0,
+        flush_by_asid: r.edx & (1 << 6) != 0,
+        decode_assists: r.edx & (1 << 7) != 0,
+        pause_filter: r.edx & (1 << 10) != 0,
+        avic: r.edx & (1 << 13) != 0,
+        vgif: r.edx & (1 << 16) != 0,
+    };
+    if !feat.nested_paging {
+        return Err(SvmError::NoNestedPaging);
+    }
+    let _ = VM_CR_LOCK;
+    Ok(feat)
+}
+
+static FEATURES: spin::Once<SvmFeatures> = spin::Once::new();
+/// Host VMCB (hidden host state) of the boot CPU. Per-CPU with SMP.
+static HOST_VMCB: spin::Once<u64> = spin::Once::new();
+/// I/O and MSR permission maps shared by every vCPU.
+static IOPM: spin::Once<u64> = spin::Once::new();
+static MSRPM: spin::Once<u64> = spin::Once::new();
+
+pub fn features() -> &'static SvmFeatures {
+    FEATURES.get().expect("SVM not initialised")
+}
+
+/// MSRs the guest reads and writes directly: VMLOAD/VMSAVE switch them.
+const PASSTHROUGH_MSRS: &[u32] = &[
+    0xc000_0100, // FS_BASE
+    0xc000_0101, // GS_BASE
+    0xc000_0102, // KERNEL_GS_BASE
+    0xc000_0081, // STAR
+    0xc000_0082, // LSTAR
+    0xc000_0083, // CSTAR
+    0xc000_0084, // SFMASK
+    0x174,       // SYSENTER_CS
+    0x175,       // SYSENTER_ESP
+    0x176,       // SYSENTER_EIP
+];
+
+fn msrpm_clear(base: *mut u8, msr: u32) {
+    let range = match msr {
+        0..=0x1fff => 0,
+        0xc000_0000..=0xc000_1fff => 0x800,
+        0xc001_0000..=0xc001_1fff => 0x1000,
+        _ => return,
+    };
+    let bit = 2 * (msr & 0x1fff) as usize;
+    let byte = range + bit / 8;
+    // SAFETY: byte < 0x1800 inside the 8 KiB map.
+    unsafe { *base.add(byte) &= !(0b11 << (bit % 8)) };
+}
+
+/// Turns SVM on for this CPU.
+pub fn init_cpu() -> Result<SvmFeatures, SvmError> {
+    let feat = detect()?;
+    FEATURES.call_once(|| feat);
+    // SAFETY: SVM is present and not disabled (checked by detect).
+    unsafe { wrmsr(cpu::MSR_EFER, rdmsr(cpu::MSR_EFER) | EFER_SVME) };
+    let hsave = alloc_zeroed_frame().ok_or(SvmError::NoMemory)?;
+    // SAFETY: a page for this CPU's host save area.
+    unsafe { wrmsr(MSR_VM_HSAVE_PA, hsave) };
+    let host = alloc_zeroed_frame().ok_or(SvmError::NoMemory)?;
+    HOST_VMCB.call_once(|| host);
+    let iopm = alloc_frames(2).ok_or(SvmError::NoMemory)?; // 16 KiB >= 12 KiB
+    let iopm_v = phys_to_virt(iopm).ok_or(SvmError::NoMemory)?;
+    // SAFETY: 4 freshly allocated frames: intercept every port.
+    unsafe { core::ptr::write_bytes(iopm_v as *mut u8, 0xff, 4 * 4096) };
+    IOPM.call_once(|| iopm);
+    let msrpm = alloc_frames(1).ok_or(SvmError::NoMemory)?;
+    let msrpm_v = phys_to_virt(msrpm).ok_or(SvmError::NoMemory)? as *mut u8;
+    // SAFETY: 2 freshly allocated frames: intercept every MSR but a few.
+    unsafe { core::ptr::write_bytes(msrpm_v, 0xff, 2 * 4096) };
+    for &m in PASSTHROUGH_MSRS {
+        msrpm_clear(msrpm_v, m);
+    }
+    MSRPM.call_once(|| msrpm);
+    Ok(feat)
+}
+
+static NEXT_ASID: AtomicU32 = AtomicU32::new(1);
+
+/// A vCPU's SVM state.
+pub struct SvmVcpu {
+    vmcb_phys: u64,
+    vmcb: Vmcb,
+    asid: u32,
+    /// Flush this vCPU's TLB entries at the next VMRUN.
+    flush: bool,
+    /// Several vCPUs share an ASID (the CPU has too few): flush on every run.
+    shared_asid: bool,
+}
+
+// SAFETY: the VMCB page belongs to this vCPU; it is only touched by the CPU
+// that runs the vCPU (vCPUs are locked while running).
+unsafe impl Send for SvmVcpu {}
+
+unsafe extern "C" {
+    fn svm_vmrun(guest_vmcb: u64, host_vmcb: u64, regs: *mut GuestRegs);
+}
+
+// The world switch. Entered with interrupts off; runs the guest with host
+// IF=1 (physical interrupts exit the guest) and GIF cleared around the
+// switch; returns with interrupts off and GIF set. VMRUN is never right
+// after STI (the STI shadow would leak into the guest).
+core::arch::global_asm!(
+    r#"
+    .section .text.svm_vmrun, "ax"
+    .global svm_vmrun
+svm_vmrun:
+    push rbp
+    push rbx
+    push r12
+    push r13
+    push r14
+    push r15
+    push rdx
+    push rsi
+    push rdi
+    clgi
+    sti
+    mov rax, rsi
+    vmsave rax
+    mov rax, [rsp]
+    vmload rax
+    mov rax, [rsp + 16]
+    mov rbx, [rax + 8]
+    mov rcx, [rax + 16]
+    mov rdx, [rax + 24]
+    mov rsi, [rax + 32]
+    mov rdi, [rax + 40]
+    mov rbp, [rax + 48]
+    mov r8, [rax + 56]
+    mov r9, [rax + 64]
+    mov r10, [rax + 72]
+    mov r11, [rax + 80]
+    mov r12, [rax + 88]
+    mov r13, [rax + 96]
+    mov r14, [rax + 104]
+    mov r15, [rax + 112]
+    mov rax, [rsp]
+    vmrun rax
+    vmsave rax
+    push rax
+    mov rax, [rsp + 24]
+    mov [rax + 8], rbx
+    mov [rax + 16], rcx
+    mov [rax + 24], rdx
+    mov [rax + 32], rsi
+    mov [rax + 40], rdi
+    mov [rax + 48], rbp
+    mov [rax + 56], r8
+    mov [rax + 64], r9
+    mov [rax + 72], r10
+    mov [rax + 80], r11
+    mov [rax + 88], r12
+    mov [rax + 96], r13
+    mov [rax + 104], r14
+    mov [rax + 112], r15
+    add rsp, 8
+    mov rax, [rsp + 8]
+    vmload rax
+    cli
+    stgi
+    add rsp, 24
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop rbx
+    pop rbp
+    ret
+"#
+);
+
+/// Segment attributes of the PVH entry state (Xen's values).
+const ATTR_CODE32: u16 = 0xc9b;
+const ATTR_DATA32: u16 = 0xc93;
+const ATTR_TSS32_BUSY: u16 = 0x08b;
+const DEFAULT_PAT: u64 = 0x0007_0406_0007_0406;
+
+impl SvmVcpu {
+    /// A vCPU whose guest-physical memory is the nested table at `n_cr3`.
+    pub fn new(n_cr3: u64) -> Result<SvmVcpu, SvmError> {
+        let vmcb_phys = alloc_zeroed_frame().ok_or(SvmError::NoMemory)?;
+        let v = phys_to_virt(vmcb_phys).ok_or(SvmError::NoMemory)?;
+        // SAFETY: a freshly allocated page, this vCPU's VMCB alone.
+        let mut vmcb = unsafe { Vmcb::new(v as *mut u8) };
+        let feat = features();
+        let n = NEXT_ASID.fetch_add(1, Ordering::Relaxed);
+        let usable = feat.asids.saturating_sub(1).max(1);
+        let (asid, shared) = if n <= usable { (n, false) } else { (1, true) };
+
+        // Intercepts: Xen's set for a PVH guest under nested paging. #DB
+        // and #AC are intercepted so a guest cannot hang the CPU in an
+        // endless exception loop; #MC is the host's; #UD lets a guest use
+        // the other vendor's hypercall instruction.
+        vmcb.write_u32(INTERCEPT_EXCEPTIONS, 1 << 1 | 1 << 6 | 1 << 17 | 1 << 18);
+        vmcb.write_u32(
+            INTERCEPT_MISC1,
+            I1_INTR
+                | I1_NMI
+                | I1_SMI
+                | I1_INIT
+                | I1_CPUID
+                | I1_INVD
+                | I1_HLT
+                | I1_INVLPGA
+                | I1_IOIO
+                | I1_MSR
+                | I1_TASK_SWITCH
+                | I1_SHUTDOWN,
+        );
+        vmcb.write_u32(
+            INTERCEPT_MISC2,
+            I2_VMRUN
+                | I2_VMMCALL
+                | I2_VMLOAD
+                | I2_VMSAVE
+                | I2_STGI
+                | I2_CLGI
+                | I2_SKINIT
+                | I2_WBINVD
+                | I2_MONITOR
+                | I2_MWAIT
+                | I2_MWAIT_COND
+                | I2_XSETBV
+                | I2_RDPRU,
+        );
+        vmcb.write_u64(IOPM_BASE_PA, *IOPM.get().ok_or(SvmError::NoMemory)?);
+        vmcb.write_u64(MSRPM_BASE_PA, *MSRPM.get().ok_or(SvmError::NoMemory)?);
+        vmcb.write_u32(GUEST_ASID, asid);
+        vmcb.write_u64(V_INTR, V_INTR_MASKING);
+        vmcb.write_u64(NP_CONTROL, NP_ENABLE);
+        vmcb.write_u64(N_CR3, n_cr3);
+        vmcb.write_u64(G_PAT, DEFAULT_PAT);
+        vmcb.write_u64(DR6, 0xffff_0ff0);
+        vmcb.write_u64(DR7, 0x400);
+        vmcb.write_u64(EFER, EFER_SVME);
+        Ok(SvmVcpu { vmcb_phys, vmcb, asid, flush: true, shared_asid: shared })
+    }
+
+    pub fn asid(&self) -> u32 {
+        self.asid
+    }
+
+    /// The state Xen gives a PVH vCPU at its entry point: 32-bit protected
+    /// mode, paging off, flat segments.
+    pub fn set_pvh_entry(&mut self, entry: u64) {
+        let v = &mut self.vmcb;
+        let flat = |attrib| Segment { selector: 0, attrib, limit: 0xffff_ffff, base: 0 };
+        v.set_segment(CS, flat(ATTR_CODE32));
+        for s in [DS, ES, SS] {
+            v.set_segment(s, flat(ATTR_DATA32));
+        }
+        for s in [FS, GS, LDTR] {
+            v.set_segment(s, Segment::default());
+        }
+        v.set_segment(TR, Segment { selector: 0, attrib: ATTR_TSS32_BUSY, limit: 0x67, base: 0 });
+        v.set_segment(GDTR, Segment::default());
+        v.set_segment(IDTR, Segment::default());
+        v.write_u8(CPL, 0);
+        v.write_u64(CR0, 0x11);
+        v.write_u64(CR3, 0);
+        v.write_u64(CR4, 0);
+        v.write_u64(EFER, EFER_SVME);
+        v.write_u64(RFLAGS, 0x2);
+        v.write_u64(RIP, entry);
+    }
+
+    pub fn rip(&self) -> u64 {
+        self.vmcb.read_u64(RIP)
+    }
+    pub fn set_rip(&mut self, rip: u64) {
+        self.vmcb.write_u64(RIP, rip);
+    }
+    pub fn rflags(&self) -> u64 {
+        self.vmcb.read_u64(RFLAGS)
+    }
+    pub fn set_rflags(&mut self, f: u64) {
+        self.vmcb.write_u64(RFLAGS, f);
+    }
+    pub fn cpl(&self) -> u8 {
+        self.vmcb.read_u8(CPL)
+    }
+    /// Guest EFER as the guest sees it (SVME is the hypervisor's).
+    pub fn efer(&self) -> u64 {
+        self.vmcb.read_u64(EFER) & !EFER_SVME
+    }
+    pub fn set_efer(&mut self, efer: u64) {
+        self.vmcb.write_u64(EFER, efer | EFER_SVME);
+    }
+    pub fn pat(&self) -> u64 {
+        self.vmcb.read_u64(G_PAT)
+    }
+    pub fn set_pat(&mut self, pat: u64) {
+        self.vmcb.write_u64(G_PAT, pat);
+    }
+    pub fn tsc_offset(&self) -> u64 {
+        self.vmcb.read_u64(TSC_OFFSET)
+    }
+    pub fn set_tsc_offset(&mut self, off: u64) {
+        self.vmcb.write_u64(TSC_OFFSET, off);
+    }
+    pub fn paging(&self) -> Paging {
+        Paging {
+            cr0: self.vmcb.read_u64(CR0),
+            cr3: self.vmcb.read_u64(CR3),
+            cr4: self.vmcb.read_u64(CR4),
+            efer: self.vmcb.read_u64(EFER),
+        }
+    }
+    /// 16, 32 or 64: the guest's current code size.
+    pub fn bitness(&self) -> u32 {
+        let cs = self.vmcb.segment(CS);
+        let lma = self.vmcb.read_u64(EFER) & (1 << 10) != 0;
+        if lma && cs.attrib & (1 << 9) != 0 {
+            64
+        } else if self.vmcb.read_u64(CR0) & 1 == 0 || cs.attrib & (1 << 10) == 0 {
+            16
+        } else {
+            32
+        }
+    }
+    pub fn cs_base(&self) -> u64 {
+        if self.bitness() == 64 { 0 } else { self.vmcb.segment(CS).base }
+    }
+    pub fn segment_base(&self, seg: usize) -> u64 {
+        self.vmcb.segment(seg).base
+    }
+    /// Where the hardware says the next instruction starts, when it does.
+    pub fn next_rip(&self) -> Option<u64> {
+        if features().nrip_save { Some(self.vmcb.read_u64(NEXT_RIP)) } else { None }
+    }
+    /// Ends an interrupt shadow (after emulating the instruction under it).
+    pub fn clear_interrupt_shadow(&mut self) {
+        let s = self.vmcb.read_u64(INTERRUPT_STATE);
+        self.vmcb.write_u64(INTERRUPT_STATE, s & !1);
+    }
+
+    pub fn inject_exception(&mut self, vector: u8, error_code: Option<u32>) {
+        let mut ev = EVENT_VALID | EVENT_TYPE_EXCEPTION | vector as u64;
+        if let Some(code) = error_code {
+            ev |= EVENT_ERROR_VALID | (code as u64) << 32;
+        }
+        self.vmcb.write_u64(EVENTINJ, ev);
+    }
+
+    pub fn set_cr2(&mut self, cr2: u64) {
+        self.vmcb.write_u64(CR2, cr2);
+    }
+
+    /// Drops cached translations of this vCPU at the next entry.
+    pub fn flush_tlb(&mut self) {
+        self.flush = true;
+    }
+
+    /// Runs the guest until the next exit.
+    pub fn run(&mut self, regs: &mut GuestRegs) -> VmExit {
+        self.vmcb.write_u64(RAX, regs.rax);
+        self.vmcb.write_u64(RSP, regs.rsp);
+        let tlb = if self.flush || self.shared_asid {
+            if features().flush_by_asid { TLB_FLUSH_ASID } else { TLB_FLUSH_ALL }
+        } else {
+            TLB_NOTHING
+        };
+        self.vmcb.write_u8(TLB_CONTROL, tlb);
+        self.flush = false;
+        // QEMU and older CPUs keep no VMCB state cache; on CPUs that do,
+        // nothing may be reused because every field may have changed.
+        self.vmcb.write_u32(CLEAN_BITS, 0);
+        let host = *HOST_VMCB.get().expect("SVM initialised");
+        // SAFETY: both VMCBs are valid, page-aligned and set up above;
+        // `regs` outlives the call; interrupts are off (the run loop's
+        // invariant).
+        unsafe { svm_vmrun(self.vmcb_phys, host, regs) };
+        regs.rax = self.vmcb.read_u64(RAX);
+        regs.rsp = self.vmcb.read_u64(RSP);
+        // An event the exit interrupted must still be delivered.
+        let pending = self.vmcb.read_u64(EXITINTINFO);
+        if pending & EVENT_VALID != 0 {
+            self.vmcb.write_u64(EVENTINJ, pending);
+        }
+        self.exit()
+    }
+
+    fn exit(&self) -> VmExit {
+        let code = self.vmcb.read_u64(EXITCODE);
+        let info1 = self.vmcb.read_u64(EXITINFO1);
+        let info2 = self.vmcb.read_u64(EXITINFO2);
+        match code {
+            EXIT_CPUID => VmExit::Cpuid,
+            EXIT_MSR => {
+                if info1 & 1 == 0 {
+                    VmExit::Rdmsr
+                } else {
+                    VmExit::Wrmsr
+                }
+            }
+            EXIT_IOIO => VmExit::Io(IoExit {
+                port: (info1 >> 16) as u16,
+                size: ((info1 >> 4) & 7) as u8,
+                input: info1 & 1 != 0,
+                string: info1 & (1 << 2) != 0,
+                rep: info1 & (1 << 3) != 0,
+                addr_size: match (info1 >> 7) & 7 {
+                    1 => 2,
+                    2 => 4,
+                    _ => 8,
+                },
+                next_rip: info2,
+            }),
+            EXIT_NPF => VmExit::NestedPageFault {
+                gpa: info2,
+                access: NpfAccess {
+                    present: info1 & 1 != 0,
+                    write: info1 & 2 != 0,
+                    fetch: info1 & 16 != 0,
+                    in_guest_walk: info1 & (1 << 33) != 0,
+                },
+            },
+            EXIT_VMMCALL => VmExit::Hypercall,
+            EXIT_HLT => VmExit::Hlt,
+            EXIT_INTR => VmExit::ExternalInterrupt,
+            EXIT_NMI => VmExit::Nmi,
+            EXIT_VINTR => VmExit::InterruptWindow,
+            EXIT_SHUTDOWN => VmExit::Shutdown,
+            EXIT_INVD => VmExit::Invd,
+            EXIT_WBINVD => VmExit::Wbinvd,
+            EXIT_XSETBV => VmExit::Xsetbv,
+            EXIT_PAUSE => VmExit::Pause,
+            EXIT_VMRUN => VmExit::Undefined(Expected::Vmrun),
+            EXIT_VMLOAD => VmExit::Undefined(Expected::Vmload),
+            EXIT_VMSAVE => VmExit::Undefined(Expected::Vmsave),
+            EXIT_STGI => VmExit::Undefined(Expected::Stgi),
+            EXIT_CLGI => VmExit::Undefined(Expected::Clgi),
+            EXIT_SKINIT => VmExit::Undefined(Expected::Skinit),
+            EXIT_MONITOR => VmExit::Undefined(Expected::Monitor),
+            EXIT_MWAIT | EXIT_MWAIT_COND => VmExit::Undefined(Expected::Mwait),
+            c if (EXIT_EXCEPTION_BASE..EXIT_EXCEPTION_BASE + 32).contains(&c) => {
+                let vector = (c - EXIT_EXCEPTION_BASE) as u8;
+                let has_code = matches!(vector, 8 | 10..=14 | 17 | 21);
+                VmExit::Exception {
+                    vector,
+                    error_code: has_code.then_some(info1 as u32),
+                    cr2: if vector == 14 { info2 } else { 0 },
+                }
+            }
+            EXIT_INVALID => VmExit::InvalidState,
+            _ => VmExit::Unknown { code, info1, info2 },
+        }
+    }
+
+    /// The fields that matter when VMRUN refuses the guest state.
+    pub fn dump(&self, out: &mut impl fmt::Write) {
+        let v = &self.vmcb;
+        let seg = |o| v.segment(o);
+        let _ = writeln!(
+            out,
+            "    rip {:#x} rflags {:#x} cpl {} efer {:#x} cr0 {:#x} cr3 {:#x} cr4 {:#x}",
+            v.read_u64(RIP),
+            v.read_u64(RFLAGS),
+            v.read_u8(CPL),
+            v.read_u64(EFER),
+            v.read_u64(CR0),
+            v.read_u64(CR3),
+            v.read_u64(CR4)
+        );
+        for (name, o) in [("cs", CS), ("ss", SS), ("ds", DS), ("tr", TR)] {
+            let s = seg(o);
+            let _ = writeln!(
+                out,
+                "    {name} sel {:#x} attr {:#x} limit {:#x} base {:#x}",
+                s.selector, s.attrib, s.limit, s.base
+            );
+        }
+        let _ = writeln!(
+            out,
+            "    asid {} n_cr3 {:#x} eventinj {:#x} exitinfo1 {:#x} exitinfo2 {:#x}",
+            v.read_u32(GUEST_ASID),
+            v.read_u64(N_CR3),
+            v.read_u64(EVENTINJ),
+            v.read_u64(EXITINFO1),
+            v.read_u64(EXITINFO2)
+        );
+    }
+}
+
+impl Drop for SvmVcpu {
+    fn drop(&mut self) {
+        let _ = free_frames(self.vmcb_phys, 1);
+    }
+}

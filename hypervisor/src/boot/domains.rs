@@ -1,0 +1,151 @@
+//! Domains from boot modules: every `dom0` or `domu` module that passed
+//! its checks becomes a domain, with the `ramdisk` that follows it; dom0 is
+//! domain 0, domUs are numbered from 1 in module order.
+
+use super::info::BootInfo;
+use super::modules::{self, Role};
+use crate::cmdline::Options;
+use crate::common::config;
+use crate::common::domain::{self, DomainSpec};
+use crate::common::run;
+use crate::mm::phys::phys_slice;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use log::{error, info, warn};
+
+/// A kernel module ready to become a domain.
+struct Planned<'a> {
+    index: usize,
+    role: Role,
+    args: &'a str,
+    kernel: &'a [u8],
+    ramdisk: Option<&'a [u8]>,
+}
+
+/// Checks every module, logs what it is, and returns the kernels to build.
+fn plan<'a>(info: &'a BootInfo<'a>) -> Vec<Planned<'a>> {
+    let count = info.modules().count();
+    if count == 0 {
+        info!("modules: none");
+        return Vec::new();
+    }
+    info!("modules: {count}");
+    let mut out: Vec<Planned<'a>> = Vec::new();
+    let mut previous_kernel = false;
+    for m in info.modules() {
+        // SAFETY: module memory is reserved for the module and
+        // direct-mapped; nothing writes it.
+        let bytes: &'a [u8] = unsafe { phys_slice(m.range.start, m.range.len() as usize) }.unwrap_or(&[]);
+        let head = format!(
+            "  module {}: {:#x} - {:#x} ({} bytes) \"{}\"",
+            m.index,
+            m.range.start,
+            m.range.end,
+            m.range.len(),
+            m.cmdline
+        );
+        match modules::check(m, bytes, previous_kernel) {
+            Ok((role, args)) => {
+                info!("{head}: {}", role.name());
+                match role {
+                    Role::Ramdisk => {
+                        if let Some(k) = out.last_mut() {
+                            if k.ramdisk.is_some() {
+                                warn!("  module {}: a second ramdisk for module {}; ignored", m.index, k.index);
+                            } else {
+                                k.ramdisk = Some(bytes);
+                            }
+                        }
+                    }
+                    _ => out.push(Planned { index: m.index, role, args, kernel: bytes, ramdisk: None }),
+                }
+                previous_kernel = role.is_kernel() || (previous_kernel && role == Role::Ramdisk);
+            }
+            Err(why) => {
+                error!("{head}: refused: {why}");
+                previous_kernel = false;
+            }
+        }
+    }
+    out
+}
+
+/// Builds every planned domain and queues its first vCPU (when `can_run`:
+/// the CPU's virtualization is usable). Returns how many domains were
+/// created.
+pub fn build(info: &BootInfo<'_>, opts: &Options, can_run: bool) -> usize {
+    let planned = plan(info);
+    if !can_run {
+        for p in &planned {
+            error!("module {}: not started: no usable hardware virtualization", p.index);
+        }
+        return 0;
+    }
+    let mut created = 0;
+    let mut next_id: u16 = 1;
+    let mut names: Vec<String> = Vec::new();
+    let mut have_dom0 = false;
+    for p in planned {
+        let (id, name, memory_mib, vcpus, cmdline, privileged) = match p.role {
+            Role::Dom0 => {
+                if have_dom0 {
+                    error!("module {}: a second dom0; refused", p.index);
+                    continue;
+                }
+                have_dom0 = true;
+                (0, String::from("Domain-0"), opts.dom0_mem >> 20, 1, p.args, true)
+            }
+            _ => {
+                let parsed =
+                    config::parse(p.args, |w| warn!("module {}: unknown domain option '{w}' ignored", p.index));
+                let c = match parsed {
+                    Ok(c) => c,
+                    Err(e) => {
+                        error!("module {}: domain refused: {e}", p.index);
+                        continue;
+                    }
+                };
+                let id = next_id;
+                let name = c.name.map_or_else(|| format!("domu{id}"), String::from);
+                (id, name, c.memory_mib, c.vcpus, c.cmdline, false)
+            }
+        };
+        if names.contains(&name) {
+            error!("module {}: domain name '{name}' is already used; refused", p.index);
+            continue;
+        }
+        info!("creating domain {id} ({name}) from module {}", p.index);
+        let spec = DomainSpec {
+            id,
+            name: name.clone(),
+            privileged,
+            memory_mib,
+            vcpus,
+            kernel: p.kernel,
+            ramdisk: p.ramdisk,
+            cmdline,
+        };
+        match domain::create(&spec) {
+            Ok(d) => {
+                info!(
+                    "domain {id} ({name}): {memory_mib} MiB, {vcpus} vCPU{}, {}{}",
+                    if vcpus == 1 { "" } else { "s" },
+                    if privileged { "privileged, " } else { "" },
+                    match p.ramdisk {
+                        Some(r) => format!("ramdisk {} bytes", r.len()),
+                        None => String::from("no ramdisk"),
+                    }
+                );
+                run::enqueue(d, 0);
+                names.push(name);
+                created += 1;
+                if !privileged {
+                    next_id += 1;
+                }
+            }
+            Err(e) => error!("module {}: domain {id} ({name}) not created: {e}", p.index),
+        }
+    }
+    created
+}

@@ -1,0 +1,71 @@
+//! The one exit-reason enum: SVM (and later VMX) translate their hardware
+//! exits into `VmExit`, and common code handles each kind once.
+
+/// How a nested page fault happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NpfAccess {
+    pub write: bool,
+    pub fetch: bool,
+    /// A translation existed (a permission problem, not a missing page).
+    pub present: bool,
+    /// The fault hit while the CPU walked the guest's own page tables.
+    pub in_guest_walk: bool,
+}
+
+/// A port I/O exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoExit {
+    pub port: u16,
+    /// 1, 2 or 4 bytes.
+    pub size: u8,
+    pub input: bool,
+    /// INS/OUTS.
+    pub string: bool,
+    pub rep: bool,
+    /// Address size of a string instruction: 2, 4 or 8 bytes.
+    pub addr_size: u8,
+    /// Where the next instruction starts (the hardware always says).
+    pub next_rip: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmExit {
+    Cpuid,
+    Rdmsr,
+    Wrmsr,
+    Io(IoExit),
+    NestedPageFault {
+        gpa: u64,
+        access: NpfAccess,
+    },
+    /// VMMCALL (AMD) or VMCALL (Intel) executed natively.
+    Hypercall,
+    Hlt,
+    /// An intercepted exception the guest raised.
+    Exception {
+        vector: u8,
+        error_code: Option<u32>,
+        cr2: u64,
+    },
+    /// A physical interrupt arrived while the guest ran.
+    ExternalInterrupt,
+    Nmi,
+    InterruptWindow,
+    /// Triple fault: the guest's CPU shut down.
+    Shutdown,
+    Invd,
+    Wbinvd,
+    Xsetbv,
+    Pause,
+    /// An instruction the guest may not use (nested virtualisation,
+    /// MONITOR/MWAIT, SKINIT ...): it gets #UD.
+    Undefined(crate::arch::x86_64::insn::Expected),
+    /// The hardware refused to enter the guest (invalid guest state).
+    InvalidState,
+    /// An exit this hypervisor does not expect.
+    Unknown {
+        code: u64,
+        info1: u64,
+        info2: u64,
+    },
+}

@@ -1,0 +1,160 @@
+//! Domains on AMD-V with nested paging (QEMU's SVM+NPT): PVH guests built
+//! from boot modules, Xen's hypercalls, and isolation of misbehaving guests.
+
+use integration_tests::{Boot, DOM0_READY, End, HALTED, Machine, images, scratch};
+
+#[test]
+fn a_pvh_guest_prints_through_console_io_and_shuts_down() {
+    let ramdisk = scratch("hello", "initrd", b"RAMDISK");
+    let o = Boot::new("hello_guest", Machine::QemuBios)
+        .guest("hello", "name=hello memory=8 cmdline=\"console=hvc0 root=/dev/xvda\"")
+        .module(&ramdisk, "ramdisk")
+        .run();
+    o.expect_end(End::PoweredOff).expect_no_crash();
+    o.expect("domain 1 (hello): 8 MiB, 1 vCPU, ramdisk 7 bytes")
+        .expect("(d1) hello from a PVH guest")
+        .expect("magic 0x336ec578 version 1 flags 0x0")
+        .expect("(d1) cmdline: \"console=hvc0 root=/dev/xvda\"")
+        .expect("(d1) memmap 0: 0x0 + 0x800000 type 1")
+        .expect("(d1) memmap 1: 0xfeff8000 + 0x8000 type 2")
+        .expect("+ 7 bytes, first byte 0x52")
+        .expect("domain 1 (hello) shut down: poweroff")
+        .expect("domain 1 (hello) destroyed; 8 MiB returned")
+        .expect("all domains have shut down")
+        .expect_order("(d1) goodbye", "Powering off.");
+}
+
+#[test]
+fn the_guest_sees_xens_cpuid_leaves_versions_and_params() {
+    let o = Boot::new("probe", Machine::QemuBios).guest("probe", "name=probe memory=8").run();
+    o.expect_end(End::PoweredOff).expect_no_crash();
+    o.expect("(d1) my domain id is 1").expect("(d1) ALL 36 CHECKS PASSED").expect_absent("FAIL");
+}
+
+#[test]
+fn bad_pointers_unknown_numbers_and_garbage_get_xens_errors() {
+    let o = Boot::new("bad_hypercalls", Machine::QemuBios).guest("bad-hypercalls", "name=bad memory=8").run();
+    o.expect_end(End::PoweredOff).expect_no_crash();
+    o.expect("(d1) the hypervisor survived every bad hypercall")
+        .expect("(d1) ALL 32 CHECKS PASSED")
+        .expect_absent("FAIL");
+}
+
+#[test]
+fn the_hypercall_page_works_like_xens() {
+    let o = Boot::new("hypercall_page", Machine::QemuBios).guest("hcall-page", "name=page memory=4").run();
+    o.expect_end(End::PoweredOff).expect_no_crash();
+    o.expect("(d1) written through the hypercall page").expect("(d1) ALL 4 CHECKS PASSED");
+}
+
+/// A guest that triple-faults, one that executes ud2 with no IDT, one that
+/// writes outside its memory and one that never yields run beside five
+/// well-behaved guests: each bad one is destroyed with one line naming
+/// what it did, the spinner is preempted, and everyone else finishes.
+#[test]
+fn misbehaving_guests_are_contained_and_the_rest_run_on() {
+    let o = Boot::new("isolation", Machine::QemuBios)
+        .guest("spin", "name=spinner memory=4")
+        .guest("triple-fault", "name=tf memory=4")
+        .guest("ud-no-idt", "name=ud memory=4")
+        .guest("wild-write", "name=wild memory=4")
+        .guest("hello", "name=h1 memory=4")
+        .guest("probe", "name=probe memory=4")
+        .guest("bad-hypercalls", "name=bad memory=4")
+        .guest("hello", "name=h2 memory=4")
+        .guest("hello", "name=h3 memory=4")
+        // Everyone but the spinner ends; then the machine is stopped.
+        .stop_on_count(") destroyed;", 8)
+        .run();
+    o.expect_end(End::Saw(") destroyed;".into())).expect_no_crash();
+    o.expect("domain 2 (tf) crashed: triple fault at rip")
+        .expect("domain 3 (ud) crashed: triple fault at rip")
+        .expect("domain 4 (wild) crashed: write of guest-physical 0xc0000000 at rip")
+        .expect("not the domain's memory")
+        .expect("(d6) ALL 36 CHECKS PASSED")
+        .expect("(d7) ALL 32 CHECKS PASSED")
+        .expect("(d5) goodbye")
+        .expect("(d8) goodbye")
+        .expect("(d9) goodbye")
+        .expect_absent("domain 1 (spinner) shut down")
+        // The spinner ran first and never yielded; the others still ran.
+        .expect_order("(d1) spinning forever", "(d9) goodbye");
+    assert_eq!(o.lines_containing("crashed:").len(), 3);
+}
+
+#[test]
+fn eight_domains_run_side_by_side_then_the_machine_powers_off() {
+    let mut b = Boot::new("eight_domains", Machine::QemuBios);
+    for n in 1..=8 {
+        b = b.guest("hello", &format!("name=guest{n} memory=4 cmdline=\"I am guest {n}\""));
+    }
+    let o = b.run();
+    o.expect_end(End::PoweredOff).expect_no_crash();
+    for n in 1..=8 {
+        o.expect(&format!("(d{n}) cmdline: \"I am guest {n}\""))
+            .expect(&format!("domain {n} (guest{n}) shut down: poweroff"));
+    }
+    o.expect_order("domain 8 (guest8) destroyed", "all domains have shut down");
+}
+
+#[test]
+fn on_last_exit_halt_keeps_the_machine_up() {
+    let o = Boot::new("last_exit_halt", Machine::QemuBios)
+        .cmdline("on_last_exit=halt")
+        .guest("hello", "name=h memory=4")
+        .run();
+    o.expect_end(End::Saw(HALTED.into()));
+    o.expect("(d1) goodbye").expect_order("all domains have shut down", "System halted.");
+}
+
+/// Xen accepts ELF32 PVH kernels as well as ELF64.
+#[test]
+fn an_elf32_kernel_starts_too() {
+    let elf64 = images().guest("hello");
+    let elf32 = integration_tests::out_dir().join("files").join("hello32.elf");
+    std::fs::create_dir_all(elf32.parent().unwrap()).unwrap();
+    let st = std::process::Command::new("objcopy").args(["-O", "elf32-i386"]).arg(&elf64).arg(&elf32).status();
+    assert!(st.is_ok_and(|s| s.success()), "objcopy could not make an ELF32 copy");
+    assert_eq!(std::fs::read(&elf32).unwrap()[4], 1, "the copy is ELF32");
+    let o = Boot::new("elf32", Machine::QemuBios).module(&elf32, "domu name=h32 memory=4").run();
+    o.expect_end(End::PoweredOff).expect_no_crash();
+    o.expect("(d1) hello from a PVH guest").expect("(d1) goodbye");
+}
+
+/// Bad domain configurations and kernels are refused one by one, each with
+/// a line naming it; the good domain beside them runs.
+#[test]
+fn bad_domain_configurations_are_refused_and_the_rest_starts() {
+    let i = images();
+    let o = Boot::new("bad_domains", Machine::QemuBios)
+        .guest("hello", "name=a memory=lots")
+        .guest("hello", "name=b vcpus=0")
+        .guest("hello", "name=c memory=4 colour=blue")
+        .guest("hello", "name=c memory=4")
+        .guest("hello", "name=d memory=900000")
+        // A valid ELF that is not a PVH kernel.
+        .module(&i.hypervisor, "domu name=e")
+        .run();
+    o.expect_end(End::PoweredOff).expect_no_crash();
+    o.expect("domain refused: memory=\"lots\" is not valid")
+        .expect("domain refused: vcpus=\"0\" is not valid")
+        .expect("unknown domain option 'colour=blue' ignored")
+        .expect("domain name 'c' is already used; refused")
+        .expect("not created: not enough free memory: the domain needs")
+        .expect("no XEN_ELFNOTE_PHYS32_ENTRY note")
+        .expect("(d1) goodbye");
+    assert_eq!(o.lines_containing("(d1) hello from a PVH guest").len(), 1);
+}
+
+#[test]
+fn dom0_starts_as_the_privileged_initial_domain() {
+    let i = images();
+    let o = Boot::new("dom0", Machine::QemuBios)
+        .cmdline("dom0_mem=32M")
+        .module(&i.dom0, "dom0 loglevel=7")
+        .stop_on(DOM0_READY)
+        .run();
+    o.expect_end(End::Saw(DOM0_READY.into())).expect_no_crash();
+    o.expect("domain 0 (Domain-0): 32 MiB, 1 vCPU, privileged")
+        .expect("(d0) dom0-kernel-shim: up on Xen ABI 4.17, privileged initial domain, command line \"loglevel=7\"");
+}
