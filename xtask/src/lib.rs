@@ -1,6 +1,7 @@
 //! Build, boot and test tooling for the hypervisor, shared by the `xtask`
 //! command and the integration-test harness in `tests/`.
 
+pub mod bench;
 pub mod emulator;
 pub mod host;
 pub mod images;

@@ -14,6 +14,7 @@ commands:
   iso                build a GRUB rescue ISO (BIOS and UEFI); prints its path last
   run                build, then boot in QEMU (or Bochs) with the serial console here
   test               host unit tests, then integration tests in QEMU and Bochs
+  bench              path-length figures under QEMU -icount (release build)
 
 options for build, iso and run:
   --release          optimised images (default: dev profile, with debug assertions)
@@ -188,7 +189,7 @@ fn test(o: &Opts) -> Result<(), String> {
     host::ensure_packages(host::PACKAGES)?;
     if !o.integration_only {
         eprintln!("xtask: host unit tests");
-        check(cargo().args(["test", "-p", "hypervisor", "--lib"]), "hypervisor unit tests")?;
+        check(cargo().args(["test", "-p", "hypervisor", "-p", "xen-abi", "--lib"]), "hypervisor unit tests")?;
         check(cargo().args(["test", "-p", "xtask"]), "xtask unit tests")?;
         check(cargo().args(["test", "-p", "integration-tests", "--lib"]), "harness unit tests")?;
     }
@@ -234,6 +235,10 @@ fn main() -> ExitCode {
         }
         "run" => run(&opts),
         "test" => test(&opts),
+        "bench" => host::ensure_packages(host::PACKAGES)
+            .and_then(|_| images::build(true))
+            .and_then(|imgs| xtask::bench::run(&imgs))
+            .map(|_| ()),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

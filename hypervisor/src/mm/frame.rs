@@ -4,11 +4,12 @@
 //! Free blocks of 2^order frames are kept in per-order lists linked through
 //! the frame table (not through the free memory itself), so the allocator
 //! never touches the memory it manages and is testable on the host. Every
-//! frame records whether it is free, allocated or not managed at all, so a
-//! double free or a free of memory that was never handed out is caught
-//! instead of corrupting the lists.
+//! allocated frame is marked, so a double free or a free of memory that was
+//! never handed out is refused instead of corrupting the lists; free frames
+//! other than a block's first are left unmarked, which keeps giving memory
+//! to the allocator proportional to the number of blocks, not frames.
 
-use super::ranges::{PAGE_SIZE, Range};
+use super::ranges::{PAGE_SIZE, Range, RangeSet};
 use core::fmt;
 
 /// Largest block: 2^18 frames = 1 GiB.
@@ -19,16 +20,15 @@ const NIL: u32 = u32::MAX;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
 enum State {
-    /// A hole, the hypervisor image, firmware: never handed out.
-    Unmanaged = 0,
+    /// Unmanaged, or free but not the first frame of its block.
+    Plain = 0,
     /// First frame of a free block; `order` says its size.
     FreeHead = 1,
-    /// Inside a free block, not its first frame.
-    FreeTail = 2,
-    Allocated = 3,
+    Allocated = 2,
 }
 
-/// One frame-table entry (12 bytes per 4 KiB frame).
+/// One frame-table entry (12 bytes per 4 KiB frame). All-zero bytes are a
+/// valid, plain entry.
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub struct FrameInfo {
@@ -40,8 +40,7 @@ pub struct FrameInfo {
 }
 
 impl FrameInfo {
-    pub const UNMANAGED: FrameInfo =
-        FrameInfo { next: NIL, prev: NIL, order: 0, state: State::Unmanaged, _reserved: [0; 2] };
+    pub const PLAIN: FrameInfo = FrameInfo { next: 0, prev: 0, order: 0, state: State::Plain, _reserved: [0; 2] };
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,15 +76,24 @@ pub struct FrameAllocator<'t> {
     heads: [u32; MAX_ORDER + 1],
     free_frames: u64,
     managed_frames: u64,
+    /// What was given to the allocator (byte addresses).
+    managed: RangeSet<256>,
 }
 
 impl<'t> FrameAllocator<'t> {
     /// An allocator with an empty pool over frames `base_pfn ..
-    /// base_pfn + table.len()`. The table must cover at most 2^32 frames.
+    /// base_pfn + table.len()`. The table must cover fewer than 2^32 frames.
     pub fn new(table: &'t mut [FrameInfo], base_pfn: u64) -> FrameAllocator<'t> {
         assert!(table.len() < NIL as usize, "frame table too large");
-        table.fill(FrameInfo::UNMANAGED);
-        FrameAllocator { table, base_pfn, heads: [NIL; MAX_ORDER + 1], free_frames: 0, managed_frames: 0 }
+        table.fill(FrameInfo::PLAIN);
+        FrameAllocator {
+            table,
+            base_pfn,
+            heads: [NIL; MAX_ORDER + 1],
+            free_frames: 0,
+            managed_frames: 0,
+            managed: RangeSet::new(),
+        }
     }
 
     pub fn free_frames(&self) -> u64 {
@@ -96,7 +104,7 @@ impl<'t> FrameAllocator<'t> {
         self.managed_frames
     }
 
-    /// Free frames in each order's list, for reports.
+    /// Free blocks in each order's list, for reports.
     pub fn free_blocks_by_order(&self) -> [u64; MAX_ORDER + 1] {
         let mut out = [0; MAX_ORDER + 1];
         for (o, slot) in out.iter_mut().enumerate() {
@@ -118,36 +126,43 @@ impl<'t> FrameAllocator<'t> {
         self.base_pfn + index as u64
     }
 
+    fn is_managed(&self, pfn: u64) -> bool {
+        pfn.checked_mul(PAGE_SIZE).is_some_and(|a| self.managed.contains(a))
+    }
+
     /// Gives the whole pages of `range` to the allocator. Pages outside the
-    /// frame table are ignored; the number of frames added is returned.
+    /// frame table, and pages given before, are ignored; the number of
+    /// frames added is returned.
     pub fn add_range(&mut self, range: Range) -> u64 {
         let pages = range.pages_inside();
         let first = (pages.start / PAGE_SIZE).max(self.base_pfn);
         let last = (pages.end / PAGE_SIZE).min(self.base_pfn + self.table.len() as u64);
+        if first >= last {
+            return 0;
+        }
+        // The part not given before.
+        let mut fresh = RangeSet::<16>::new();
+        let _ = fresh.add(Range::new(first * PAGE_SIZE, last * PAGE_SIZE));
+        for m in self.managed.iter() {
+            let _ = fresh.remove(m);
+        }
         let mut added = 0;
-        let mut pfn = first;
-        while pfn < last {
-            if self.table[(pfn - self.base_pfn) as usize].state != State::Unmanaged {
-                pfn += 1; // already given: adding twice must not double count
+        for r in fresh.iter() {
+            if self.managed.add(r).is_err() {
+                // No room to remember it: leave it out rather than risk
+                // handing it out twice later.
                 continue;
             }
-            // A run of frames new to the allocator: mark, then release it in
-            // maximal aligned blocks so that they merge.
-            let run_start = pfn;
-            while pfn < last && self.table[(pfn - self.base_pfn) as usize].state == State::Unmanaged {
-                self.table[(pfn - self.base_pfn) as usize].state = State::Allocated;
-                pfn += 1;
-            }
-            let run_end = pfn;
-            self.managed_frames += run_end - run_start;
-            added += run_end - run_start;
-            let mut p = run_start;
-            while p < run_end {
-                let order = self.largest_block_at(p, run_end);
+            let (start, end) = (r.start / PAGE_SIZE, r.end / PAGE_SIZE);
+            let mut p = start;
+            while p < end {
+                let order = self.largest_block_at(p, end);
                 self.release(p, order);
                 p += 1 << order;
             }
+            added += end - start;
         }
+        self.managed_frames += added;
         added
     }
 
@@ -187,19 +202,15 @@ impl<'t> FrameAllocator<'t> {
         if next != NIL {
             self.table[next as usize].prev = prev;
         }
+        self.table[index as usize].state = State::Plain;
     }
 
-    /// Returns an allocated block to the free lists, merging with free
-    /// buddies.
+    /// Puts a block whose frames are all plain on the free lists, merging
+    /// with free buddies.
     fn release(&mut self, pfn: u64, order: usize) {
         let mut pfn = pfn;
         let mut order = order;
-        let count = 1u64 << order;
-        for p in pfn..pfn + count {
-            let i = (p - self.base_pfn) as usize;
-            self.table[i].state = State::FreeTail;
-        }
-        self.free_frames += count;
+        self.free_frames += 1 << order;
         while order < MAX_ORDER {
             let buddy = pfn ^ (1 << order);
             let Some(bi) = self.index(buddy) else { break };
@@ -208,12 +219,18 @@ impl<'t> FrameAllocator<'t> {
                 break;
             }
             self.unlink(bi as u32, order);
-            self.table[bi].state = State::FreeTail;
             pfn = pfn.min(buddy);
             order += 1;
         }
         let idx = (pfn - self.base_pfn) as u32;
         self.push(idx, order);
+    }
+
+    fn mark(&mut self, pfn: u64, count: u64, state: State) {
+        let i = (pfn - self.base_pfn) as usize;
+        for e in &mut self.table[i..i + count as usize] {
+            e.state = state;
+        }
     }
 
     /// Allocates 2^order contiguous frames, aligned to their size. Returns
@@ -230,17 +247,10 @@ impl<'t> FrameAllocator<'t> {
         let mut o = found;
         while o > order {
             o -= 1;
-            let upper = index + (1 << o);
-            self.push(upper, o);
+            self.push(index + (1 << o), o);
         }
-        let count = 1u64 << order;
-        for p in pfn..pfn + count {
-            let i = (p - self.base_pfn) as usize;
-            self.table[i].state = State::Allocated;
-            self.table[i].next = NIL;
-            self.table[i].prev = NIL;
-        }
-        self.free_frames -= count;
+        self.mark(pfn, 1 << order, State::Allocated);
+        self.free_frames -= 1 << order;
         Some(pfn)
     }
 
@@ -254,11 +264,9 @@ impl<'t> FrameAllocator<'t> {
         let order = order_for(count).max(align_order);
         let pfn = self.alloc(order)?;
         let block_end = pfn + (1 << order);
-        let mut p = pfn + count;
-        while p < block_end {
-            let o = self.largest_block_at(p, block_end);
-            self.release(p, o);
-            p += 1 << o;
+        if pfn + count < block_end {
+            // These frames were just allocated: freeing them cannot fail.
+            let _ = self.free(pfn + count, block_end - pfn - count);
         }
         Some(pfn)
     }
@@ -269,12 +277,15 @@ impl<'t> FrameAllocator<'t> {
         let end = pfn.checked_add(count).ok_or(FrameError::NotManaged { pfn })?;
         for p in pfn..end {
             let i = self.index(p).ok_or(FrameError::NotManaged { pfn: p })?;
-            match self.table[i].state {
-                State::Allocated => {}
-                State::Unmanaged => return Err(FrameError::NotManaged { pfn: p }),
-                State::FreeHead | State::FreeTail => return Err(FrameError::DoubleFree { pfn: p }),
+            if self.table[i].state != State::Allocated {
+                return Err(if self.is_managed(p) {
+                    FrameError::DoubleFree { pfn: p }
+                } else {
+                    FrameError::NotManaged { pfn: p }
+                });
             }
         }
+        self.mark(pfn, count, State::Plain);
         let mut p = pfn;
         while p < end {
             let o = self.largest_block_at(p, end);
@@ -289,37 +300,34 @@ impl<'t> FrameAllocator<'t> {
         self.index(pfn).is_some_and(|i| self.table[i].state == State::Allocated)
     }
 
-    /// Takes a frame that is still free (for example one that must stay
-    /// untouched because firmware handed it over late) out of the pool.
+    /// Takes a frame that is still free out of the pool (for example one
+    /// that must stay untouched because firmware handed it over late).
     pub fn reserve(&mut self, pfn: u64) -> Result<(), FrameError> {
         let i = self.index(pfn).ok_or(FrameError::NotManaged { pfn })?;
-        match self.table[i].state {
-            State::Unmanaged => return Err(FrameError::NotManaged { pfn }),
-            State::Allocated => return Err(FrameError::NotAllocated { pfn }),
-            _ => {}
+        if self.table[i].state == State::Allocated {
+            return Err(FrameError::NotAllocated { pfn });
         }
         // Blocks are aligned to their size: the block holding pfn starts at
         // pfn rounded down to some order.
         let (head, order) = (0..=MAX_ORDER)
             .map(|o| (pfn & !((1u64 << o) - 1), o))
             .find(|&(h, o)| {
-                self.index(h)
-                    .is_some_and(|hi| self.table[hi].state == State::FreeHead && self.table[hi].order as usize == o)
+                self.index(h).is_some_and(|hi| {
+                    self.table[hi].state == State::FreeHead && self.table[hi].order as usize == o
+                })
             })
             .ok_or(FrameError::NotManaged { pfn })?;
         let hi = (head - self.base_pfn) as u32;
         self.unlink(hi, order);
-        for p in head..head + (1 << order) {
-            self.table[(p - self.base_pfn) as usize].state = State::Allocated;
-        }
+        self.mark(head, 1 << order, State::Allocated);
         self.free_frames -= 1 << order;
         // Give back everything but pfn.
         if head < pfn {
-            self.free(head, pfn - head).ok();
+            let _ = self.free(head, pfn - head);
         }
         let end = head + (1 << order);
         if pfn + 1 < end {
-            self.free(pfn + 1, end - pfn - 1).ok();
+            let _ = self.free(pfn + 1, end - pfn - 1);
         }
         Ok(())
     }
@@ -334,7 +342,7 @@ mod tests {
     const GIB: u64 = 1 << 30;
 
     fn table(frames: usize) -> Vec<FrameInfo> {
-        vec![FrameInfo::UNMANAGED; frames]
+        vec![FrameInfo::PLAIN; frames]
     }
 
     #[test]

@@ -111,7 +111,7 @@ pub fn start_tick() -> u64 {
     write(REG_TIMER_INIT, u32::MAX);
     let tsc_khz = crate::time::tsc_khz().max(1);
     let start = cpu::rdtsc();
-    crate::time::delay_us(10_000);
+    crate::time::delay_us(1_000);
     let elapsed_tsc = cpu::rdtsc() - start;
     let counted = u32::MAX - read(REG_TIMER_CURRENT);
     let hz = (counted as u128 * tsc_khz as u128 * 1000 / elapsed_tsc.max(1) as u128) as u64;

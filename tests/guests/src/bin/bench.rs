@@ -12,6 +12,7 @@ const ROUNDS: u64 = 20_000;
 
 #[unsafe(no_mangle)]
 extern "C" fn pvh_main(_: u64) -> ! {
+    println!("bench: started");
     // Warm up (the first exits fill caches and the fetch cache).
     for _ in 0..100 {
         // SAFETY: xen_version(XENVER_version) takes no pointer.

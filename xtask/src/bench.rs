@@ -1,0 +1,171 @@
+//! `cargo xtask bench`: path-length figures under QEMU's
+//! `-icount shift=0,sleep=off`, where one virtual nanosecond is one
+//! executed instruction, so the hypervisor's nanosecond time stamps and the
+//! guests' TSC deltas count instructions. Figures are reported, not asserted.
+
+use crate::emulator::{self, Accel, End, Qemu, Serial, SerialLog};
+use crate::images::{self, Images, IsoSpec, Module};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// One measured figure.
+pub struct Figure {
+    pub name: &'static str,
+    pub value: Option<u64>,
+    pub unit: &'static str,
+    pub target: &'static str,
+    pub xen: &'static str,
+}
+
+/// Boots `spec` under icount until `stop` appears (or power-off); returns
+/// the serial log.
+fn run_icount(spec: &IsoSpec, name: &str, stop: &str) -> Result<(String, String), String> {
+    let dir = images::target_dir().join("bench").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let iso = images::make_iso(spec, &images::target_dir().join("iso"))?;
+    let serial = dir.join("serial.log");
+    let mut q = Qemu::new(iso);
+    q.accel = Accel::Tcg;
+    q.icount = true;
+    q.cpus = 1;
+    q.memory_mib = 512;
+    q.serial = Serial::File(serial.clone());
+    let mut cmd = q.command()?;
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start QEMU: {e}"))?;
+    let mut log = SerialLog::new(serial);
+    let end = emulator::wait(&mut child, &mut log, None, &[(stop.to_string(), 1)], Duration::from_secs(600));
+    match end {
+        End::PoweredOff | End::Saw(_) => Ok((log.text, shown)),
+        other => Err(format!("{name}: the run ended with {other:?}; see {}", dir.display())),
+    }
+}
+
+/// The time stamp (ns since hypervisor entry) of the first line containing
+/// `needle`.
+fn stamp(log: &str, needle: &str) -> Option<u64> {
+    let line = log.lines().find(|l| l.contains(needle))?;
+    let inner = line.trim_start().strip_prefix('[')?.split(']').next()?.trim();
+    let (s, us) = inner.split_once('.')?;
+    Some(s.parse::<u64>().ok()? * 1_000_000_000 + us.parse::<u64>().ok()? * 1000)
+}
+
+/// The number after `key` on a `BENCH` line.
+fn bench_value(log: &str, key: &str) -> Option<u64> {
+    let line = log.lines().find(|l| l.contains("BENCH") && l.contains(key))?;
+    line.split(key).nth(1)?.split_whitespace().next()?.parse().ok()
+}
+
+pub fn run(imgs: &Images) -> Result<Vec<Figure>, String> {
+    let mut figures = Vec::new();
+    let mut commands = Vec::new();
+
+    // Hypercall and CPUID round trips, and domain creation to first line.
+    let spec = IsoSpec {
+        hypervisor: imgs.hypervisor.clone(),
+        cmdline: "loglvl=info".into(),
+        modules: vec![Module { path: imgs.guest("bench"), cmdline: "domu name=bench memory=4".into() }],
+    };
+    let (log, cmd) = run_icount(&spec, "guest", "Powering off.")?;
+    commands.push(cmd);
+    figures.push(Figure {
+        name: "null hypercall round trip (xen_version) from a PVH guest",
+        value: bench_value(&log, "null_hypercall_round_trip"),
+        unit: "instructions",
+        target: "<= 570",
+        xen: "~5,660",
+    });
+    figures.push(Figure {
+        name: "CPUID round trip from a PVH guest",
+        value: bench_value(&log, "cpuid_round_trip"),
+        unit: "instructions",
+        target: "-",
+        xen: "-",
+    });
+    let created = stamp(&log, "creating domain 1 (bench)");
+    let first = stamp(&log, "(d1) bench: started");
+    figures.push(Figure {
+        name: "create a PVH domU (4 MiB) from its ELF -> its first console line",
+        value: created.zip(first).map(|(a, b)| b.saturating_sub(a)),
+        unit: "instructions",
+        target: "<= 5 M",
+        xen: "0.67-0.71 G",
+    });
+
+    // Hypervisor entry to dom0.
+    let spec = IsoSpec {
+        hypervisor: imgs.hypervisor.clone(),
+        cmdline: "loglvl=info dom0_mem=32M".into(),
+        modules: vec![Module { path: imgs.dom0.clone(), cmdline: "dom0".into() }],
+    };
+    let (log, cmd) = run_icount(&spec, "dom0", "(d0) dom0-kernel-shim: ready")?;
+    commands.push(cmd);
+    figures.push(Figure {
+        name: "hypervisor entry -> dom0's first console line (dom0_mem=32M)",
+        value: stamp(&log, "(d0) "),
+        unit: "instructions",
+        target: "<= 20 M",
+        xen: "0.80-0.92 G",
+    });
+    figures.push(Figure {
+        name: "hypervisor entry -> boot complete (no domain)",
+        value: stamp(&log, "boot complete"),
+        unit: "instructions",
+        target: "-",
+        xen: "-",
+    });
+
+    println!("Path lengths under QEMU TCG, -cpu {} -icount shift=0,sleep=off (release build):", emulator::TCG_CPU);
+    println!();
+    println!("| figure | measured | our target | Xen 4.17, same machine |");
+    println!("|---|---|---|---|");
+    for f in &figures {
+        let v = f.value.map_or_else(|| "not measured".to_string(), |v| format!("{} {}", group(v), f.unit));
+        println!("| {} | {} | {} | {} |", f.name, v, f.target, f.xen);
+    }
+    println!();
+    println!("Commands (QEMU, serial to target/bench/*/serial.log):");
+    for c in commands {
+        println!("  {c}");
+    }
+    Ok(figures)
+}
+
+fn group(v: u64) -> String {
+    let s = v.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// Where the last run's logs are.
+pub fn log_dir() -> PathBuf {
+    images::target_dir().join("bench")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stamps_and_bench_lines() {
+        let log = "[    0.010015] CPU0 INFO  x\n[    1.000250] CPU0 INFO  (d1) BENCH null_hypercall_round_trip 538 per call\n";
+        assert_eq!(stamp(log, "(d1)"), Some(1_000_250_000));
+        assert_eq!(stamp(log, "nothing"), None);
+        assert_eq!(bench_value(log, "null_hypercall_round_trip"), Some(538));
+        assert_eq!(group(1234567), "1,234,567");
+        assert_eq!(group(12), "12");
+    }
+}
