@@ -29,6 +29,8 @@ use xen_abi::{hvm, sched};
 pub const LOW_RAM_END: u64 = 0xfc00_0000;
 pub const SPECIAL_PAGES: u64 = 0xfeff_8000;
 pub const SPECIAL_PAGES_LEN: u64 = 0x8000;
+/// Table pages a domain's p2m may add after it is built.
+pub const P2M_HEADROOM: u64 = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DomainState {
@@ -250,6 +252,9 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
             return Err(CreateError::Kernel(e));
         }
     };
+    // Room for remapping pages later (shared_info now, grant maps later):
+    // every further table page counts against this.
+    p2m.limit_growth(P2M_HEADROOM);
     let Some(shared_info) = alloc_zeroed_frame() else {
         cleanup(p2m);
         return Err(CreateError::OutOfMemory);

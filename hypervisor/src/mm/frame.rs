@@ -312,9 +312,8 @@ impl<'t> FrameAllocator<'t> {
         let (head, order) = (0..=MAX_ORDER)
             .map(|o| (pfn & !((1u64 << o) - 1), o))
             .find(|&(h, o)| {
-                self.index(h).is_some_and(|hi| {
-                    self.table[hi].state == State::FreeHead && self.table[hi].order as usize == o
-                })
+                self.index(h)
+                    .is_some_and(|hi| self.table[hi].state == State::FreeHead && self.table[hi].order as usize == o)
             })
             .ok_or(FrameError::NotManaged { pfn })?;
         let hi = (head - self.base_pfn) as u32;

@@ -5,7 +5,7 @@
 //! p2m itself, as in Xen's p2m-pt: each leaf keeps the page's p2m type in
 //! bits 9-11, which the MMU ignores.
 
-use super::page_table::{ADDR_MASK, MapError, PageSize, PageTable, PteFlags};
+use super::page_table::{ADDR_MASK, MapError, PageSize, PageTable, PteFlags, TableMemory};
 use crate::mm::phys::{FrameTables, free_frames, phys_to_virt};
 
 /// What a guest frame is.
@@ -61,15 +61,57 @@ pub const GPA_BITS: u32 = 48;
 pub struct Npt {
     root: u64,
     largest: PageSize,
+    /// Table pages in use, and how many the domain may have: table pages
+    /// come from the host, so a guest remapping pages all over its
+    /// guest-physical space must not be able to take them without bound
+    /// (Xen's per-domain p2m pool).
+    tables: u64,
+    budget: u64,
 }
 
 const TABLE_FLAGS: PteFlags = PteFlags::WRITABLE.union(PteFlags::USER);
 
+/// Table pages for one p2m, counted against its budget.
+struct Budgeted<'a> {
+    used: &'a mut u64,
+    limit: u64,
+}
+
+impl TableMemory for Budgeted<'_> {
+    fn alloc_table(&mut self) -> Option<u64> {
+        if *self.used >= self.limit {
+            return None;
+        }
+        let t = FrameTables.alloc_table()?;
+        *self.used += 1;
+        Some(t)
+    }
+
+    fn table(&mut self, phys: u64) -> &mut [u64; 512] {
+        let v = phys_to_virt(phys).expect("p2m table page outside the direct map");
+        // SAFETY: p2m table pages are direct-mapped RAM owned by this p2m,
+        // touched only under the domain's lock.
+        unsafe { &mut *(v as *mut [u64; 512]) }
+    }
+}
+
 impl Npt {
     pub fn new(largest: PageSize) -> Result<Npt, MapError> {
-        let mut m = FrameTables;
+        let mut tables = 0;
+        let mut m = Budgeted { used: &mut tables, limit: u64::MAX };
         let pt = PageTable::new(&mut m, TABLE_FLAGS, PteFlags::all())?;
-        Ok(Npt { root: pt.root(), largest })
+        let root = pt.root();
+        Ok(Npt { root, largest, tables, budget: u64::MAX })
+    }
+
+    /// From now on the p2m may grow by at most `headroom` table pages.
+    pub fn limit_growth(&mut self, headroom: u64) {
+        self.budget = self.tables + headroom;
+    }
+
+    /// Table pages in use.
+    pub fn table_pages(&self) -> u64 {
+        self.tables
     }
 
     /// The table root, for the VMCB's N_CR3.
@@ -77,8 +119,8 @@ impl Npt {
         self.root
     }
 
-    fn with<R>(&mut self, f: impl FnOnce(&mut PageTable<'_, FrameTables>) -> R) -> R {
-        let mut m = FrameTables;
+    fn with<R>(&mut self, f: impl FnOnce(&mut PageTable<'_, Budgeted<'_>>) -> R) -> R {
+        let mut m = Budgeted { used: &mut self.tables, limit: self.budget };
         let mut pt = PageTable::from_root(self.root, &mut m, TABLE_FLAGS, PteFlags::all());
         f(&mut pt)
     }

@@ -75,6 +75,25 @@ extern "C" fn pvh_main(si_paddr: u64) -> ! {
     // SAFETY: as above.
     unsafe { (buf as *mut [u32; 2]).write([77, 0xf3]) };
     c.eq("upcall vector for a missing vCPU", hc(nr::HVM_OP, [23, buf, 0, 0, 0]), -ENOENT);
+    // Moving shared_info across the whole guest-physical space makes the
+    // hypervisor build p2m tables; a domain may only have so many.
+    let mut refused_at = None;
+    for i in 1..200u64 {
+        // SAFETY: as above.
+        unsafe { (buf as *mut AddToPhysmap).write(atp(0, 0, i << 18)) };
+        let r = hc(nr::MEMORY_OP, [7, buf, 0, 0, 0]);
+        if r != 0 {
+            refused_at = Some((i, r));
+            break;
+        }
+    }
+    c.eq("p2m growth is bounded (-ENOMEM)", refused_at.map_or(0, |(_, r)| r), -ENOMEM);
+    c.check("the bound still allows many remaps", refused_at.is_some_and(|(i, _)| i > 10));
+    // Where tables exist already, remapping still works.
+    // SAFETY: as above.
+    unsafe { (buf as *mut AddToPhysmap).write(atp(0, 0, 1 << 18)) };
+    c.eq("shared_info can still move where tables exist", hc(nr::MEMORY_OP, [7, buf, 0, 0, 0]), 0);
+
     // A long console write that needs continuations.
     // SAFETY: as above.
     unsafe { core::ptr::write_bytes(buf as *mut u8, b'.', 4096) };
