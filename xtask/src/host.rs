@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 
 /// Debian packages the build, the ISO and the emulators need.
 pub const PACKAGES: &[&str] = &[
+    "binutils",
     "qemu-system-x86",
     "grub-common",
     "grub-pc-bin",
