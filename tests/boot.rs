@@ -55,19 +55,50 @@ fn boots_under_uefi_grub() {
         .expect("(d0) dom0-kernel-shim: up on Xen ABI 4.17, privileged initial domain");
 }
 
-/// Bochs emulates an Intel CPU with VT-x and EPT; the same ISO boots there
-/// and ACPI power-off ends the emulator.
+/// Bochs emulates an Intel CPU with VT-x and EPT; the same ISO boots there,
+/// picks VT-x by itself and starts dom0 on it.
 #[test]
 fn boots_in_bochs_on_an_intel_vtx_cpu() {
     let i = images();
-    let o = Boot::new("boots_in_bochs", Machine::Bochs).module(&i.dom0, "dom0").run();
-    o.expect_end(End::PoweredOff).expect_no_crash();
+    let o = Boot::new("boots_in_bochs", Machine::Bochs).module(&i.dom0, "dom0").stop_on(DOM0_READY).run();
+    o.expect_end(End::Saw(DOM0_READY.into())).expect_no_crash();
     o.expect(BANNER)
         .expect("GenuineIntel")
         .expect("vmx=true")
         .expect("ACPI: 1 CPUs in the MADT (1 enabled)")
         .expect("\"dom0\": dom0")
-        .expect("Powering off.");
+        .expect("VT-x: VMCS revision")
+        .expect("unrestricted guest, VPID yes")
+        .expect("(d0) dom0-kernel-shim: up on Xen ABI 4.17, privileged initial domain");
+}
+
+/// `hvm=` forces a backend; one the CPU lacks is refused with the reason,
+/// and the domains are not started (on AMD and on Intel).
+#[test]
+fn hvm_vmx_on_an_amd_cpu_is_refused_with_the_reason() {
+    let o = Boot::new("hvm_vmx_on_amd", Machine::QemuBios).cmdline("hvm=vmx").guest("hello", "name=h memory=4").run();
+    o.expect_end(End::PoweredOff).expect_no_crash();
+    o.expect("virtualization: VT-x is not usable: the CPU is not an Intel CPU; no domain can run")
+        .expect("module 0: not started: no usable hardware virtualization")
+        .expect("no domain to run")
+        .expect_absent("(d1)");
+}
+
+#[test]
+fn hvm_svm_on_an_intel_cpu_is_refused_with_the_reason() {
+    let o = Boot::new("hvm_svm_on_intel", Machine::Bochs).cmdline("hvm=svm").guest("hello", "name=h memory=4").run();
+    o.expect_end(End::PoweredOff).expect_no_crash();
+    o.expect("virtualization: AMD-V is not usable: the CPU is not an AMD (or Hygon) CPU; no domain can run")
+        .expect("module 0: not started: no usable hardware virtualization")
+        .expect_absent("(d1)");
+}
+
+/// Forcing the backend the CPU has works like the automatic choice.
+#[test]
+fn hvm_svm_on_an_amd_cpu_runs_guests() {
+    let o = Boot::new("hvm_svm_on_amd", Machine::QemuBios).cmdline("hvm=svm").guest("hello", "name=h memory=4").run();
+    o.expect_end(End::PoweredOff).expect_no_crash();
+    o.expect("AMD-V: SVM revision").expect("(d1) goodbye");
 }
 
 #[test]

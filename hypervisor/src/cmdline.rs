@@ -211,6 +211,15 @@ impl TestException {
     }
 }
 
+/// Which hardware virtualization to use (`hvm=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HvmChoice {
+    /// By CPU vendor and what works.
+    Auto,
+    Svm,
+    Vmx,
+}
+
 /// Serial line settings from `com1=<baud>[/<clock>][,DPS[,<io-base>[,<irq>]]]`
 /// (Xen's syntax, without the PCI forms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,6 +266,7 @@ pub struct Options {
     pub mem_limit: Option<u64>,
     /// `dom0_mem=`: dom0's memory in bytes.
     pub dom0_mem: u64,
+    pub hvm: HvmChoice,
     pub test_exception: Option<TestException>,
 }
 
@@ -270,6 +280,7 @@ impl Default for Options {
             on_last_exit: ExitAction::PowerOff,
             mem_limit: None,
             dom0_mem: 128 << 20,
+            hvm: HvmChoice::Auto,
             test_exception: None,
         }
     }
@@ -380,6 +391,12 @@ pub fn parse_options<'a>(line: &'a str, mut report: impl FnMut(Diagnostic<'a>)) 
             "dom0_mem" if !negated => match w.value.and_then(|v| parse_size(v, 20)) {
                 Some(m) if m >= (4 << 20) => o.dom0_mem = m,
                 _ => report(bad("a size of at least 4M, such as dom0_mem=512M", "dom0_mem=128M")),
+            },
+            "hvm" if !negated => match w.value {
+                Some("svm") => o.hvm = HvmChoice::Svm,
+                Some("vmx") => o.hvm = HvmChoice::Vmx,
+                Some("auto") => o.hvm = HvmChoice::Auto,
+                _ => report(bad("hvm=svm, hvm=vmx or hvm=auto", "hvm=auto")),
             },
             "test_exception" if !negated => match w.value.and_then(TestException::parse) {
                 Some(t) => o.test_exception = Some(t),
@@ -633,6 +650,10 @@ mod tests {
         assert_eq!((o.dom0_mem, d.len()), (512 << 20, 0));
         let (o, _) = parse("dom0_mem=256");
         assert_eq!(o.dom0_mem, 256 << 20, "a bare number is MiB");
+        let (o, d) = parse("hvm=vmx");
+        assert_eq!((o.hvm, d.len()), (HvmChoice::Vmx, 0));
+        let (o, d) = parse("hvm=intel");
+        assert_eq!((o.hvm, d.len()), (HvmChoice::Auto, 1));
         let (o, d) = parse("dom0_mem=1M");
         assert_eq!((o.dom0_mem, d.len()), (128 << 20, 1));
     }

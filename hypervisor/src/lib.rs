@@ -10,7 +10,6 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-#[cfg(target_os = "none")]
 extern crate alloc;
 
 /// The first line every boot prints; tests look for it.

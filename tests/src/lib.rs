@@ -166,7 +166,24 @@ impl Boot {
         let end = wait(&mut child, &mut log, bochs_log.as_deref(), &self.stop_on, self.timeout);
         let whole = dir.join("serial.all.log");
         let _ = std::fs::write(&whole, &log.text);
-        Outcome { name: self.name, log: log.text.replace('\r', ""), log_path: whole, end, elapsed: started.elapsed() }
+        let elapsed = started.elapsed();
+        record_timing(&self.name, self.machine, elapsed);
+        Outcome { name: self.name, log: log.text.replace('\r', ""), log_path: whole, end, elapsed }
+    }
+}
+
+/// Appends one line, `name<TAB>emulator<TAB>seconds`, to the timings file
+/// `cargo xtask test` sums up per emulator.
+fn record_timing(name: &str, machine: Machine, elapsed: Duration) {
+    use std::io::Write;
+    let emulator = match machine {
+        Machine::QemuBios | Machine::QemuUefi => "qemu",
+        Machine::Bochs => "bochs",
+    };
+    let path = out_dir().join(xtask::images::TIMINGS_FILE);
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        // One write per line, so parallel tests do not interleave.
+        let _ = f.write_all(format!("{name}\t{emulator}\t{:.1}\n", elapsed.as_secs_f64()).as_bytes());
     }
 }
 

@@ -162,9 +162,55 @@ pub fn make_iso(spec: &IsoSpec, out_dir: &Path) -> Result<PathBuf, String> {
     Ok(iso)
 }
 
+/// Where the integration-test harness records how long each boot took.
+pub const TIMINGS_FILE: &str = "timings.tsv";
+
+/// One line per emulator from the timings file: boots, total and longest.
+pub fn summarize_timings(tsv: &str) -> Vec<String> {
+    let mut per: Vec<(String, usize, f64, String, f64)> = Vec::new();
+    for line in tsv.lines() {
+        let mut f = line.split('\t');
+        let (Some(name), Some(emu), Some(secs)) = (f.next(), f.next(), f.next()) else { continue };
+        let Ok(secs) = secs.parse::<f64>() else { continue };
+        let i = match per.iter().position(|p| p.0 == emu) {
+            Some(i) => i,
+            None => {
+                per.push((emu.to_string(), 0, 0.0, String::new(), 0.0));
+                per.len() - 1
+            }
+        };
+        let p = &mut per[i];
+        p.1 += 1;
+        p.2 += secs;
+        if secs > p.4 {
+            p.3 = name.to_string();
+            p.4 = secs;
+        }
+    }
+    per.sort_by(|a, b| a.0.cmp(&b.0));
+    per.iter()
+        .map(|(emu, n, total, longest, max)| {
+            let boots = if *n == 1 { "boot" } else { "boots" };
+            format!("{emu}: {n} {boots}, {total:.0} s of emulator time in all, longest {longest} ({max:.0} s)")
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timings_are_summed_per_emulator() {
+        let t = "a\tqemu\t2.0\nb\tbochs\t10.5\nc\tqemu\t3.5\nbroken line\n";
+        assert_eq!(
+            summarize_timings(t),
+            [
+                "bochs: 1 boot, 10 s of emulator time in all, longest b (10 s)",
+                "qemu: 2 boots, 6 s of emulator time in all, longest c (4 s)"
+            ]
+        );
+    }
 
     #[test]
     fn grub_cfg_lists_the_hypervisor_and_every_module_in_order() {

@@ -205,8 +205,18 @@ fn test(o: &Opts) -> Result<(), String> {
         }
         c.arg(format!("--test-threads={threads}"));
         c.env("HV_HYPERVISOR", &imgs.hypervisor).env("HV_DOM0", &imgs.dom0).env("HV_GUESTS", &imgs.guests);
-        c.env("HV_TEST_OUT", images::target_dir().join("itest"));
-        check(&mut c, "integration tests")?;
+        let out = images::target_dir().join("itest");
+        let timings = out.join(images::TIMINGS_FILE);
+        let _ = std::fs::create_dir_all(&out);
+        let _ = std::fs::remove_file(&timings);
+        c.env("HV_TEST_OUT", &out);
+        let result = check(&mut c, "integration tests");
+        if let Ok(t) = std::fs::read_to_string(&timings) {
+            for line in images::summarize_timings(&t) {
+                eprintln!("xtask: {line}");
+            }
+        }
+        result?;
     }
     eprintln!("xtask: all tests passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())

@@ -3,7 +3,7 @@
 
 use super::info::{AcpiRoot, BootInfo, MemoryMapSource};
 use crate::acpi;
-use crate::arch::x86_64::{cpu, fpu, gdt, lapic, percpu, power, svm, traps};
+use crate::arch::x86_64::{cpu, fpu, gdt, hvm, lapic, percpu, power, traps};
 use crate::cmdline::{self, Diagnostic, ExitAction, Options, TestException};
 use crate::common::{domain, run};
 use crate::mm::phys::{phys_slice, phys_to_virt};
@@ -224,17 +224,9 @@ pub extern "C" fn hv_start(mbi_phys: u64, load_delta: u64) -> ! {
     .unwrap_or(0xfee0_0000);
 
     fpu::init();
-    let virt_ok = match svm::init_cpu() {
-        Ok(f) => {
-            info!(
-                "AMD-V: SVM revision {}, {} ASIDs, nested paging; NRIP save {}, decode assists {}, flush by ASID {}, VMCB clean bits {}",
-                f.revision,
-                f.asids,
-                yes(f.nrip_save),
-                yes(f.decode_assists),
-                yes(f.flush_by_asid),
-                yes(f.vmcb_clean)
-            );
+    let virt_ok = match hvm::init(opts.hvm) {
+        Ok((_, line)) => {
+            info!("{line}");
             true
         }
         Err(e) => {
@@ -272,10 +264,6 @@ pub extern "C" fn hv_start(mbi_phys: u64, load_delta: u64) -> ! {
         ExitAction::Halt => power::halt(),
         ExitAction::Reboot => power::reboot(),
     }
-}
-
-fn yes(b: bool) -> &'static str {
-    if b { "yes" } else { "no" }
 }
 
 /// Legacy BIOS places the RSDP on a 16-byte boundary in the first KiB of

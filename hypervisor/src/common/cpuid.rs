@@ -6,8 +6,9 @@
 //! VMX/SVM (no nested virtualisation), MONITOR/MWAIT (idle is HLT), XSAVE
 //! and the AVX family (guest FPU state is switched with FXSAVE), the local
 //! APIC, x2APIC and TSC-deadline (no virtual APIC yet), performance
-//! monitoring, MCE/MCA, speculation-control MSRs, and RDTSCP/RDPID (their
-//! TSC_AUX MSR is not switched per vCPU).
+//! monitoring, MCE/MCA, speculation-control MSRs, RDTSCP/RDPID (their
+//! TSC_AUX MSR is not switched per vCPU), and INVPCID (VMX would need it
+//! enabled per VMCS).
 
 use core::arch::x86_64::CpuidResult;
 use xen_abi::cpuid as xc;
@@ -67,6 +68,7 @@ const B7_PQE: u32 = 1 << 15;
 const B7_AVX512_MASK: u32 =
     (1 << 16) | (1 << 17) | (1 << 21) | (1 << 26) | (1 << 27) | (1 << 28) | (1 << 30) | (1 << 31);
 const B7_PT: u32 = 1 << 25;
+const B7_INVPCID: u32 = 1 << 10;
 // Leaf 7.0 ECX.
 const C7_AVX512_MASK: u32 = (1 << 1) | (1 << 6) | (1 << 11) | (1 << 12) | (1 << 14);
 const C7_PKU: u32 = 1 << 3;
@@ -148,7 +150,16 @@ pub fn guest_cpuid(host: impl Fn(u32, u32) -> CpuidResult, leaf: u32, subleaf: u
         7 => {
             if subleaf == 0 {
                 r.eax = 0;
-                r.ebx &= !(B7_SGX | B7_HLE | B7_AVX2 | B7_RTM | B7_PQM | B7_MPX | B7_PQE | B7_AVX512_MASK | B7_PT);
+                r.ebx &= !(B7_SGX
+                    | B7_HLE
+                    | B7_AVX2
+                    | B7_RTM
+                    | B7_PQM
+                    | B7_MPX
+                    | B7_PQE
+                    | B7_AVX512_MASK
+                    | B7_PT
+                    | B7_INVPCID);
                 r.ecx &= !(C7_AVX512_MASK
                     | C7_PKU
                     | C7_OSPKE

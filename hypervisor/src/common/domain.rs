@@ -1,14 +1,12 @@
 //! Domains: their memory (the p2m), vCPUs, state and lifecycle, and the
 //! view of a domain that hypercalls get.
 
-use crate::arch::x86_64::cpu::{self, Vendor};
 use crate::arch::x86_64::fpu::FxArea;
+use crate::arch::x86_64::hvm::{self as arch_hvm, HvmVcpu};
 use crate::arch::x86_64::npt::{Npt, P2mType};
-use crate::arch::x86_64::page_table::PageSize;
-use crate::arch::x86_64::svm::SvmVcpu;
 use crate::cmdline::ExitAction;
 use crate::common::console::LineBuffer;
-use crate::common::guest_mem::{self, GuestPhysical, MemFault, Paging};
+use crate::common::guest_mem::{self, GuestPhysical, MemFault};
 use crate::common::hypercall::Env;
 use crate::common::pvh::{self, BuildSpec, PvhError};
 use crate::common::vcpu::{GuestRegs, VcpuState};
@@ -47,7 +45,7 @@ pub struct Vcpu {
     pub id: u32,
     pub regs: GuestRegs,
     pub state: VcpuState,
-    pub arch: SvmVcpu,
+    pub arch: HvmVcpu,
     pub fpu: alloc::boxed::Box<FxArea>,
     pub upcall_vector: u8,
     /// Where the last instruction fetch for an exit found the guest's code
@@ -210,8 +208,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
     if pages + overhead > free {
         return Err(CreateError::NotEnoughMemory { need_mib: (pages + overhead) >> 8, free_mib: free >> 8 });
     }
-    let largest = if cpu::features().page1g { PageSize::Size1G } else { PageSize::Size2M };
-    let mut p2m = Npt::new(largest).map_err(|_| CreateError::OutOfMemory)?;
+    let mut p2m = Npt::new(arch_hvm::p2m_format(), arch_hvm::p2m_largest()).map_err(|_| CreateError::OutOfMemory)?;
     let layout = ram_layout(pages);
     let mut memmap: Vec<HvmMemmapEntry> = Vec::new();
     let mut e820 = Vec::new();
@@ -261,12 +258,12 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
     };
     let mut vcpus = Vec::new();
     for id in 0..spec.vcpus {
-        let mut arch = match SvmVcpu::new(p2m.root()) {
+        let mut arch = match HvmVcpu::new(p2m.root()) {
             Ok(a) => a,
-            Err(_) => {
+            Err(why) => {
                 cleanup(p2m);
                 let _ = free_frames(shared_info, 1);
-                return Err(CreateError::Backend("cannot set up a vCPU"));
+                return Err(CreateError::Backend(why));
             }
         };
         let mut regs = GuestRegs::default();
@@ -379,7 +376,9 @@ pub fn destroy(dom: &Arc<Domain>) {
 pub struct HcEnv<'a> {
     pub dom: &'a Domain,
     pub vcpu_id: u32,
-    pub paging: Paging,
+    /// The calling vCPU's registers, for its paging mode when a hypercall
+    /// reaches guest memory (read then, not on every call).
+    pub arch: &'a HvmVcpu,
     pub flush_tlb: bool,
     /// An upcall vector the caller set on its own vCPU (applied by the run
     /// loop, which holds that vCPU).
@@ -411,11 +410,11 @@ impl Env for HcEnv<'_> {
         domid == self.dom.id || find(domid).is_some()
     }
     fn read(&self, gva: u64, buf: &mut [u8]) -> Result<(), MemFault> {
-        let p = self.paging;
+        let p = self.arch.paging();
         self.with_mem(|m| guest_mem::read_virt(m, &p, gva, buf))
     }
     fn write(&mut self, gva: u64, buf: &[u8]) -> Result<(), MemFault> {
-        let p = self.paging;
+        let p = self.arch.paging();
         self.with_mem(|m| guest_mem::write_virt(m, &p, gva, buf))
     }
     fn console_put(&mut self, byte: u8) {
@@ -501,7 +500,8 @@ impl Env for HcEnv<'_> {
     }
 }
 
-/// The hypercall page for this CPU's vendor.
+/// The hypercall page for the backend in use (vmmcall on SVM, vmcall on
+/// VMX).
 pub fn hypercall_page() -> [u8; 4096] {
-    crate::common::hypercall::hypercall_page(matches!(cpu::features().vendor, Vendor::Amd | Vendor::Hygon))
+    crate::common::hypercall::hypercall_page(arch_hvm::backend() == Some(arch_hvm::Backend::Svm))
 }

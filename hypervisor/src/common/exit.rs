@@ -49,6 +49,9 @@ pub enum VmExit {
     },
     /// A physical interrupt arrived while the guest ran.
     ExternalInterrupt,
+    /// The backend's own slice timer ran out (VMX preemption timer): the
+    /// host takes pending interrupts, as after `ExternalInterrupt`.
+    SliceExpired,
     Nmi,
     InterruptWindow,
     /// Triple fault: the guest's CPU shut down.
@@ -62,6 +65,9 @@ pub enum VmExit {
     Undefined(crate::arch::x86_64::insn::Expected),
     /// The hardware refused to enter the guest (invalid guest state).
     InvalidState,
+    /// The backend finished the exit itself (a format-specific instruction
+    /// such as a VMX control-register access): resume the guest.
+    Handled,
     /// An exit this hypervisor does not expect.
     Unknown {
         code: u64,

@@ -5,7 +5,7 @@
 //! Hypervisor code runs with interrupts off. Host interrupts are taken at
 //! two points only: right after an exit (`irq_window`) and while idle.
 
-use crate::arch::x86_64::cpu::{self, Vendor};
+use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::insn::{self, Expected};
 use crate::arch::x86_64::lapic;
 use crate::common::cpuid::{CpuidContext, guest_cpuid};
@@ -110,12 +110,16 @@ fn finish_if_dead(dom: &Arc<Domain>) {
 
 fn run_vcpu(dom: &Arc<Domain>, v: &mut Vcpu) -> Leave {
     v.fpu.restore();
+    v.arch.switch_in();
     let leave = loop {
         let exit = v.arch.run(&mut v.regs);
         v.exits += 1;
-        if matches!(exit, VmExit::ExternalInterrupt | VmExit::Nmi) {
-            irq_window();
-        }
+        // Pending host interrupts (the tick that ends the slice) are taken
+        // after every exit, not only after the exits they cause: it costs a
+        // few cycles and does not depend on the CPU exiting at once for an
+        // interrupt already pending at entry (Bochs 2.7's VT-x does not
+        // while the guest's IF is clear).
+        irq_window();
         match handle_exit(dom, v, exit) {
             Next::Resume => {
                 if NEED_RESCHED.load(Ordering::Relaxed) {
@@ -133,6 +137,7 @@ fn run_vcpu(dom: &Arc<Domain>, v: &mut Vcpu) -> Leave {
             break Leave::DomainGone;
         }
     };
+    v.arch.switch_out();
     v.fpu.save();
     leave
 }
@@ -196,7 +201,9 @@ fn handle_exit(dom: &Arc<Domain>, v: &mut Vcpu, exit: VmExit) -> Next {
             v.arch.inject_exception(vector, error_code);
             Next::Resume
         }
-        VmExit::ExternalInterrupt | VmExit::Nmi | VmExit::InterruptWindow => Next::Resume,
+        VmExit::ExternalInterrupt | VmExit::SliceExpired | VmExit::Nmi | VmExit::InterruptWindow | VmExit::Handled => {
+            Next::Resume
+        }
         VmExit::Shutdown => {
             dom.crash(format_args!("triple fault at rip {:#x}", v.arch.rip()));
             Next::Stop
@@ -236,25 +243,28 @@ fn handle_exit(dom: &Arc<Domain>, v: &mut Vcpu, exit: VmExit) -> Next {
     }
 }
 
+/// The hypercall instruction of the backend in use: VMMCALL on SVM,
+/// VMCALL on VMX (guests pick by CPU vendor, which matches).
 fn is_amd() -> bool {
-    matches!(cpu::features().vendor, Vendor::Amd | Vendor::Hygon)
+    crate::arch::x86_64::hvm::backend() == Some(crate::arch::x86_64::hvm::Backend::Svm)
 }
 
 /// Reads up to 15 bytes at the guest's RIP (fewer if a page boundary ends
 /// its mapping).
-fn fetch(dom: &Domain, v: &mut Vcpu, out: &mut [u8; 15]) -> usize {
-    let paging = v.arch.paging();
+fn fetch(dom: &Domain, v: &mut Vcpu, out: &mut [u8; 15], use_cache: bool) -> usize {
     let linear = v.arch.cs_base().wrapping_add(v.arch.rip());
     let linear = if v.arch.bitness() == 64 { linear } else { linear & 0xffff_ffff };
     let page = linear & !0xfff;
     let off = (linear & 0xfff) as usize;
+    let cr3 = v.arch.cr3();
     let i = dom.inner.lock();
     let Some(p2m) = i.p2m.as_ref() else { return 0 };
     // The code page of the last exit, while neither the guest's CR3 nor the
     // p2m changed: no page walk.
-    if off <= 4096 - 15
-        && let Some((cr3, lpage, generation, host)) = v.fetch_cache
-        && cr3 == paging.cr3
+    if use_cache
+        && off <= 4096 - 15
+        && let Some((cached_cr3, lpage, generation, host)) = v.fetch_cache
+        && cached_cr3 == cr3
         && lpage == page
         && generation == i.p2m_gen
     {
@@ -263,6 +273,7 @@ fn fetch(dom: &Domain, v: &mut Vcpu, out: &mut [u8; 15]) -> usize {
         unsafe { core::ptr::copy_nonoverlapping((host + off as u64) as *const u8, out.as_mut_ptr(), 15) };
         return 15;
     }
+    let paging = v.arch.paging();
     let mem = DomainMemory { p2m };
     let mut n = 0;
     while n < 15 {
@@ -289,8 +300,17 @@ fn skip(dom: &Domain, v: &mut Vcpu, expected: Expected) -> Next {
         Some(n) => n,
         None => {
             let mut bytes = [0u8; 15];
-            let n = fetch(dom, v, &mut bytes);
-            match insn::length(&bytes[..n], v.arch.bitness(), expected) {
+            let n = fetch(dom, v, &mut bytes, true);
+            let len = match insn::length(&bytes[..n], v.arch.bitness(), expected) {
+                Ok(len) => Ok(len),
+                // The cache cannot see the guest remapping its code page
+                // under the same CR3: walk its page tables before deciding.
+                Err(_) => {
+                    let n = fetch(dom, v, &mut bytes, false);
+                    insn::length(&bytes[..n], v.arch.bitness(), expected)
+                }
+            };
+            match len {
                 Ok(len) => v.arch.rip().wrapping_add(len as u64),
                 Err(e) => {
                     dom.crash(format_args!("cannot decode the {expected:?} at rip {:#x}: {e:?}", v.arch.rip()));
@@ -328,9 +348,11 @@ fn complete_hypercall(dom: &Arc<Domain>, v: &mut Vcpu, rip: u64) -> Next {
     let long_mode = v.arch.bitness() == 64;
     let nr = if long_mode { v.regs.rax } else { v.regs.rax & 0xffff_ffff };
     let call = Call { nr, args: v.regs.hypercall_args(long_mode), long_mode };
-    let mut env = HcEnv { dom, vcpu_id: v.id, paging: v.arch.paging(), flush_tlb: false, own_upcall: None };
-    let outcome = hypercall::dispatch(&mut env, call, v.arch.cpl());
-    if env.flush_tlb {
+    let cpl = v.arch.cpl();
+    let mut env = HcEnv { dom, vcpu_id: v.id, arch: &v.arch, flush_tlb: false, own_upcall: None };
+    let outcome = hypercall::dispatch(&mut env, call, cpl);
+    let (flush_tlb, own_upcall) = (env.flush_tlb, env.own_upcall);
+    if flush_tlb {
         for (i, cell) in dom.vcpus.iter().enumerate() {
             if i as u32 == v.id {
                 v.arch.flush_tlb();
@@ -340,7 +362,7 @@ fn complete_hypercall(dom: &Arc<Domain>, v: &mut Vcpu, rip: u64) -> Next {
         }
         v.fetch_cache = None;
     }
-    if let Some(vector) = env.own_upcall {
+    if let Some(vector) = own_upcall {
         v.upcall_vector = vector;
     }
     match outcome {
@@ -374,7 +396,7 @@ fn complete_hypercall(dom: &Arc<Domain>, v: &mut Vcpu, rip: u64) -> Next {
 /// else is the guest's own #UD.
 fn invalid_opcode(dom: &Arc<Domain>, v: &mut Vcpu) -> Next {
     let mut bytes = [0u8; 15];
-    let n = fetch(dom, v, &mut bytes);
+    let n = fetch(dom, v, &mut bytes, false);
     let other = if is_amd() { iced_x86::Code::Vmcall } else { iced_x86::Code::Vmmcall };
     if let Some((code, _)) = insn::decode_code(&bytes[..n], v.arch.bitness())
         && code == other
@@ -476,7 +498,7 @@ fn port_io(dom: &Arc<Domain>, v: &mut Vcpu, io: IoExit) -> Next {
         // No device answers: the bus floats high.
         v.regs.rax = (v.regs.rax & !mask) | mask;
     } else if io.port == DEBUG_PORT {
-        let mut env = HcEnv { dom, vcpu_id: v.id, paging: v.arch.paging(), flush_tlb: false, own_upcall: None };
+        let mut env = HcEnv { dom, vcpu_id: v.id, arch: &v.arch, flush_tlb: false, own_upcall: None };
         for i in 0..io.size {
             hypercall::Env::console_put(&mut env, (v.regs.rax >> (8 * i)) as u8);
         }
@@ -499,7 +521,7 @@ fn string_io(dom: &Arc<Domain>, v: &mut Vcpu, io: IoExit) -> Next {
     let paging = v.arch.paging();
     for _ in 0..count.min(1 << 16) {
         if io.input {
-            let addr = v.arch.segment_base(crate::arch::x86_64::svm::vmcb::ES).wrapping_add(v.regs.rdi & amask);
+            let addr = v.arch.segment_base(crate::arch::x86_64::hvm::Seg::Es).wrapping_add(v.regs.rdi & amask);
             let ones = [0xffu8; 4];
             let i = dom.inner.lock();
             let ok = i.p2m.as_ref().is_some_and(|p2m| {
@@ -514,7 +536,7 @@ fn string_io(dom: &Arc<Domain>, v: &mut Vcpu, io: IoExit) -> Next {
             v.regs.rdi = (v.regs.rdi & !amask) | (rdi & amask);
         } else {
             if io.port == DEBUG_PORT {
-                let addr = v.arch.segment_base(crate::arch::x86_64::svm::vmcb::DS).wrapping_add(v.regs.rsi & amask);
+                let addr = v.arch.segment_base(crate::arch::x86_64::hvm::Seg::Ds).wrapping_add(v.regs.rsi & amask);
                 let mut b = [0u8; 4];
                 let i = dom.inner.lock();
                 let ok = i.p2m.as_ref().is_some_and(|p2m| {
@@ -525,7 +547,7 @@ fn string_io(dom: &Arc<Domain>, v: &mut Vcpu, io: IoExit) -> Next {
                     v.arch.inject_exception(13, Some(0));
                     return Next::Resume;
                 }
-                let mut env = HcEnv { dom, vcpu_id: v.id, paging, flush_tlb: false, own_upcall: None };
+                let mut env = HcEnv { dom, vcpu_id: v.id, arch: &v.arch, flush_tlb: false, own_upcall: None };
                 for &c in &b[..io.size as usize] {
                     hypercall::Env::console_put(&mut env, c);
                 }

@@ -26,6 +26,19 @@ static mut GDT: GlobalDescriptorTable = GlobalDescriptorTable::new();
 
 pub const KERNEL_CS: u16 = 0x08;
 pub const KERNEL_DS: u16 = 0x10;
+pub const TSS_SELECTOR: u16 = 0x18;
+
+/// Where this CPU's TSS is (for VMX host state).
+pub fn tss_base() -> u64 {
+    (&raw const TSS) as u64
+}
+
+/// The GDT's and IDT's base addresses, as loaded on this CPU.
+pub fn table_bases() -> (u64, u64) {
+    let gdt = x86_64::instructions::tables::sgdt();
+    let idt = x86_64::instructions::tables::sidt();
+    (gdt.base.as_u64(), idt.base.as_u64())
+}
 
 /// The address range of the IST stacks, for stack walks.
 pub fn ist_stack_bounds() -> (u64, u64) {
@@ -52,6 +65,7 @@ pub fn init_bsp() {
         let tss_sel = gdt.append(Descriptor::tss_segment(&*tss_ptr));
         debug_assert_eq!(cs.0, KERNEL_CS);
         debug_assert_eq!(ds.0, KERNEL_DS);
+        debug_assert_eq!(tss_sel.0, TSS_SELECTOR);
         (*gdt_ptr).load();
         CS::set_reg(cs);
         DS::set_reg(ds);

@@ -11,6 +11,8 @@ pub mod fpu;
 #[cfg(target_os = "none")]
 pub mod gdt;
 #[cfg(target_os = "none")]
+pub mod hvm;
+#[cfg(target_os = "none")]
 pub mod lapic;
 #[cfg(target_os = "none")]
 pub mod npt;
@@ -22,6 +24,7 @@ pub mod power;
 pub mod svm;
 #[cfg(target_os = "none")]
 pub mod traps;
+pub mod vmx;
 
 /// The CPU's maker, which decides the virtualization extension and some
 /// MSRs.

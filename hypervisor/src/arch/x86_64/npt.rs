@@ -1,12 +1,26 @@
-//! AMD nested page tables as a domain's p2m (guest frame -> host frame).
+//! Nested page tables as a domain's p2m (guest frame -> host frame): AMD's
+//! NPT and Intel's EPT.
 //!
-//! The format is the ordinary x86-64 4-level one (every level must carry
-//! the user bit: nested walks are user accesses). The nested table is the
-//! p2m itself, as in Xen's p2m-pt: each leaf keeps the page's p2m type in
-//! bits 9-11, which the MMU ignores.
+//! The nested table is the p2m itself, as in Xen: each leaf keeps the
+//! page's p2m type in bits 9-11, which both formats ignore (EPT with
+//! accessed/dirty flags and mode-based execution off). The two formats
+//! share the table layout; they differ in the leaf bits: NPT is the x86-64
+//! page-table format (every level carries the user bit: nested walks are
+//! user accesses), EPT has read/write/execute bits in the same places as
+//! present/write/user and a memory type in bits 3-5.
 
 use super::page_table::{ADDR_MASK, MapError, PageSize, PageTable, PteFlags, TableMemory};
 use crate::mm::phys::{FrameTables, free_frames, phys_to_virt};
+
+/// Which nested page-table format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum P2mFormat {
+    Npt,
+    Ept,
+}
+
+/// EPT leaf memory type write-back (bits 3-5 = 6).
+const EPT_WB: u64 = 6 << 3;
 
 /// What a guest frame is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,12 +51,18 @@ impl P2mType {
         }
     }
 
-    fn flags(self) -> PteFlags {
+    /// Leaf bits: NPT present|user(|write); EPT read|execute(|write) with
+    /// write-back memory type (the guest's PAT still applies).
+    fn flags(self, format: P2mFormat) -> PteFlags {
         let rw = match self {
             P2mType::RamReadOnly => PteFlags::empty(),
             _ => PteFlags::WRITABLE,
         };
-        PteFlags::USER | rw | PteFlags::from_bits_retain(self.bits())
+        let memtype = match format {
+            P2mFormat::Npt => 0,
+            P2mFormat::Ept => EPT_WB,
+        };
+        PteFlags::USER | rw | PteFlags::from_bits_retain(self.bits() | memtype)
     }
 
     pub fn writable(self) -> bool {
@@ -61,6 +81,7 @@ pub const GPA_BITS: u32 = 48;
 pub struct Npt {
     root: u64,
     largest: PageSize,
+    format: P2mFormat,
     /// Table pages in use, and how many the domain may have: table pages
     /// come from the host, so a guest remapping pages all over its
     /// guest-physical space must not be able to take them without bound
@@ -96,17 +117,22 @@ impl TableMemory for Budgeted<'_> {
 }
 
 impl Npt {
-    pub fn new(largest: PageSize) -> Result<Npt, MapError> {
+    pub fn new(format: P2mFormat, largest: PageSize) -> Result<Npt, MapError> {
         let mut tables = 0;
         let mut m = Budgeted { used: &mut tables, limit: u64::MAX };
         let pt = PageTable::new(&mut m, TABLE_FLAGS, PteFlags::all())?;
         let root = pt.root();
-        Ok(Npt { root, largest, tables, budget: u64::MAX })
+        Ok(Npt { root, largest, format, tables, budget: u64::MAX })
     }
 
     /// From now on the p2m may grow by at most `headroom` table pages.
     pub fn limit_growth(&mut self, headroom: u64) {
         self.budget = self.tables + headroom;
+    }
+
+    /// The table format.
+    pub fn format(&self) -> P2mFormat {
+        self.format
     }
 
     /// Table pages in use.
@@ -128,13 +154,14 @@ impl Npt {
     /// Maps `count` frames from `gfn` to `mfn` (both runs contiguous), with
     /// large pages where alignment allows.
     pub fn map(&mut self, gfn: u64, mfn: u64, count: u64, t: P2mType) -> Result<(), MapError> {
-        let largest = self.largest;
-        self.with(|pt| pt.map(gfn << 12, mfn << 12, count << 12, t.flags(), largest))
+        let (largest, f) = (self.largest, t.flags(self.format));
+        self.with(|pt| pt.map(gfn << 12, mfn << 12, count << 12, f, largest))
     }
 
     /// Points `gfn` at `mfn`, returning what it pointed to before.
     pub fn set(&mut self, gfn: u64, mfn: u64, t: P2mType) -> Result<Option<(u64, P2mType)>, MapError> {
-        let old = self.with(|pt| pt.remap_4k(gfn << 12, mfn << 12, t.flags()))?;
+        let f = t.flags(self.format);
+        let old = self.with(|pt| pt.remap_4k(gfn << 12, mfn << 12, f))?;
         Ok(decode(old))
     }
 

@@ -6,7 +6,7 @@
 //! lines) it is zero, which this module treats as "CPU 0, early".
 
 use super::cpu::{MSR_GS_BASE, rdmsr, wrmsr};
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 #[repr(C)]
 pub struct PerCpu {
@@ -16,12 +16,20 @@ pub struct PerCpu {
     /// How deep this CPU is in trap handling (a fault inside a fault
     /// handler must not try the full report again).
     pub trap_depth: AtomicU32,
+    /// Physical address of the VMCS loaded on this CPU (VT-x), 0 if none.
+    pub current_vmcs: AtomicU64,
 }
 
 // SAFETY: each PerCpu is only written by its own CPU (trap_depth is atomic).
 unsafe impl Sync for PerCpu {}
 
-static mut BSP: PerCpu = PerCpu { self_ptr: core::ptr::null(), index: 0, apic_id: 0, trap_depth: AtomicU32::new(0) };
+static mut BSP: PerCpu = PerCpu {
+    self_ptr: core::ptr::null(),
+    index: 0,
+    apic_id: 0,
+    trap_depth: AtomicU32::new(0),
+    current_vmcs: AtomicU64::new(0),
+};
 
 /// Points the boot CPU's GS base at its per-CPU data.
 pub fn init_bsp(apic_id: u32) {
@@ -61,4 +69,23 @@ pub fn enter_trap() -> u32 {
 
 pub fn leave_trap() {
     trap_depth().fetch_sub(1, Ordering::SeqCst);
+}
+
+/// The VMCS this CPU has loaded (0 if none); one GS-relative load, as
+/// VT-x code asks before every VMCS access.
+pub fn current_vmcs() -> u64 {
+    let v: u64;
+    // SAFETY: the GS base points at this CPU's PerCpu once VT-x is in use
+    // (per-CPU data is set up first); the field is a naturally aligned u64.
+    unsafe {
+        core::arch::asm!("mov {}, gs:[{off}]", out(reg) v, off = const core::mem::offset_of!(PerCpu, current_vmcs),
+            options(nostack, readonly, preserves_flags))
+    };
+    v
+}
+
+pub fn set_current_vmcs(pa: u64) {
+    if let Some(p) = this_cpu() {
+        p.current_vmcs.store(pa, Ordering::Relaxed);
+    }
 }

@@ -11,6 +11,7 @@ pub mod vmcb;
 
 use self::vmcb::*;
 use super::cpu::{self, cpuid, rdmsr, wrmsr};
+use super::hvm::Seg;
 use super::insn::Expected;
 use crate::common::exit::{IoExit, NpfAccess, VmExit};
 use crate::common::guest_mem::Paging;
@@ -101,6 +102,20 @@ static HOST_VMCB: spin::Once<u64> = spin::Once::new();
 static IOPM: spin::Once<u64> = spin::Once::new();
 static MSRPM: spin::Once<u64> = spin::Once::new();
 
+/// One line for the boot log.
+pub fn describe(f: &SvmFeatures) -> alloc::string::String {
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    alloc::format!(
+        "AMD-V: SVM revision {}, {} ASIDs, nested paging; NRIP save {}, decode assists {}, flush by ASID {}, VMCB clean bits {}",
+        f.revision,
+        f.asids,
+        yes(f.nrip_save),
+        yes(f.decode_assists),
+        yes(f.flush_by_asid),
+        yes(f.vmcb_clean)
+    )
+}
+
 pub fn features() -> &'static SvmFeatures {
     FEATURES.get().expect("SVM not initialised")
 }
@@ -184,7 +199,7 @@ unsafe extern "C" {
 // IF=1 (physical interrupts exit the guest) and GIF cleared around the
 // switch; returns with interrupts off and GIF set. VMRUN is never right
 // after STI (the STI shadow would leak into the guest).
-core::arch::global_asm!(
+core::arch::global_asm!(concat!(
     r#"
     .section .text.svm_vmrun, "ax"
     .global svm_vmrun
@@ -205,40 +220,16 @@ svm_vmrun:
     mov rax, [rsp]
     vmload rax
     mov rax, [rsp + 16]
-    mov rbx, [rax + 8]
-    mov rcx, [rax + 16]
-    mov rdx, [rax + 24]
-    mov rsi, [rax + 32]
-    mov rdi, [rax + 40]
-    mov rbp, [rax + 48]
-    mov r8, [rax + 56]
-    mov r9, [rax + 64]
-    mov r10, [rax + 72]
-    mov r11, [rax + 80]
-    mov r12, [rax + 88]
-    mov r13, [rax + 96]
-    mov r14, [rax + 104]
-    mov r15, [rax + 112]
-    mov rax, [rsp]
+"#,
+    crate::guest_gprs_load!(),
+    r#"    mov rax, [rsp]
     vmrun rax
     vmsave rax
     push rax
     mov rax, [rsp + 24]
-    mov [rax + 8], rbx
-    mov [rax + 16], rcx
-    mov [rax + 24], rdx
-    mov [rax + 32], rsi
-    mov [rax + 40], rdi
-    mov [rax + 48], rbp
-    mov [rax + 56], r8
-    mov [rax + 64], r9
-    mov [rax + 72], r10
-    mov [rax + 80], r11
-    mov [rax + 88], r12
-    mov [rax + 96], r13
-    mov [rax + 104], r14
-    mov [rax + 112], r15
-    add rsp, 8
+"#,
+    crate::guest_gprs_store!(),
+    r#"    add rsp, 8
     mov rax, [rsp + 8]
     vmload rax
     cli
@@ -252,7 +243,7 @@ svm_vmrun:
     pop rbp
     ret
 "#
-);
+));
 
 /// Segment attributes of the PVH entry state (Xen's values).
 const ATTR_CODE32: u16 = 0xc9b;
@@ -383,6 +374,9 @@ impl SvmVcpu {
     pub fn set_tsc_offset(&mut self, off: u64) {
         self.vmcb.write_u64(TSC_OFFSET, off);
     }
+    pub fn cr3(&self) -> u64 {
+        self.vmcb.read_u64(CR3)
+    }
     pub fn paging(&self) -> Paging {
         Paging {
             cr0: self.vmcb.read_u64(CR0),
@@ -406,9 +400,22 @@ impl SvmVcpu {
     pub fn cs_base(&self) -> u64 {
         if self.bitness() == 64 { 0 } else { self.vmcb.segment(CS).base }
     }
-    pub fn segment_base(&self, seg: usize) -> u64 {
-        self.vmcb.segment(seg).base
+    pub fn segment_base(&self, seg: Seg) -> u64 {
+        let off = match seg {
+            Seg::Es => ES,
+            Seg::Cs => CS,
+            Seg::Ss => SS,
+            Seg::Ds => DS,
+            Seg::Fs => FS,
+            Seg::Gs => GS,
+        };
+        self.vmcb.segment(off).base
     }
+
+    /// VMLOAD/VMSAVE switch the guest's hidden state on every run: nothing
+    /// to do when the vCPU gets or leaves the CPU.
+    pub fn switch_in(&mut self) {}
+    pub fn switch_out(&mut self) {}
     /// Where the hardware says the next instruction starts, when it does.
     pub fn next_rip(&self) -> Option<u64> {
         if features().nrip_save { Some(self.vmcb.read_u64(NEXT_RIP)) } else { None }
