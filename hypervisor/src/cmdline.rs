@@ -267,6 +267,10 @@ pub struct Options {
     /// `dom0_mem=`: dom0's memory in bytes.
     pub dom0_mem: u64,
     pub hvm: HvmChoice,
+    /// `maxcpus=`: use at most this many CPUs (the boot CPU included).
+    pub max_cpus: u32,
+    /// `sched_report=`: print each domain's CPU time every this many ms.
+    pub sched_report_ms: u64,
     pub test_exception: Option<TestException>,
 }
 
@@ -281,6 +285,8 @@ impl Default for Options {
             mem_limit: None,
             dom0_mem: 128 << 20,
             hvm: HvmChoice::Auto,
+            max_cpus: u32::MAX,
+            sched_report_ms: 0,
             test_exception: None,
         }
     }
@@ -391,6 +397,20 @@ pub fn parse_options<'a>(line: &'a str, mut report: impl FnMut(Diagnostic<'a>)) 
             "dom0_mem" if !negated => match w.value.and_then(|v| parse_size(v, 20)) {
                 Some(m) if m >= (4 << 20) => o.dom0_mem = m,
                 _ => report(bad("a size of at least 4M, such as dom0_mem=512M", "dom0_mem=128M")),
+            },
+            "maxcpus" if !negated => match w.value.and_then(parse_u64) {
+                Some(n) if n >= 1 => o.max_cpus = n.min(u32::MAX as u64) as u32,
+                _ => report(bad("a number of CPUs of at least 1, such as maxcpus=4", "every CPU")),
+            },
+            "nosmp" if w.value.is_none() => o.max_cpus = 1,
+            "sched" if !negated => match w.value {
+                Some("credit") => {}
+                _ => report(bad("sched=credit (the only scheduler)", "sched=credit")),
+            },
+            "sched_report" if !negated => match w.value.and_then(parse_u64) {
+                Some(ms) if ms >= 10 => o.sched_report_ms = ms,
+                Some(0) => o.sched_report_ms = 0,
+                _ => report(bad("an interval of at least 10 ms, such as sched_report=1000", "no reports")),
             },
             "hvm" if !negated => match w.value {
                 Some("svm") => o.hvm = HvmChoice::Svm,
@@ -650,6 +670,12 @@ mod tests {
         assert_eq!((o.dom0_mem, d.len()), (512 << 20, 0));
         let (o, _) = parse("dom0_mem=256");
         assert_eq!(o.dom0_mem, 256 << 20, "a bare number is MiB");
+        let (o, d) = parse("maxcpus=2 sched=credit sched_report=500");
+        assert_eq!((o.max_cpus, o.sched_report_ms, d.len()), (2, 500, 0));
+        let (o, d) = parse("maxcpus=0 sched=credit2 sched_report=5");
+        assert_eq!((o.max_cpus, o.sched_report_ms, d.len()), (u32::MAX, 0, 3));
+        let (o, d) = parse("nosmp");
+        assert_eq!((o.max_cpus, d.len()), (1, 0));
         let (o, d) = parse("hvm=vmx");
         assert_eq!((o.hvm, d.len()), (HvmChoice::Vmx, 0));
         let (o, d) = parse("hvm=intel");

@@ -24,6 +24,7 @@ pub fn fatal_stop(why: fmt::Arguments<'_>) -> ! {
         // A second fatal error while stopping: just stop this CPU.
         cpu::halt_forever();
     }
+    crate::arch::x86_64::smp::stop_others();
     {
         let mut w = LockedWriter::new();
         let _ = writeln!(w, "*** {why}");
@@ -44,7 +45,9 @@ pub fn fatal_stop(why: fmt::Arguments<'_>) -> ! {
 fn on_known_stack(addr: u64) -> bool {
     let (bs, be) = crate::mm::setup::Image::boot_stack();
     let (is, ie) = gdt::ist_stack_bounds();
-    (addr >= bs && addr + 16 <= be) || (addr >= is && addr + 16 <= ie)
+    let (cs, ce) =
+        percpu::this_cpu().map_or((0, 0), |p| (p.stack.0.load(Ordering::Relaxed), p.stack.1.load(Ordering::Relaxed)));
+    (addr >= bs && addr + 16 <= be) || (addr >= is && addr + 16 <= ie) || (addr >= cs && addr + 16 <= ce)
 }
 
 /// Prints return addresses found by following frame pointers from `rbp`.

@@ -1,22 +1,47 @@
-//! Time since boot, from the TSC.
+//! Time since boot, from the TSC, and the wall clock.
 //!
-//! The TSC rate is measured once at boot against the PIT (channel 2, whose
-//! gate and output the CPU can see through port 0x61). CPUID's stated rate is
-//! the fallback when there is no PIT. The SMP/scheduler work refines this
-//! against the ACPI PM timer or the HPET.
+//! The TSC rate is first measured against the PIT (channel 2, whose gate
+//! and output the CPU can see through port 0x61), which needs no tables,
+//! so that even the first log lines carry times. Once ACPI is read, it is
+//! measured again against a better clock: the ACPI PM timer, or the HPET
+//! (CPUID's stated rate, then a guess, are the last resorts). The second
+//! measurement rebases the clock so that time never jumps backwards. The
+//! wall clock comes from the CMOS real-time clock at boot.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+/// One point of the TSC-to-time line: now = BASE_NS + (tsc - BASE_TSC) at
+/// TSC_KHZ.
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
-static BOOT_TSC: AtomicU64 = AtomicU64::new(0);
+static BASE_TSC: AtomicU64 = AtomicU64::new(0);
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+static BASE_NS: AtomicU64 = AtomicU64::new(0);
 static TSC_KHZ: AtomicU64 = AtomicU64::new(0);
+/// UTC seconds and nanoseconds at system time 0.
+static WALLCLOCK_AT_BOOT: AtomicU64 = AtomicU64::new(0);
 
 /// How the TSC rate was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Calibration {
+    PmTimer,
+    Hpet,
     Pit,
     Cpuid,
     Guess,
+}
+
+/// TSC kHz from `ticks` of the TSC over `ref_ticks` of a reference clock
+/// running at `ref_hz`.
+pub fn khz_from_reference(ticks: u64, ref_ticks: u64, ref_hz: u64) -> u64 {
+    if ref_ticks == 0 {
+        return 0;
+    }
+    (ticks as u128 * ref_hz as u128 / ref_ticks as u128 / 1000) as u64
+}
+
+/// Nanoseconds to TSC ticks at `khz` kHz.
+pub fn ns_to_ticks(ns: u64, khz: u64) -> u64 {
+    (ns as u128 * khz as u128 / 1_000_000).min(u64::MAX as u128) as u64
 }
 
 /// Converts TSC ticks to nanoseconds at `khz` kHz without overflow.
@@ -30,11 +55,14 @@ pub fn ticks_to_ns(ticks: u64, khz: u64) -> u64 {
 /// TSC kHz from a measurement of `ticks` over `pit_ticks` of the 1.193182 MHz
 /// PIT.
 pub fn khz_from_pit(ticks: u64, pit_ticks: u64) -> u64 {
-    const PIT_HZ: u128 = 1_193_182;
-    if pit_ticks == 0 {
-        return 0;
-    }
-    (ticks as u128 * PIT_HZ / pit_ticks as u128 / 1000) as u64
+    khz_from_reference(ticks, pit_ticks, 1_193_182)
+}
+
+/// The wall clock at system time 0 as (seconds, nanoseconds) since the
+/// Unix epoch (0 if unknown).
+pub fn boot_wallclock() -> (u64, u32) {
+    let ns = WALLCLOCK_AT_BOOT.load(Ordering::Relaxed);
+    (ns / 1_000_000_000, (ns % 1_000_000_000) as u32)
 }
 
 #[cfg(target_os = "none")]
@@ -44,7 +72,8 @@ mod hw {
 
     /// Records the boot TSC (the zero of every log time stamp).
     pub fn mark_boot() {
-        BOOT_TSC.store(rdtsc(), Ordering::Relaxed);
+        BASE_TSC.store(rdtsc(), Ordering::Relaxed);
+        BASE_NS.store(0, Ordering::Relaxed);
     }
 
     /// Measures the TSC rate over 2 ms of PIT channel 2 (the read loop
@@ -92,8 +121,128 @@ mod hw {
 
     /// Nanoseconds since boot (0 before calibration).
     pub fn now_ns() -> u64 {
-        let boot = BOOT_TSC.load(Ordering::Relaxed);
-        ticks_to_ns(rdtsc().saturating_sub(boot), TSC_KHZ.load(Ordering::Relaxed))
+        tsc_to_ns(rdtsc())
+    }
+
+    /// The system time at TSC value `tsc`.
+    pub fn tsc_to_ns(tsc: u64) -> u64 {
+        let base = BASE_TSC.load(Ordering::Relaxed);
+        BASE_NS.load(Ordering::Relaxed) + ticks_to_ns(tsc.saturating_sub(base), TSC_KHZ.load(Ordering::Relaxed))
+    }
+
+    /// The TSC value at system time `ns`.
+    pub fn ns_to_tsc(ns: u64) -> u64 {
+        let base_ns = BASE_NS.load(Ordering::Relaxed);
+        BASE_TSC.load(Ordering::Relaxed) + ns_to_ticks(ns.saturating_sub(base_ns), TSC_KHZ.load(Ordering::Relaxed))
+    }
+
+    /// One (TSC, system time) point of the clock, for guests' pvclock.
+    pub fn reference() -> (u64, u64) {
+        (BASE_TSC.load(Ordering::Relaxed), BASE_NS.load(Ordering::Relaxed))
+    }
+
+    /// Measures the TSC over about 10 ms of a counter that `read` returns
+    /// (`bits` wide, `hz` fast).
+    fn calibrate_against(read: &dyn Fn() -> u64, bits: u32, hz: u64) -> Option<u64> {
+        let mask = if bits >= 64 { u64::MAX } else { (1 << bits) - 1 };
+        let want = hz / 100;
+        let c0 = read() & mask;
+        let t0 = rdtsc();
+        let mut spins: u64 = 0;
+        loop {
+            let c = read() & mask;
+            let elapsed = c.wrapping_sub(c0) & mask;
+            if elapsed >= want {
+                let t1 = rdtsc();
+                return Some(khz_from_reference(t1 - t0, elapsed, hz));
+            }
+            spins += 1;
+            // A counter that does not move is not a clock.
+            if spins > 50_000_000 {
+                return None;
+            }
+        }
+    }
+
+    /// Measures the TSC again against the ACPI PM timer or the HPET and
+    /// continues the clock from where it is at the new rate.
+    pub fn recalibrate(
+        pm_timer: Option<&dyn Fn() -> u64>,
+        pm_32bit: bool,
+        hpet: Option<u64>,
+    ) -> Option<(u64, Calibration)> {
+        let measured = pm_timer
+            .and_then(|r| calibrate_against(r, if pm_32bit { 32 } else { 24 }, 3_579_545))
+            .filter(|k| *k > 1000)
+            .map(|k| (k, Calibration::PmTimer))
+            .or_else(|| {
+                let base = hpet?;
+                // SAFETY: `base` maps the HPET's registers (uncached).
+                let cap = unsafe { core::ptr::read_volatile(base as *const u64) };
+                let period_fs = cap >> 32;
+                if period_fs == 0 || period_fs > 100_000_000 {
+                    return None;
+                }
+                // SAFETY: as above: general configuration, enable counting.
+                unsafe {
+                    let cfg = (base + 0x10) as *mut u64;
+                    core::ptr::write_volatile(cfg, core::ptr::read_volatile(cfg) | 1);
+                }
+                // SAFETY: as above: the main counter.
+                let read = || unsafe { core::ptr::read_volatile((base + 0xf0) as *const u64) };
+                let hz = 1_000_000_000_000_000 / period_fs;
+                calibrate_against(&read, 64, hz).filter(|k| *k > 1000).map(|k| (k, Calibration::Hpet))
+            })?;
+        let tsc = rdtsc();
+        let now = tsc_to_ns(tsc);
+        BASE_NS.store(now, Ordering::Relaxed);
+        BASE_TSC.store(tsc, Ordering::Relaxed);
+        TSC_KHZ.store(measured.0, Ordering::Relaxed);
+        Some(measured)
+    }
+
+    /// Reads the CMOS real-time clock and records the wall clock at
+    /// system time 0. Returns the UTC seconds read, if the RTC made sense.
+    pub fn read_rtc() -> Option<u64> {
+        let cmos = |reg: u8| {
+            outb(0x70, reg);
+            inb(0x71)
+        };
+        let updating = || cmos(0x0a) & 0x80 != 0;
+        let snapshot = || {
+            let mut spins = 0;
+            while updating() && spins < 1_000_000 {
+                spins += 1;
+            }
+            [cmos(0x00), cmos(0x02), cmos(0x04), cmos(0x07), cmos(0x08), cmos(0x09), cmos(0x32)]
+        };
+        // Two equal reads in a row: not torn by an update.
+        let mut a = snapshot();
+        for _ in 0..10 {
+            let b = snapshot();
+            if a == b {
+                break;
+            }
+            a = b;
+        }
+        let status_b = cmos(0x0b);
+        let bcd = status_b & 0x04 == 0;
+        let conv = |v: u8| if bcd { (v & 0x0f) as u32 + (v >> 4) as u32 * 10 } else { v as u32 };
+        let [sec, min, hour, day, month, year, century] = a;
+        let pm = status_b & 0x02 == 0 && hour & 0x80 != 0;
+        let mut h = conv(hour & 0x7f);
+        if status_b & 0x02 == 0 {
+            h %= 12;
+            if pm {
+                h += 12;
+            }
+        }
+        let cent = conv(century);
+        let y = conv(year) + if (19..=30).contains(&cent) { cent * 100 } else { 2000 };
+        let secs = crate::common::pvclock::unix_time(y, conv(month), conv(day), h, conv(min), conv(sec))?;
+        let boot_ns = (secs as u128 * 1_000_000_000).saturating_sub(now_ns() as u128) as u64;
+        WALLCLOCK_AT_BOOT.store(boot_ns, Ordering::Relaxed);
+        Some(secs)
     }
 
     /// Busy-waits for `us` microseconds.

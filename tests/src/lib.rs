@@ -197,7 +197,8 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn fail(&self, what: &str) -> ! {
+    /// Fails the test with `what` and the tail of the log.
+    pub fn fail(&self, what: &str) -> ! {
         let lines: Vec<&str> = self.log.lines().collect();
         let tail = &lines[lines.len().saturating_sub(40)..];
         panic!(

@@ -163,6 +163,8 @@ pub fn run(imgs: &Images) -> Result<Vec<Figure>, String> {
         xen: "-",
     });
 
+    let shares = run_shares(imgs)?;
+
     println!("Path lengths under QEMU TCG, -cpu {} -icount shift=0,sleep=off (release build):", emulator::TCG_CPU);
     println!();
     println!("| figure | measured | our target | Xen 4.17, same machine |");
@@ -177,7 +179,108 @@ pub fn run(imgs: &Images) -> Result<Vec<Figure>, String> {
     for c in commands {
         println!("  {c}");
     }
+    println!();
+    print!("{shares}");
     Ok(figures)
+}
+
+/// What the shares runs boot: spin guests (CPU-bound, interrupts off) on
+/// two CPUs, with a scheduler report every REPORT_MS.
+const REPORT_MS: u32 = 500;
+/// Reports before the window (every domain is up by then) and in it.
+const SKIP_REPORTS: usize = 3;
+const WINDOW_REPORTS: usize = 10;
+
+/// CPU shares from the scheduler's own accounting (`sched_report=`): four
+/// domains with weights 1:1:2:4, then a 25% cap beside a pinned and a free
+/// domain, each on two CPUs. Returns the tables to print.
+fn run_shares(imgs: &Images) -> Result<String, String> {
+    use crate::sched_report;
+    use std::fmt::Write;
+    let mut out = String::new();
+    let window_s = (WINDOW_REPORTS * REPORT_MS as usize) as f64 / 1000.0;
+    let _ = writeln!(
+        out,
+        "CPU shares on 2 CPUs (QEMU TCG, -smp 2), from the scheduler's accounting over {window_s:.1} s of its time:"
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(out, "| run | domain | options | CPUs used | share of the busy time | expected | ran on CPUs |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    let runs: [(&str, &[(&str, &str, f64)]); 2] = [
+        (
+            "weights 1:1:2:4",
+            &[
+                ("w1a", "weight=64", 0.125),
+                ("w1b", "weight=64", 0.125),
+                ("w2", "weight=128", 0.25),
+                ("w4", "weight=256", 0.5),
+            ],
+        ),
+        // Expected: a quarter CPU for the capped one; the pinned and the free
+        // one split the remaining 1.75 CPUs.
+        ("cap and pinning", &[("capped", "cap=25", 0.25 / 2.0), ("pinned", "cpus=1", 0.4375), ("free", "", 0.4375)]),
+    ];
+    for (run, doms) in runs {
+        let spec = IsoSpec {
+            hypervisor: imgs.hypervisor.clone(),
+            cmdline: format!("loglvl=info sched_report={REPORT_MS}"),
+            modules: doms
+                .iter()
+                .map(|(name, opts, _)| Module {
+                    path: imgs.guest("spin"),
+                    cmdline: format!("domu name={name} memory=4 {opts}"),
+                })
+                .collect(),
+        };
+        let tag = run.replace([' ', ':'], "-");
+        let log = run_smp(&spec, &tag, "sched: report at", SKIP_REPORTS + WINDOW_REPORTS + 2)?;
+        let reports = sched_report::parse(&log);
+        let names: Vec<&str> = doms.iter().map(|d| d.0).collect();
+        let Some((from, to)) = sched_report::window(&reports, SKIP_REPORTS, &names) else {
+            return Err(format!("{run}: only {} scheduler reports", reports.len()));
+        };
+        let used = sched_report::cpu_fractions(from, to, &names).map_err(|e| format!("{run}: {e}"))?;
+        let shares = sched_report::shares(from, to, &names).map_err(|e| format!("{run}: {e}"))?;
+        for (i, (name, opts, expected)) in doms.iter().enumerate() {
+            let cpus = to.domain(name).map_or("?", |d| d.cpus.as_str());
+            let _ = writeln!(
+                out,
+                "| {run} | {name} | {} | {:.3} | {:.3} | {expected:.3} | {cpus} |",
+                if opts.is_empty() { "-" } else { opts },
+                used[i],
+                shares[i]
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Boots `spec` in QEMU (TCG, two CPUs, real time) until `stop` has
+/// appeared `count` times; returns the serial log.
+fn run_smp(spec: &IsoSpec, name: &str, stop: &str, count: usize) -> Result<String, String> {
+    let dir = images::target_dir().join("bench").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let iso = images::make_iso(spec, &images::target_dir().join("iso"))?;
+    let serial = dir.join("serial.log");
+    let mut q = Qemu::new(iso);
+    q.accel = Accel::Tcg;
+    q.cpus = 2;
+    q.memory_mib = 512;
+    q.serial = Serial::File(serial.clone());
+    let mut child = q
+        .command()?
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start QEMU: {e}"))?;
+    let mut log = SerialLog::new(serial);
+    let end = emulator::wait(&mut child, &mut log, None, &[(stop.to_string(), count)], Duration::from_secs(300));
+    match end {
+        End::Saw(_) => Ok(log.text),
+        other => Err(format!("{name}: the run ended with {other:?}; see {}", dir.display())),
+    }
 }
 
 fn group(v: u64) -> String {

@@ -36,8 +36,19 @@ impl Images {
 const KERNEL_PACKAGES: &[&str] = &["hypervisor", "dom0-kernel-shim", "test-guests"];
 
 /// The test guests `tests/guests` builds.
-pub const GUESTS: &[&str] =
-    &["hello", "probe", "triple-fault", "ud-no-idt", "wild-write", "spin", "bad-hypercalls", "hcall-page", "bench"];
+pub const GUESTS: &[&str] = &[
+    "hello",
+    "probe",
+    "triple-fault",
+    "ud-no-idt",
+    "wild-write",
+    "spin",
+    "bad-hypercalls",
+    "hcall-page",
+    "bench",
+    "smp",
+    "timers",
+];
 
 /// Builds every bare-metal image.
 pub fn build(release: bool) -> Result<Images, String> {
@@ -133,8 +144,17 @@ pub fn make_iso(spec: &IsoSpec, out_dir: &Path) -> Result<PathBuf, String> {
     let stage = out_dir.join(format!("stage-{key}-{}", std::process::id()));
     let boot = stage.join("boot");
     std::fs::create_dir_all(boot.join("grub")).map_err(|e| e.to_string())?;
-    std::fs::copy(&spec.hypervisor, boot.join("hypervisor.elf"))
-        .map_err(|e| format!("cannot copy {}: {e}", spec.hypervisor.display()))?;
+    // Without its debug information: GRUB reads the whole file into memory
+    // before loading it, and the symbols stay in target/ for GDB.
+    let strip = Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(&spec.hypervisor)
+        .arg(boot.join("hypervisor.elf"))
+        .status()
+        .map_err(|e| format!("cannot run objcopy (binutils): {e}"))?;
+    if !strip.success() {
+        return Err(format!("objcopy could not copy {}", spec.hypervisor.display()));
+    }
     for (m, name) in spec.modules.iter().zip(&names) {
         std::fs::copy(&m.path, boot.join(name)).map_err(|e| format!("cannot copy {}: {e}", m.path.display()))?;
     }

@@ -5,3 +5,4 @@ pub mod bench;
 pub mod emulator;
 pub mod host;
 pub mod images;
+pub mod sched_report;

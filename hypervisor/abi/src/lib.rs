@@ -17,7 +17,9 @@ pub mod hvm;
 pub mod hypercall;
 pub mod memory;
 pub mod sched;
+pub mod shared;
 pub mod start_info;
+pub mod vcpu;
 pub mod version;
 
 #[cfg(feature = "guest")]
@@ -83,6 +85,35 @@ pub const PAGE_SIZE: usize = 4096;
 mod layout_tests {
     use super::*;
     use core::mem::{offset_of, size_of};
+
+    #[test]
+    fn vcpu_op_and_shared_info() {
+        use shared::*;
+        use vcpu::*;
+        assert_eq!(size_of::<VcpuTimeInfo>(), 32);
+        assert_eq!(offset_of!(VcpuTimeInfo, tsc_timestamp), 8);
+        assert_eq!(offset_of!(VcpuTimeInfo, system_time), 16);
+        assert_eq!(offset_of!(VcpuTimeInfo, tsc_to_system_mul), 24);
+        assert_eq!(offset_of!(VcpuTimeInfo, tsc_shift), 28);
+        assert_eq!(offset_of!(VcpuTimeInfo, flags), 29);
+        assert_eq!(size_of::<RunstateInfo>(), 48);
+        assert_eq!(offset_of!(RunstateInfo, state_entry_time), 8);
+        assert_eq!(offset_of!(RunstateInfo, time), 16);
+        assert_eq!(size_of::<SetSingleshotTimer>(), 16);
+        assert_eq!(size_of::<RegisterVcpuInfo>(), 16);
+        assert_eq!(size_of::<VcpuHvmX86_32>(), 120);
+        assert_eq!(offset_of!(VcpuHvmX86_32, efer), 56);
+        assert_eq!(offset_of!(VcpuHvmX86_32, cs_base), 64);
+        assert_eq!(offset_of!(VcpuHvmX86_32, cs_limit), 84);
+        assert_eq!(offset_of!(VcpuHvmX86_32, cs_ar), 104);
+        assert_eq!(size_of::<VcpuHvmX86_64>(), 112);
+        assert_eq!(offset_of!(VcpuHvmX86_64, rip), 64);
+        assert_eq!(offset_of!(VcpuHvmX86_64, efer), 104);
+        assert_eq!(size_of::<VcpuHvmContext>(), 128);
+        assert_eq!(offset_of!(VcpuHvmContext, regs), 8);
+        assert_eq!(size_of::<sched::SchedPoll>(), 24);
+        assert_eq!(offset_of!(sched::SchedPoll, timeout), 16);
+    }
 
     #[test]
     fn start_info() {

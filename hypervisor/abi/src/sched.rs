@@ -45,4 +45,15 @@ pub struct SchedRemoteShutdown {
     pub reason: u32,
 }
 
-pod!(SchedShutdown, SchedRemoteShutdown);
+/// SCHEDOP_poll: block until one of `nr_ports` event channels at `ports`
+/// is pending, or until `timeout` (absolute system time, 0 = none).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SchedPoll {
+    pub ports: u64,
+    pub nr_ports: u32,
+    pub _pad: u32,
+    pub timeout: u64,
+}
+
+pod!(SchedShutdown, SchedRemoteShutdown, SchedPoll);

@@ -193,6 +193,8 @@ pub struct Platform {
     pub ioapics: Vec<IoApic>,
     pub overrides: Vec<Override>,
     pub power: Option<PowerInfo>,
+    /// The HPET's register block, if the firmware lists one.
+    pub hpet: Option<u64>,
 }
 
 static POWER: spin::Once<PowerInfo> = spin::Once::new();
@@ -219,7 +221,9 @@ pub fn parse(root: &AcpiRoot) -> Result<Platform, AcpiError> {
         ioapics: Vec::new(),
         overrides: Vec::new(),
         power: None,
+        hpet: None,
     };
+    p.hpet = ::acpi::HpetInfo::new(&tables).ok().map(|h| h.base_address as u64).filter(|a| *a != 0);
     for h in tables.headers() {
         p.tables.push((h.signature.as_str().as_bytes().try_into().unwrap_or(*b"????"), 0, h.length));
         if p.oem_id == [0; 6] {

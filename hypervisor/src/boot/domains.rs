@@ -6,8 +6,10 @@ use super::info::BootInfo;
 use super::modules::{self, Role};
 use crate::cmdline::Options;
 use crate::common::config;
+use crate::common::cpumask::CpuMask;
+use crate::common::credit::DEFAULT_WEIGHT;
 use crate::common::domain::{self, DomainSpec};
-use crate::common::run;
+use crate::common::sched;
 use crate::mm::phys::phys_slice;
 use alloc::format;
 use alloc::string::String;
@@ -87,14 +89,14 @@ pub fn build(info: &BootInfo<'_>, opts: &Options, can_run: bool) -> usize {
     let mut names: Vec<String> = Vec::new();
     let mut have_dom0 = false;
     for p in planned {
-        let (id, name, memory_mib, vcpus, cmdline, privileged) = match p.role {
+        let (id, name, memory_mib, vcpus, cmdline, privileged, weight, cap, cpus) = match p.role {
             Role::Dom0 => {
                 if have_dom0 {
                     error!("module {}: a second dom0; refused", p.index);
                     continue;
                 }
                 have_dom0 = true;
-                (0, String::from("Domain-0"), opts.dom0_mem >> 20, 1, p.args, true)
+                (0, String::from("Domain-0"), opts.dom0_mem >> 20, 1, p.args, true, DEFAULT_WEIGHT, 0, CpuMask::all())
             }
             _ => {
                 let parsed =
@@ -108,7 +110,7 @@ pub fn build(info: &BootInfo<'_>, opts: &Options, can_run: bool) -> usize {
                 };
                 let id = next_id;
                 let name = c.name.map_or_else(|| format!("domu{id}"), String::from);
-                (id, name, c.memory_mib, c.vcpus, c.cmdline, false)
+                (id, name, c.memory_mib, c.vcpus, c.cmdline, false, c.weight, c.cap, c.cpus)
             }
         };
         if names.contains(&name) {
@@ -125,7 +127,14 @@ pub fn build(info: &BootInfo<'_>, opts: &Options, can_run: bool) -> usize {
             kernel: p.kernel,
             ramdisk: p.ramdisk,
             cmdline,
+            weight,
+            cap,
+            affinity: cpus,
         };
+        let online = crate::arch::x86_64::smp::online_mask();
+        if cpus.and(&online).is_empty() {
+            warn!("module {}: cpus={cpus} names no CPU that is online ({online}); its vCPUs may use any", p.index);
+        }
         match domain::create(&spec) {
             Ok(d) => {
                 info!(
@@ -137,7 +146,13 @@ pub fn build(info: &BootInfo<'_>, opts: &Options, can_run: bool) -> usize {
                         None => String::from("no ramdisk"),
                     }
                 );
-                run::enqueue(d, 0);
+                if cap != 0 || weight != DEFAULT_WEIGHT || cpus != CpuMask::all() {
+                    info!(
+                        "domain {id} ({name}): weight {weight}, cap {}, cpus {cpus}",
+                        if cap == 0 { String::from("none") } else { format!("{cap}%") }
+                    );
+                }
+                sched::add_domain(&d);
                 names.push(name);
                 created += 1;
                 if !privileged {

@@ -3,9 +3,9 @@
 
 use super::info::{AcpiRoot, BootInfo, MemoryMapSource};
 use crate::acpi;
-use crate::arch::x86_64::{cpu, fpu, gdt, hvm, lapic, percpu, power, traps};
+use crate::arch::x86_64::{cpu, fpu, gdt, hvm, lapic, percpu, power, smp, traps};
 use crate::cmdline::{self, Diagnostic, ExitAction, Options, TestException};
-use crate::common::{domain, run};
+use crate::common::{domain, sched};
 use crate::mm::phys::{phys_slice, phys_to_virt};
 use crate::mm::ranges::Range;
 use crate::mm::setup::{self, Image};
@@ -214,14 +214,28 @@ pub extern "C" fn hv_start(mbi_phys: u64, load_delta: u64) -> ! {
     let info = BootInfo::from_multiboot(&mbi);
     let line = cmdline::strip_image_path(info.cmdline).trim();
 
-    let lapic_address = match acpi_root {
+    let platform = match acpi_root {
         Some(root) => report_acpi(&root),
         None => {
             warn!("ACPI: no RSDP found; CPU enumeration and power-off are unavailable");
             None
         }
+    };
+    let lapic_address = platform.as_ref().map_or(0xfee0_0000, |p| p.lapic_address);
+
+    // A better clock for the TSC now that ACPI says where one is.
+    let pm_read = acpi::power_info().and_then(|p| p.pm_timer.map(|r| (r, p.pm_timer_32bit)));
+    let hpet = platform.as_ref().and_then(|p| p.hpet).and_then(|a| crate::mm::phys::map_mmio(a, 1024).ok());
+    let read_pm = pm_read.map(|(r, _)| move || r.read());
+    let reader: Option<&dyn Fn() -> u64> = read_pm.as_ref().map(|f| f as &dyn Fn() -> u64);
+    match time::recalibrate(reader, pm_read.is_some_and(|(_, w)| w), hpet) {
+        Some((khz, how)) => info!("TSC: {}.{:03} MHz (measured again against the {:?})", khz / 1000, khz % 1000, how),
+        None => warn!("TSC: no ACPI PM timer or HPET to measure against; keeping the first measurement"),
     }
-    .unwrap_or(0xfee0_0000);
+    match time::read_rtc() {
+        Some(secs) => info!("wall clock: {secs} seconds since 1970 (CMOS RTC, taken as UTC)"),
+        None => warn!("wall clock: the CMOS RTC gave no valid date; guests see 1970"),
+    }
 
     fpu::init();
     let virt_ok = match hvm::init(opts.hvm) {
@@ -234,15 +248,34 @@ pub extern "C" fn hv_start(mbi_phys: u64, load_delta: u64) -> ! {
             false
         }
     };
-    match lapic::init(lapic_address) {
+    traps::register_irq(lapic::VECTOR_TIMER, sched::timer_interrupt);
+    traps::register_irq(lapic::VECTOR_RESCHED, sched::resched_interrupt);
+    traps::register_irq(lapic::VECTOR_CALL, sched::kick_interrupt);
+    let apic_ok = match lapic::init(lapic_address) {
         Ok(mode) => {
-            traps::register_irq(lapic::VECTOR_TIMER, run::tick);
-            let hz = lapic::start_tick();
-            info!("local APIC {} (id {}), timer {} kHz, tick {} Hz", mode, lapic::id(), hz / 1000, lapic::TICK_HZ);
+            let (hz, deadline) = lapic::calibrate_timer();
+            info!(
+                "local APIC {} (id {}), timer {} kHz, {}",
+                mode,
+                lapic::id(),
+                hz / 1000,
+                if deadline { "TSC-deadline mode" } else { "one-shot mode" }
+            );
+            true
         }
-        Err(e) => error!("local APIC: {e}; guests cannot be preempted"),
+        Err(e) => {
+            error!("local APIC: {e}; guests cannot be preempted and no other CPU starts");
+            false
+        }
+    };
+    smp::init_bsp();
+    sched::add_cpu(0);
+    if apic_ok && let Some(p) = &platform {
+        start_other_cpus(&info, p, opts.max_cpus);
     }
+    sched::set_report_interval(opts.sched_report_ms);
     domain::set_hypervisor_cmdline(line);
+    ON_LAST_EXIT.call_once(|| opts.on_last_exit);
 
     let domains = super::domains::build(&info, &opts, virt_ok);
 
@@ -255,15 +288,68 @@ pub extern "C" fn hv_start(mbi_phys: u64, load_delta: u64) -> ! {
 
     if domains == 0 {
         info!("no domain to run");
-    } else {
-        run::run();
+        machine_exit();
+    }
+    sched::cpu_loop(0)
+}
+
+static ON_LAST_EXIT: spin::Once<ExitAction> = spin::Once::new();
+
+/// The last domain is gone (or there was none): stop every other CPU and
+/// power off, halt or reboot as dom0 or `on_last_exit=` says.
+pub fn machine_exit() -> ! {
+    if sched::machine_exit_requested() {
         info!("all domains have shut down");
     }
-    match domain::machine_request().unwrap_or(opts.on_last_exit) {
+    smp::stop_others();
+    match domain::machine_request().unwrap_or(*ON_LAST_EXIT.get().unwrap_or(&ExitAction::PowerOff)) {
         ExitAction::PowerOff => power::power_off(),
         ExitAction::Halt => power::halt(),
         ExitAction::Reboot => power::reboot(),
     }
+}
+
+/// Starts every other enabled CPU the MADT lists (up to `max_cpus` in all)
+/// and puts each in service.
+fn start_other_cpus(info: &BootInfo<'_>, p: &acpi::Platform, max_cpus: u32) {
+    let bsp = lapic::id();
+    let others: alloc::vec::Vec<u32> =
+        p.cpus.iter().filter(|c| c.enabled && c.apic_id != bsp).map(|c| c.apic_id).collect();
+    if others.is_empty() {
+        return;
+    }
+    let low_ram: alloc::vec::Vec<Range> = info
+        .memory_map()
+        .iter()
+        .filter(|r| r.kind == crate::mm::ranges::MemoryKind::Ram && r.range.start < 0x10_0000)
+        .map(|r| r.range)
+        .collect();
+    let mut avoid: alloc::vec::Vec<Range> = info.modules().map(|m| m.range).collect();
+    avoid.push(info.mbi);
+    let Some(tramp) = smp::choose_trampoline(&low_ram, &avoid) else {
+        error!("SMP: {}; only the boot CPU runs", smp::StartError::NoTrampoline);
+        return;
+    };
+    smp::set_trampoline(tramp);
+    let mut index = 1u32;
+    for apic_id in others {
+        if index >= max_cpus {
+            info!("SMP: CPU with APIC id {apic_id} left out (maxcpus={max_cpus})");
+            continue;
+        }
+        if index as usize >= crate::common::cpumask::MAX_CPUS {
+            warn!("SMP: more than {} CPUs; the rest are left out", crate::common::cpumask::MAX_CPUS);
+            break;
+        }
+        match smp::start_cpu(index, apic_id, sched::cpu_loop) {
+            Ok(()) => {
+                sched::add_cpu(index);
+                index += 1;
+            }
+            Err(e) => error!("SMP: the CPU with APIC id {apic_id} did not start: {e}"),
+        }
+    }
+    info!("SMP: {} CPUs online", smp::online_count());
 }
 
 /// Legacy BIOS places the RSDP on a 16-byte boundary in the first KiB of
@@ -297,8 +383,8 @@ fn scan_bios_for_rsdp() -> Option<AcpiRoot> {
     None
 }
 
-/// Reports the ACPI tables; returns the local APIC address.
-fn report_acpi(root: &AcpiRoot) -> Option<u64> {
+/// Reports the ACPI tables; returns what they say.
+fn report_acpi(root: &AcpiRoot) -> Option<acpi::Platform> {
     let p = match acpi::parse(root) {
         Ok(p) => p,
         Err(e) => {
@@ -352,7 +438,7 @@ fn report_acpi(root: &AcpiRoot) -> Option<u64> {
         ),
         None => warn!("ACPI: no FADT; power-off unavailable"),
     }
-    Some(p.lapic_address)
+    Some(p)
 }
 
 #[inline(never)]

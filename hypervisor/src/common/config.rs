@@ -10,6 +10,8 @@
 //! and ignored, as xl does.
 
 use crate::cmdline::{parse_u64, words};
+use crate::common::cpumask::CpuMask;
+use crate::common::credit::{DEFAULT_WEIGHT, MAX_WEIGHT};
 use core::fmt;
 
 pub const MAX_NAME: usize = 64;
@@ -26,6 +28,12 @@ pub struct DomainConfig<'a> {
     pub memory_mib: u64,
     pub vcpus: u32,
     pub cmdline: &'a str,
+    /// Credit scheduler weight (xl's `weight=`, 1-65535, default 256).
+    pub weight: u32,
+    /// Percent of one CPU the domain may use at most (`cap=`, 0 = none).
+    pub cap: u32,
+    /// CPUs the domain's vCPUs may run on (`cpus=`, xl's syntax).
+    pub cpus: CpuMask,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,14 +66,25 @@ pub fn valid_name(n: &str) -> bool {
 
 /// Parses the words after `domu`. Unknown keys go to `unknown`.
 pub fn parse<'a>(args: &'a str, mut unknown: impl FnMut(&'a str)) -> Result<DomainConfig<'a>, ConfigError<'a>> {
-    let mut c = DomainConfig { name: None, memory_mib: DEFAULT_MEMORY_MIB, vcpus: 1, cmdline: "" };
-    let mut seen = [false; 4];
+    let mut c = DomainConfig {
+        name: None,
+        memory_mib: DEFAULT_MEMORY_MIB,
+        vcpus: 1,
+        cmdline: "",
+        weight: DEFAULT_WEIGHT,
+        cap: 0,
+        cpus: CpuMask::all(),
+    };
+    let mut seen = [false; 7];
     for w in words(args) {
         let slot = match w.name {
             "name" => 0,
             "memory" => 1,
             "vcpus" => 2,
             "cmdline" | "extra" => 3,
+            "weight" => 4,
+            "cap" => 5,
+            "cpus" => 6,
             _ => {
                 unknown(w.text);
                 continue;
@@ -92,7 +111,19 @@ pub fn parse<'a>(args: &'a str, mut unknown: impl FnMut(&'a str)) -> Result<Doma
                 Some(n) if (1..=MAX_VCPUS as u64).contains(&n) => c.vcpus = n as u32,
                 _ => return Err(bad("a number of vCPUs from 1 to 128")),
             },
-            _ => c.cmdline = v,
+            3 => c.cmdline = v,
+            4 => match parse_u64(v) {
+                Some(w) if (1..=MAX_WEIGHT as u64).contains(&w) => c.weight = w as u32,
+                _ => return Err(bad("a weight from 1 to 65535")),
+            },
+            5 => match parse_u64(v) {
+                Some(p) if p <= 100 * MAX_VCPUS as u64 => c.cap = p as u32,
+                _ => return Err(bad("a percentage of one CPU from 0 (no cap) to 100 per vCPU")),
+            },
+            _ => match CpuMask::parse(v) {
+                Some(m) if !m.is_empty() => c.cpus = m,
+                _ => return Err(bad("CPUs such as 0-3,^1 or all")),
+            },
         }
     }
     Ok(c)
@@ -110,12 +141,15 @@ mod tests {
 
     #[test]
     fn defaults_and_every_key() {
-        assert_eq!(p("").0.unwrap(), DomainConfig { name: None, memory_mib: 128, vcpus: 1, cmdline: "" });
-        let c = p("name=web memory=256 vcpus=2 cmdline=\"console=hvc0 root=/dev/xvda\"").0.unwrap();
-        assert_eq!(
-            c,
-            DomainConfig { name: Some("web"), memory_mib: 256, vcpus: 2, cmdline: "console=hvc0 root=/dev/xvda" }
-        );
+        let d = p("").0.unwrap();
+        assert_eq!((d.name, d.memory_mib, d.vcpus, d.cmdline), (None, 128, 1, ""));
+        assert_eq!((d.weight, d.cap, d.cpus), (256, 0, CpuMask::all()));
+        let c = p("name=web memory=256 vcpus=2 cmdline=\"console=hvc0 root=/dev/xvda\" weight=512 cap=150 cpus=1-2")
+            .0
+            .unwrap();
+        assert_eq!((c.name, c.memory_mib, c.vcpus, c.cmdline), (Some("web"), 256, 2, "console=hvc0 root=/dev/xvda"));
+        assert_eq!((c.weight, c.cap), (512, 150));
+        assert_eq!(c.cpus.iter().collect::<Vec<_>>(), vec![1, 2]);
         // GRUB's way of quoting the whole word.
         let c = p("\"cmdline=a b\" name=x").0.unwrap();
         assert_eq!(c.cmdline, "a b");
@@ -130,6 +164,11 @@ mod tests {
             ("vcpus=129", "vcpus"),
             ("name=a/b", "name"),
             ("name=42", "name"),
+            ("weight=0", "weight"),
+            ("weight=70000", "weight"),
+            ("cap=-1", "cap"),
+            ("cpus=x", "cpus"),
+            ("cpus=^0-255", "cpus"),
         ] {
             match p(s).0 {
                 Err(ConfigError::Malformed { key: k, .. }) => assert_eq!(k, key, "{s}"),

@@ -4,9 +4,9 @@
 //!
 //! Hidden for now (each comes back with the work that virtualises it):
 //! VMX/SVM (no nested virtualisation), MONITOR/MWAIT (idle is HLT), XSAVE
-//! and the AVX family (guest FPU state is switched with FXSAVE), the local
-//! APIC, x2APIC and TSC-deadline (no virtual APIC yet), performance
-//! monitoring, MCE/MCA, speculation-control MSRs, RDTSCP/RDPID (their
+//! and the AVX family (guest FPU state is switched with FXSAVE),
+//! TSC-deadline (the emulated local APIC has one-shot and periodic timers;
+//! it and x2APIC are shown), performance monitoring, MCE/MCA, speculation-control MSRs, RDTSCP/RDPID (their
 //! TSC_AUX MSR is not switched per vCPU), and INVPCID (VMX would need it
 //! enabled per VMCS).
 
@@ -125,7 +125,6 @@ pub fn guest_cpuid(host: impl Fn(u32, u32) -> CpuidResult, leaf: u32, subleaf: u
                 | ECX_TM2
                 | ECX_SDBG
                 | ECX_PDCM
-                | ECX_X2APIC
                 | ECX_TSC_DEADLINE
                 | ECX_XSAVE
                 | ECX_OSXSAVE
@@ -133,7 +132,9 @@ pub fn guest_cpuid(host: impl Fn(u32, u32) -> CpuidResult, leaf: u32, subleaf: u
                 | ECX_F16C
                 | ECX_FMA);
             r.ecx |= ECX_HYPERVISOR;
-            r.edx &= !(EDX_MCE | EDX_APIC | EDX_MTRR | EDX_MCA | EDX_DS | EDX_ACPI | EDX_TM | EDX_PBE);
+            r.ecx |= ECX_X2APIC;
+            r.edx |= EDX_APIC;
+            r.edx &= !(EDX_MCE | EDX_MTRR | EDX_MCA | EDX_DS | EDX_ACPI | EDX_TM | EDX_PBE);
             if ctx.nr_vcpus > 1 {
                 r.edx |= EDX_HTT;
             } else {
@@ -273,10 +274,13 @@ mod tests {
     fn leaf_1_hides_what_is_not_virtualised_and_sets_the_hypervisor_bit() {
         let r = guest_cpuid(host, 1, 0, &ctx(1));
         assert_ne!(r.ecx & ECX_HYPERVISOR, 0);
-        for bit in [ECX_VMX, ECX_MONITOR, ECX_XSAVE, ECX_OSXSAVE, ECX_AVX, ECX_X2APIC, ECX_TSC_DEADLINE] {
+        for bit in [ECX_VMX, ECX_MONITOR, ECX_XSAVE, ECX_OSXSAVE, ECX_AVX, ECX_TSC_DEADLINE] {
             assert_eq!(r.ecx & bit, 0, "ecx bit {bit:#x}");
         }
-        assert_eq!(r.edx & (EDX_APIC | EDX_MCE | EDX_MTRR), 0);
+        assert_eq!(r.edx & (EDX_MCE | EDX_MTRR), 0);
+        // The emulated local APIC, in both modes.
+        assert_ne!(r.edx & EDX_APIC, 0);
+        assert_ne!(r.ecx & ECX_X2APIC, 0);
         assert_eq!(r.ebx >> 24, 2, "APIC id is twice the vCPU id");
         assert_eq!((r.ebx >> 16) & 0xff, 4);
         assert_eq!(guest_cpuid(host, 1, 0, &ctx(0)).ebx >> 24, 0);

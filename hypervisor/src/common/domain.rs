@@ -6,19 +6,27 @@ use crate::arch::x86_64::hvm::{self as arch_hvm, HvmVcpu};
 use crate::arch::x86_64::npt::{Npt, P2mType};
 use crate::cmdline::ExitAction;
 use crate::common::console::LineBuffer;
+use crate::common::cpumask::CpuMask;
 use crate::common::guest_mem::{self, GuestPhysical, MemFault};
 use crate::common::hypercall::Env;
+use crate::common::pvclock::TimeScale;
 use crate::common::pvh::{self, BuildSpec, PvhError};
-use crate::common::vcpu::{GuestRegs, VcpuState};
+use crate::common::vcpu::GuestRegs;
+use crate::common::vcpu_init::InitialState;
+use crate::common::vlapic::VLapic;
 use crate::mm::phys::{alloc_frames, alloc_zeroed_frame, frame_counts, free_frames, phys_to_virt};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicUsize, Ordering};
 use spin::Mutex;
+use xen_abi::Pod;
 use xen_abi::memory::E820Entry;
+use xen_abi::shared::{self as xs, VcpuTimeInfo};
 use xen_abi::start_info::{HvmMemmapEntry, SIF_INITDOMAIN, SIF_PRIVILEGED};
+use xen_abi::vcpu::{RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE};
 use xen_abi::{hvm, sched};
 
 /// Guest-physical layout of a PVH domain, as libxl lays it out: RAM from
@@ -29,6 +37,9 @@ pub const SPECIAL_PAGES: u64 = 0xfeff_8000;
 pub const SPECIAL_PAGES_LEN: u64 = 0x8000;
 /// Table pages a domain's p2m may add after it is built.
 pub const P2M_HEADROOM: u64 = 64;
+/// Where a domain's ACPI tables go (libxl's ACPI_INFO_PHYSICAL_ADDRESS
+/// region: the start of the hole below 4 GiB).
+pub const ACPI_BASE: u64 = LOW_RAM_END;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DomainState {
@@ -41,17 +52,170 @@ pub enum DomainState {
     Dead(u8),
 }
 
+/// The part of a vCPU that only the CPU running it touches (locked for
+/// the whole time it runs).
 pub struct Vcpu {
     pub id: u32,
     pub regs: GuestRegs,
-    pub state: VcpuState,
     pub arch: HvmVcpu,
     pub fpu: alloc::boxed::Box<FxArea>,
-    pub upcall_vector: u8,
     /// Where the last instruction fetch for an exit found the guest's code
     /// page: (guest CR3, linear page, p2m generation, host page).
     pub fetch_cache: Option<(u64, u64, u64, u64)>,
     pub exits: u64,
+    /// An interrupt-window exit is requested.
+    pub window_requested: bool,
+    /// It blocked last time it ran: the events that woke it are consumed.
+    pub resumed_from_block: bool,
+}
+
+/// Requests to a vCPU from elsewhere, applied by the CPU that runs it.
+pub mod vflags {
+    /// Its singleshot or periodic timer fired (VIRQ_TIMER, delivered as an
+    /// event once event channels exist; until then it wakes the vCPU).
+    pub const TIMER: u32 = 1 << 0;
+    /// Load `VcpuShared::start` before running (INIT/STARTUP, initialise).
+    pub const START: u32 = 1 << 1;
+    /// Drop cached guest translations before the next entry.
+    pub const FLUSH: u32 = 1 << 2;
+    /// An NMI to inject.
+    pub const NMI: u32 = 1 << 3;
+    /// Rewrite its vcpu_time_info (moved vcpu_info, TSC change).
+    pub const TIME: u32 = 1 << 4;
+    /// Its poll ended (timeout): SCHEDOP_poll returns.
+    pub const POLL_DONE: u32 = 1 << 5;
+}
+
+/// Where a vCPU is, as the scheduler and Xen's runstate see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RunState {
+    /// Not started, or taken down (VCPUOP_down, HLT with interrupts off).
+    Down = 0,
+    /// Wants the CPU (running or queued).
+    Runnable = 1,
+    /// Waiting for an interrupt or event (HLT, SCHEDOP_block/poll).
+    Blocked = 2,
+    /// After INIT: waiting for STARTUP.
+    WaitForSipi = 3,
+}
+
+/// Time in each Xen runstate, as VCPUOP_get_runstate_info reports it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunstateAcct {
+    pub state: u32,
+    pub entry: u64,
+    pub time: [u64; 4],
+    /// A guest-virtual address the guest registered for updates.
+    pub area: Option<u64>,
+}
+
+impl RunstateAcct {
+    pub fn enter(&mut self, state: u32, now: u64) {
+        let s = self.state as usize & 3;
+        self.time[s] += now.saturating_sub(self.entry);
+        self.state = state;
+        self.entry = now;
+    }
+
+    pub fn info(&self, now: u64) -> xen_abi::vcpu::RunstateInfo {
+        let mut time = self.time;
+        time[self.state as usize & 3] += now.saturating_sub(self.entry);
+        xen_abi::vcpu::RunstateInfo { state: self.state, _pad: 0, state_entry_time: self.entry, time }
+    }
+}
+
+/// A vCPU's timers (VCPUOP_set_singleshot_timer / set_periodic_timer),
+/// with a generation so that a re-armed or stopped timer's old queue
+/// entries are ignored.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VcpuTimers {
+    pub singleshot: Option<u64>,
+    pub periodic: Option<(u64, u64)>,
+    pub poll_deadline: Option<u64>,
+    pub generation: u64,
+    /// The same for the vLAPIC's timer, which the guest reprograms apart.
+    pub vlapic_generation: u64,
+}
+
+/// A vCPU as the rest of the machine sees it: small, individually locked
+/// or atomic state that other CPUs may read and change while the vCPU
+/// runs, and the vCPU itself behind `cell`.
+pub struct VcpuShared {
+    pub id: u32,
+    /// The scheduler's entity id (set when the domain is scheduled).
+    pub sched_id: AtomicUsize,
+    state: AtomicU8,
+    pub flags: AtomicU32,
+    /// Has a starting state (vCPU 0, or after initialise / STARTUP).
+    pub initialised: AtomicBool,
+    /// CPU index + 1 while it runs, else 0.
+    pub running_on: AtomicU32,
+    pub upcall_vector: AtomicU8,
+    /// Set whenever the vLAPIC may hold a requested interrupt, so that the
+    /// run loop looks at the vLAPIC only then.
+    pub irq_hint: AtomicBool,
+    pub vlapic: Mutex<VLapic>,
+    pub start: Mutex<Option<InitialState>>,
+    pub timers: Mutex<VcpuTimers>,
+    /// vcpu_info moved by VCPUOP_register_vcpu_info: (guest frame, offset).
+    pub vcpu_info: Mutex<Option<(u64, u32)>>,
+    /// A guest-virtual copy of vcpu_time_info the guest asked for.
+    pub time_area: Mutex<Option<u64>>,
+    pub runstate: Mutex<RunstateAcct>,
+    pub cell: Mutex<Vcpu>,
+}
+
+impl VcpuShared {
+    pub fn state(&self) -> RunState {
+        match self.state.load(Ordering::Acquire) {
+            1 => RunState::Runnable,
+            2 => RunState::Blocked,
+            3 => RunState::WaitForSipi,
+            _ => RunState::Down,
+        }
+    }
+
+    pub fn set_state(&self, s: RunState) {
+        self.state.store(s as u8, Ordering::Release);
+    }
+
+    pub fn set_flag(&self, f: u32) {
+        self.flags.fetch_or(f, Ordering::AcqRel);
+    }
+
+    /// Clears and returns the flags in `mask` that were set.
+    pub fn take_flags(&self, mask: u32) -> u32 {
+        self.flags.fetch_and(!mask, Ordering::AcqRel) & mask
+    }
+
+    pub fn has_flag(&self, f: u32) -> bool {
+        self.flags.load(Ordering::Acquire) & f != 0
+    }
+
+    /// Something that ends a block: an interrupt to deliver, a timer or
+    /// poll event, a start request.
+    pub fn wake_pending(&self) -> bool {
+        self.has_flag(vflags::TIMER | vflags::START | vflags::NMI | vflags::POLL_DONE)
+            || self.vlapic.lock().has_pending()
+    }
+
+    pub fn is_up(&self) -> bool {
+        matches!(self.state(), RunState::Runnable | RunState::Blocked)
+    }
+
+    /// A fixed interrupt for this vCPU's APIC (the caller notifies it).
+    pub fn raise_irq(&self, vector: u8) {
+        self.vlapic.lock().accept(vector, false);
+        self.irq_hint.store(true, Ordering::Release);
+    }
+
+    /// The vLAPIC may hold requests now (after the vCPU wrote to it).
+    pub fn note_irr(&self) {
+        if self.vlapic.lock().has_irr() {
+            self.irq_hint.store(true, Ordering::Release);
+        }
+    }
 }
 
 pub struct DomainInner {
@@ -74,8 +238,19 @@ pub struct Domain {
     pub handle: [u8; 16],
     /// The guest memory map (fixed at creation).
     pub memmap: Vec<E820Entry>,
+    /// Credit scheduler weight and cap (percent of one CPU, 0 = none) and
+    /// the CPUs its vCPUs may run on.
+    pub weight: u32,
+    pub cap: u32,
+    pub affinity: CpuMask,
+    /// Added to the host TSC to give the guest's (the same for every vCPU,
+    /// so the guest's TSCs agree): the guest's TSC starts near 0.
+    pub tsc_offset: u64,
     pub inner: Mutex<DomainInner>,
-    pub vcpus: Vec<Mutex<Vcpu>>,
+    pub vcpus: Vec<VcpuShared>,
+    /// vCPUs the scheduler still holds; the last to leave a dead domain
+    /// releases it.
+    pub live: AtomicU32,
 }
 
 static DOMAINS: Mutex<Vec<Arc<Domain>>> = Mutex::new(Vec::new());
@@ -115,6 +290,9 @@ pub struct DomainSpec<'a> {
     pub kernel: &'a [u8],
     pub ramdisk: Option<&'a [u8]>,
     pub cmdline: &'a str,
+    pub weight: u32,
+    pub cap: u32,
+    pub affinity: CpuMask,
 }
 
 #[derive(Debug)]
@@ -232,13 +410,26 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
             let _ = free_frames(mfn << 12, n);
         });
     };
+    // ACPI tables (RSDP, XSDT, FADT, DSDT, MADT) right after low RAM.
+    let acpi = crate::common::acpi_build::build(ACPI_BASE, spec.vcpus);
+    let acpi_pages = (acpi.len() as u64).div_ceil(4096);
+    memmap.insert(1, HvmMemmapEntry { addr: ACPI_BASE, size: acpi_pages << 12, kind: 3, reserved: 0 });
+    e820.insert(1, E820Entry { addr: ACPI_BASE, size: acpi_pages << 12, kind: 3 });
+    if let Err(e) = populate(&mut p2m, ACPI_BASE >> 12, acpi_pages) {
+        cleanup(p2m);
+        return Err(e);
+    }
+    if guest_mem::write_phys(&DomainMemory { p2m: &p2m }, ACPI_BASE, &acpi).is_err() {
+        cleanup(p2m);
+        return Err(CreateError::OutOfMemory);
+    }
     let build = BuildSpec {
         ramdisk: spec.ramdisk,
         cmdline: spec.cmdline,
         memmap: &memmap,
         low_ram_end: layout[0].1 << 12,
         flags: if spec.privileged { SIF_PRIVILEGED | SIF_INITDOMAIN } else { 0 },
-        rsdp: 0,
+        rsdp: ACPI_BASE,
     };
     let start_info = match pvh::place(&kernel, &build)
         .and_then(|at| pvh::write_image(&DomainMemory { p2m: &p2m }, &kernel, &build, &at))
@@ -256,6 +447,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
         cleanup(p2m);
         return Err(CreateError::OutOfMemory);
     };
+    let tsc_offset = 0u64.wrapping_sub(crate::arch::x86_64::cpu::rdtsc());
     let mut vcpus = Vec::new();
     for id in 0..spec.vcpus {
         let mut arch = match HvmVcpu::new(p2m.root()) {
@@ -268,32 +460,61 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
         };
         let mut regs = GuestRegs::default();
         let state = if id == 0 {
-            arch.set_pvh_entry(kernel.entry);
-            regs.rbx = start_info;
-            VcpuState::Runnable
+            let st = InitialState::pvh_entry(kernel.entry, start_info);
+            arch.set_state(&st);
+            regs = st.regs;
+            RunState::Runnable
         } else {
-            VcpuState::Down
+            RunState::Down
         };
-        vcpus.push(Mutex::new(Vcpu {
+        arch.set_tsc_offset(tsc_offset);
+        // Built on this CPU, run on any: nothing of it stays cached here.
+        arch.release();
+        vcpus.push(VcpuShared {
             id,
-            regs,
-            state,
-            arch,
-            fpu: alloc::boxed::Box::new(FxArea::new()),
-            upcall_vector: 0,
-            fetch_cache: None,
-            exits: 0,
-        }));
+            sched_id: AtomicUsize::new(usize::MAX),
+            state: AtomicU8::new(state as u8),
+            flags: AtomicU32::new(0),
+            initialised: AtomicBool::new(id == 0),
+            running_on: AtomicU32::new(0),
+            upcall_vector: AtomicU8::new(0),
+            irq_hint: AtomicBool::new(false),
+            vlapic: Mutex::new(VLapic::new(id, crate::common::acpi_build::apic_id(id))),
+            start: Mutex::new(None),
+            timers: Mutex::new(VcpuTimers::default()),
+            vcpu_info: Mutex::new(None),
+            time_area: Mutex::new(None),
+            runstate: Mutex::new(RunstateAcct {
+                state: if id == 0 { RUNSTATE_RUNNABLE } else { RUNSTATE_OFFLINE },
+                entry: crate::time::now_ns(),
+                ..RunstateAcct::default()
+            }),
+            cell: Mutex::new(Vcpu {
+                id,
+                regs,
+                arch,
+                fpu: alloc::boxed::Box::new(FxArea::new()),
+                fetch_cache: None,
+                exits: 0,
+                window_requested: false,
+                resumed_from_block: false,
+            }),
+        });
     }
     let mut handle = [0u8; 16];
     handle[..2].copy_from_slice(&spec.id.to_le_bytes());
     handle[2..].copy_from_slice(&(crate::time::now_ns() as u128).to_le_bytes()[..14]);
+    let nr = vcpus.len() as u32;
     let dom = Arc::new(Domain {
         id: spec.id,
         name: spec.name.clone(),
         privileged: spec.privileged,
         handle,
         memmap: e820,
+        weight: spec.weight,
+        cap: spec.cap,
+        affinity: spec.affinity,
+        tsc_offset,
         inner: Mutex::new(DomainInner {
             state: DomainState::Running,
             p2m: Some(p2m),
@@ -306,7 +527,12 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
             p2m_gen: 0,
         }),
         vcpus,
+        live: AtomicU32::new(nr),
     });
+    dom.write_wallclock();
+    for v in &dom.vcpus {
+        dom.write_time_info(v.id, tsc_offset);
+    }
     DOMAINS.lock().push(dom.clone());
     Ok(dom)
 }
@@ -314,6 +540,124 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
 impl Domain {
     pub fn is_running(&self) -> bool {
         self.inner.lock().state == DomainState::Running
+    }
+
+    /// One character of the domain's console output, printed a line at a
+    /// time with the domain's prefix.
+    pub fn console_put(&self, byte: u8) {
+        let mut i = self.inner.lock();
+        if let Some(line) = i.console.put(byte) {
+            log::info!("(d{}) {line}", self.id);
+        }
+    }
+
+    pub fn vcpu(&self, id: u32) -> Option<&VcpuShared> {
+        self.vcpus.get(id as usize)
+    }
+
+    /// The host address of `len` bytes at `offset` of guest frame `gfn`, if
+    /// the domain's own RAM (or its shared_info page) is there.
+    fn guest_bytes(&self, gfn: u64, offset: u32, len: u32) -> Option<*mut u8> {
+        if offset as u64 + len as u64 > 4096 {
+            return None;
+        }
+        let i = self.inner.lock();
+        let (mfn, t) = i.p2m.as_ref()?.lookup(gfn)?;
+        if !(t == P2mType::Ram || mfn == i.shared_info_mfn) {
+            return None;
+        }
+        phys_to_virt((mfn << 12) + offset as u64).map(|v| v as *mut u8)
+    }
+
+    /// Where vCPU `id`'s vcpu_info lives: where the guest registered it,
+    /// else its slot in shared_info (the first 32 vCPUs have one).
+    pub fn vcpu_info_ptr(&self, id: u32) -> Option<*mut u8> {
+        if let Some((gfn, off)) = *self.vcpu(id)?.vcpu_info.lock() {
+            return self.guest_bytes(gfn, off, xs::VCPU_INFO_SIZE as u32);
+        }
+        if id >= xs::LEGACY_MAX_VCPUS {
+            return None;
+        }
+        let mfn = self.inner.lock().shared_info_mfn;
+        phys_to_virt((mfn << 12) + id as u64 * xs::VCPU_INFO_SIZE as u64).map(|v| v as *mut u8)
+    }
+
+    /// Writes vCPU `id`'s vcpu_time_info (Xen's pvclock) with the version
+    /// protocol: every vCPU of the domain gets the same point of the
+    /// host's TSC line, so their clocks agree exactly.
+    pub fn write_time_info(&self, id: u32, tsc_offset: u64) {
+        let Some(p) = self.vcpu_info_ptr(id) else { return };
+        let (tsc, ns) = crate::time::reference();
+        let scale = TimeScale::for_hz(crate::time::tsc_khz() * 1000);
+        let t = p.wrapping_add(xs::VCPU_INFO_TIME);
+        // SAFETY: `t` points at 32 bytes of this domain's vcpu_info, in a
+        // page the domain owns; the guest reads it concurrently, which the
+        // version field (odd while changing) tells it.
+        unsafe {
+            let version = core::ptr::read_volatile(t as *const u32);
+            let next = (version | 1).wrapping_add(1);
+            core::ptr::write_volatile(t as *mut u32, version | 1);
+            core::sync::atomic::fence(Ordering::SeqCst);
+            let info = VcpuTimeInfo {
+                version: version | 1,
+                pad0: 0,
+                tsc_timestamp: tsc.wrapping_add(tsc_offset),
+                system_time: ns,
+                tsc_to_system_mul: scale.mul,
+                tsc_shift: scale.shift,
+                flags: if crate::arch::x86_64::cpu::features().invariant_tsc { xs::PVCLOCK_TSC_STABLE } else { 0 },
+                pad1: [0; 2],
+            };
+            for (i, b) in info.as_bytes().iter().enumerate().skip(4) {
+                core::ptr::write_volatile(t.add(i), *b);
+            }
+            core::sync::atomic::fence(Ordering::SeqCst);
+            core::ptr::write_volatile(t as *mut u32, next);
+        }
+    }
+
+    /// The wall clock at system time 0, in shared_info.
+    pub fn write_wallclock(&self) {
+        let mfn = self.inner.lock().shared_info_mfn;
+        let Some(base) = phys_to_virt(mfn << 12) else { return };
+        let (sec, nsec) = crate::time::boot_wallclock();
+        let at = |off: usize| (base + off as u64) as *mut u32;
+        // SAFETY: the domain's shared_info page, owned by the hypervisor;
+        // wc_version is the guest's consistency check.
+        unsafe {
+            let v = core::ptr::read_volatile(at(xs::SHARED_WC_VERSION));
+            core::ptr::write_volatile(at(xs::SHARED_WC_VERSION), v | 1);
+            core::sync::atomic::fence(Ordering::SeqCst);
+            core::ptr::write_volatile(at(xs::SHARED_WC_SEC), sec as u32);
+            core::ptr::write_volatile(at(xs::SHARED_WC_NSEC), nsec);
+            core::ptr::write_volatile(at(xs::SHARED_WC_SEC_HI), (sec >> 32) as u32);
+            core::sync::atomic::fence(Ordering::SeqCst);
+            core::ptr::write_volatile(at(xs::SHARED_WC_VERSION), (v | 1).wrapping_add(1));
+        }
+    }
+
+    /// Moves vCPU `id`'s vcpu_info to (`gfn`, `offset`), copying what is
+    /// there now (VCPUOP_register_vcpu_info).
+    pub fn register_vcpu_info(&self, id: u32, gfn: u64, offset: u32) -> Result<(), i64> {
+        use xen_abi::errno::*;
+        let v = self.vcpu(id).ok_or(-ENOENT)?;
+        if offset as usize + xs::VCPU_INFO_SIZE > 4096 {
+            return Err(-EINVAL);
+        }
+        if v.vcpu_info.lock().is_some() {
+            return Err(-EBUSY);
+        }
+        let dst = self.guest_bytes(gfn, offset, xs::VCPU_INFO_SIZE as u32).ok_or(-EINVAL)?;
+        let mut cur = [0u8; xs::VCPU_INFO_SIZE];
+        if let Some(src) = self.vcpu_info_ptr(id) {
+            // SAFETY: both point at 64 bytes of domain memory (checked).
+            unsafe { core::ptr::copy_nonoverlapping(src, cur.as_mut_ptr(), cur.len()) };
+        }
+        // SAFETY: as above.
+        unsafe { core::ptr::copy_nonoverlapping(cur.as_ptr(), dst, cur.len()) };
+        *v.vcpu_info.lock() = Some((gfn, offset));
+        v.set_flag(vflags::TIME);
+        Ok(())
     }
 
     /// Shuts the domain down for `reason` (SHUTDOWN_*); its vCPUs stop at
@@ -334,6 +678,7 @@ impl Domain {
             log::info!("domain {} ({}) shut down: {}", self.id, self.name, sched::shutdown_reason_name(reason as u32));
         }
         drop(i);
+        crate::common::sched::domain_stopped(self.id);
         if self.privileged && self.id == 0 {
             // The control domain takes the machine with it, as in Xen.
             let action = match reason as u32 {
@@ -375,21 +720,31 @@ pub fn destroy(dom: &Arc<Domain>) {
 /// The calling vCPU's view for hypercalls.
 pub struct HcEnv<'a> {
     pub dom: &'a Domain,
+    pub shared: &'a VcpuShared,
     pub vcpu_id: u32,
     /// The calling vCPU's registers, for its paging mode when a hypercall
     /// reaches guest memory (read then, not on every call).
     pub arch: &'a HvmVcpu,
+    /// Guest translations must be dropped on every vCPU of the domain.
     pub flush_tlb: bool,
-    /// An upcall vector the caller set on its own vCPU (applied by the run
-    /// loop, which holds that vCPU).
-    pub own_upcall: Option<u8>,
+    /// Frames to free once that flush is done.
+    pub deferred_free: Vec<u64>,
 }
 
-impl HcEnv<'_> {
+impl<'a> HcEnv<'a> {
+    pub fn new(dom: &'a Domain, shared: &'a VcpuShared, arch: &'a HvmVcpu) -> HcEnv<'a> {
+        HcEnv { dom, shared, vcpu_id: shared.id, arch, flush_tlb: false, deferred_free: Vec::new() }
+    }
+
     fn with_mem<R>(&self, f: impl FnOnce(&DomainMemory<'_>) -> Result<R, MemFault>) -> Result<R, MemFault> {
         let i = self.dom.inner.lock();
         let p2m = i.p2m.as_ref().ok_or(MemFault::Unmapped { gpa: 0 })?;
         f(&DomainMemory { p2m })
+    }
+
+    fn target(&self, vcpu: u32) -> &'a VcpuShared {
+        // The dispatcher checks vcpu < nr_vcpus first.
+        &self.dom.vcpus[vcpu as usize]
     }
 }
 
@@ -418,10 +773,7 @@ impl Env for HcEnv<'_> {
         self.with_mem(|m| guest_mem::write_virt(m, &p, gva, buf))
     }
     fn console_put(&mut self, byte: u8) {
-        let mut i = self.dom.inner.lock();
-        if let Some(line) = i.console.put(byte) {
-            log::info!("(d{}) {line}", self.dom.id);
-        }
+        self.dom.console_put(byte);
     }
     fn param(&self, domid: u16, index: u32) -> u64 {
         let read = |d: &Domain| d.inner.lock().params[index as usize];
@@ -448,12 +800,12 @@ impl Env for HcEnv<'_> {
         let p2m = i.p2m.as_mut().ok_or(-EINVAL)?;
         let old = p2m.set(gpfn, mfn, P2mType::Special).map_err(|_| -ENOMEM)?;
         // The RAM page that was there goes back to the hypervisor (Xen
-        // frees it too): the domain has one page less.
+        // frees it too), once no vCPU can still reach it.
         let mut freed = 0;
         if let Some((old_mfn, t)) = old
             && t.owned()
         {
-            let _ = free_frames(old_mfn << 12, 1);
+            self.deferred_free.push(old_mfn);
             freed = 1;
         }
         if let Some(prev) = i.shared_info_gfn.take()
@@ -480,10 +832,8 @@ impl Env for HcEnv<'_> {
         crate::time::now_ns()
     }
     fn set_upcall_vector(&mut self, vcpu: u32, vector: u8) {
-        if vcpu == self.vcpu_id {
-            self.own_upcall = Some(vector);
-        } else if let Some(v) = self.dom.vcpus.get(vcpu as usize) {
-            v.lock().upcall_vector = vector;
+        if let Some(v) = self.dom.vcpus.get(vcpu as usize) {
+            v.upcall_vector.store(vector, Ordering::Release);
         }
     }
     fn flush_guest_tlbs(&mut self) {
@@ -497,6 +847,84 @@ impl Env for HcEnv<'_> {
     fn set_shutdown_code(&mut self, reason: u8) {
         let mut i = self.dom.inner.lock();
         i.shutdown_code.get_or_insert(reason);
+    }
+    fn vcpu_initialise(&mut self, vcpu: u32, state: &InitialState) -> Result<(), i64> {
+        let t = self.target(vcpu);
+        if t.initialised.swap(true, Ordering::AcqRel) {
+            return Err(-xen_abi::errno::EEXIST);
+        }
+        *t.start.lock() = Some(*state);
+        t.set_flag(vflags::START);
+        Ok(())
+    }
+    fn vcpu_up(&mut self, vcpu: u32) -> Result<(), i64> {
+        let t = self.target(vcpu);
+        if !t.initialised.load(Ordering::Acquire) {
+            return Err(-xen_abi::errno::EINVAL);
+        }
+        crate::common::sched::bring_up(t);
+        Ok(())
+    }
+    fn vcpu_down(&mut self, vcpu: u32) {
+        crate::common::sched::take_down(self.target(vcpu), RunState::Down);
+    }
+    fn vcpu_is_up(&self, vcpu: u32) -> bool {
+        self.target(vcpu).is_up()
+    }
+    fn vcpus_up(&self) -> u32 {
+        self.dom.vcpus.iter().filter(|v| v.is_up()).count() as u32
+    }
+    fn runstate(&self, vcpu: u32) -> xen_abi::vcpu::RunstateInfo {
+        self.target(vcpu).runstate.lock().info(crate::time::now_ns())
+    }
+    fn set_runstate_area(&mut self, vcpu: u32, gva: u64) {
+        self.target(vcpu).runstate.lock().area = Some(gva);
+    }
+    fn set_time_area(&mut self, vcpu: u32, gva: u64) {
+        let t = self.target(vcpu);
+        *t.time_area.lock() = Some(gva);
+        t.set_flag(vflags::TIME);
+    }
+    fn register_vcpu_info(&mut self, vcpu: u32, gfn: u64, offset: u32) -> Result<(), i64> {
+        self.dom.register_vcpu_info(vcpu, gfn, offset)
+    }
+    fn set_periodic_timer(&mut self, vcpu: u32, period_ns: u64) {
+        let t = self.target(vcpu);
+        let now = crate::time::now_ns();
+        t.timers.lock().periodic = (period_ns > 0).then_some((period_ns, now + period_ns));
+        crate::common::sched::rearm_vcpu_timers(self.dom.id, t);
+    }
+    fn set_singleshot_timer(&mut self, deadline: Option<u64>) {
+        let t = self.shared;
+        let now = crate::time::now_ns();
+        match deadline {
+            Some(d) if d <= now => {
+                t.timers.lock().singleshot = None;
+                t.set_flag(vflags::TIMER);
+            }
+            _ => t.timers.lock().singleshot = deadline,
+        }
+        crate::common::sched::rearm_vcpu_timers(self.dom.id, t);
+    }
+    fn send_nmi(&mut self, vcpu: u32) {
+        let t = self.target(vcpu);
+        t.set_flag(vflags::NMI);
+        crate::common::sched::notify(t);
+    }
+    fn cr4_valid(&self) -> u64 {
+        // VME..OSXMMEXCPT, FSGSBASE, PCIDE, SMEP, SMAP: not VMXE, SMXE or
+        // OSXSAVE (XSAVE is not offered).
+        0x7ff | 1 << 16 | 1 << 17 | 1 << 20 | 1 << 21
+    }
+    fn port_pending(&self, port: u32) -> Result<bool, i64> {
+        // 2-level event channels: 4096 ports; none can be pending until
+        // event channels exist.
+        if port >= 4096 { Err(-xen_abi::errno::EINVAL) } else { Ok(false) }
+    }
+    fn set_poll_deadline(&mut self, deadline: u64) {
+        let t = self.shared;
+        t.timers.lock().poll_deadline = (deadline != 0).then_some(deadline);
+        crate::common::sched::rearm_vcpu_timers(self.dom.id, t);
     }
 }
 

@@ -7,10 +7,12 @@
 //! for what is implemented and how it differs).
 
 use crate::common::guest_mem::MemFault;
+use crate::common::vcpu_init::InitialState;
 use xen_abi::errno::*;
 use xen_abi::hvm::{self, EvtchnUpcallVector, HvmParam};
 use xen_abi::memory::{self, AddToPhysmap, E820Entry};
 use xen_abi::sched::{self, SchedRemoteShutdown};
+use xen_abi::vcpu::{self as xv, RunstateInfo};
 use xen_abi::version::{self, CompileInfo, FeatureInfo};
 use xen_abi::{DOMID_SELF, Pod, console, features, hypercall as nr};
 
@@ -44,6 +46,8 @@ pub enum Outcome {
     Block,
     /// The domain is shutting down with this reason.
     Shutdown(u8),
+    /// Return 0 and take the calling vCPU down (VCPUOP_down on itself).
+    Down,
 }
 
 /// The calling vCPU and its domain, as handlers may use them.
@@ -76,6 +80,36 @@ pub trait Env {
     fn shutdown_domain(&mut self, domid: u16, reason: u8);
     /// Latches the shutdown code for a later shutdown.
     fn set_shutdown_code(&mut self, reason: u8);
+
+    // vCPUs of the caller's domain (`vcpu` < nr_vcpus, checked first).
+    /// Gives a down, never-started vCPU its starting state (-EEXIST if it
+    /// has one).
+    fn vcpu_initialise(&mut self, vcpu: u32, state: &InitialState) -> Result<(), i64>;
+    /// Makes an initialised vCPU runnable (-EINVAL if not initialised).
+    fn vcpu_up(&mut self, vcpu: u32) -> Result<(), i64>;
+    /// Takes another vCPU down.
+    fn vcpu_down(&mut self, vcpu: u32);
+    fn vcpu_is_up(&self, vcpu: u32) -> bool;
+    fn vcpus_up(&self) -> u32;
+    fn runstate(&self, vcpu: u32) -> RunstateInfo;
+    /// Registers a guest-virtual runstate area (updated on every switch).
+    fn set_runstate_area(&mut self, vcpu: u32, gva: u64);
+    /// Registers a guest-virtual copy of vcpu_time_info.
+    fn set_time_area(&mut self, vcpu: u32, gva: u64);
+    fn register_vcpu_info(&mut self, vcpu: u32, gfn: u64, offset: u32) -> Result<(), i64>;
+    /// 0 stops it.
+    fn set_periodic_timer(&mut self, vcpu: u32, period_ns: u64);
+    /// The caller's singleshot timer (None stops it); a deadline already
+    /// past raises the timer event at once.
+    fn set_singleshot_timer(&mut self, deadline: Option<u64>);
+    fn send_nmi(&mut self, vcpu: u32);
+    /// CR4 bits a vCPU may have.
+    fn cr4_valid(&self) -> u64;
+    /// Whether event channel `port` is pending (-EINVAL for a port the
+    /// domain cannot have).
+    fn port_pending(&self, port: u32) -> Result<bool, i64>;
+    /// Blocks the caller until an event or `deadline` (0: none).
+    fn set_poll_deadline(&mut self, deadline: u64);
 }
 
 fn fault(_: MemFault) -> i64 {
@@ -101,6 +135,8 @@ pub fn dispatch(env: &mut impl Env, call: Call, cpl: u8) -> Outcome {
         nr::SCHED_OP => return sched_op(env, a[0], a[1]),
         nr::HVM_OP => hvm_op(env, a[0], a[1]),
         nr::MEMORY_OP => memory_op(env, a[0], a[1], call.long_mode),
+        nr::VCPU_OP => return vcpu_op(env, a[0], a[1], a[2], call.long_mode),
+        nr::SET_TIMER_OP => set_timer_op(env, if call.long_mode { call.args[0] } else { a[0] | (a[1] << 32) }),
         _ => Err(-ENOSYS),
     };
     Outcome::Done(r.unwrap_or_else(|e| e))
@@ -246,7 +282,150 @@ fn sched_op(env: &mut impl Env, cmd: u64, arg: u64) -> Outcome {
                 Outcome::Done(0)
             }
         }
+        sched::SCHEDOP_POLL => poll(env, arg),
         sched::SCHEDOP_PIN_OVERRIDE if !env.privileged() => Outcome::Done(-EPERM),
+        _ => Outcome::Done(-ENOSYS),
+    }
+}
+
+/// Event-channel ports SCHEDOP_poll may wait on at once (Xen's limit).
+const POLL_MAX_PORTS: u32 = 128;
+
+fn poll(env: &mut impl Env, arg: u64) -> Outcome {
+    let p = match read_arg::<sched::SchedPoll>(env, arg) {
+        Ok(p) => p,
+        Err(e) => return Outcome::Done(e),
+    };
+    if p.nr_ports > POLL_MAX_PORTS {
+        return Outcome::Done(-EINVAL);
+    }
+    for i in 0..p.nr_ports as u64 {
+        let port = match read_arg::<u32>(env, p.ports.wrapping_add(4 * i)) {
+            Ok(port) => port,
+            Err(e) => return Outcome::Done(e),
+        };
+        match env.port_pending(port) {
+            Ok(true) => return Outcome::Done(0),
+            Ok(false) => {}
+            Err(e) => return Outcome::Done(e),
+        }
+    }
+    env.set_poll_deadline(p.timeout);
+    Outcome::Block
+}
+
+/// Timeouts this far ahead are Linux's wrapped jiffies (Xen's 2^50 ns).
+const HUGE_TIMEOUT_NS: u64 = 1 << 50;
+
+/// set_timer_op(timeout): the caller's singleshot timer at an absolute
+/// system time; 0 stops it. Nonsense values get Xen's 100 ms.
+fn set_timer_op(env: &mut impl Env, timeout: u64) -> Result<i64, i64> {
+    if timeout == 0 {
+        env.set_singleshot_timer(None);
+        return Ok(0);
+    }
+    let now = env.now_ns();
+    let deadline = if (timeout as i64) < 0 || timeout.saturating_sub(now) >= HUGE_TIMEOUT_NS {
+        now + 100_000_000
+    } else {
+        timeout
+    };
+    env.set_singleshot_timer(Some(deadline));
+    Ok(0)
+}
+
+fn vcpu_op(env: &mut impl Env, cmd: u64, vcpu: u64, arg: u64, long_mode: bool) -> Outcome {
+    let done = |r: Result<i64, i64>| Outcome::Done(r.unwrap_or_else(|e| e));
+    if vcpu >= env.nr_vcpus() as u64 {
+        return Outcome::Done(-ENOENT);
+    }
+    let vcpu = vcpu as u32;
+    let own = vcpu == env.vcpu_id();
+    match cmd {
+        xv::VCPUOP_INITIALISE => done((|| {
+            let ctx: xv::VcpuHvmContext = read_arg(env, arg)?;
+            let state = InitialState::from_hvm_context(&ctx, env.cr4_valid()).map_err(|_| -EINVAL)?;
+            env.vcpu_initialise(vcpu, &state).map(|_| 0)
+        })()),
+        xv::VCPUOP_UP => done(env.vcpu_up(vcpu).map(|_| 0)),
+        xv::VCPUOP_DOWN => {
+            // The last vCPU going down powers the domain off (Xen).
+            if env.vcpus_up() <= 1 && env.vcpu_is_up(vcpu) {
+                return Outcome::Shutdown(sched::SHUTDOWN_POWEROFF as u8);
+            }
+            if own {
+                return Outcome::Down;
+            }
+            env.vcpu_down(vcpu);
+            Outcome::Done(0)
+        }
+        xv::VCPUOP_IS_UP => Outcome::Done(env.vcpu_is_up(vcpu) as i64),
+        xv::VCPUOP_GET_RUNSTATE_INFO => {
+            let r = env.runstate(vcpu);
+            done(env.write(arg, r.as_bytes()).map(|_| 0).map_err(fault))
+        }
+        xv::VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA => done((|| {
+            let a: xv::RegisterArea = read_arg(env, arg)?;
+            let gva = if long_mode { a.addr } else { a.addr & 0xffff_ffff };
+            // The area must be writable now (Xen checks the handle).
+            let r = env.runstate(vcpu);
+            env.write(gva, r.as_bytes()).map_err(fault)?;
+            env.set_runstate_area(vcpu, gva);
+            Ok(0)
+        })()),
+        xv::VCPUOP_REGISTER_VCPU_TIME_MEMORY_AREA => done((|| {
+            let a: xv::RegisterArea = read_arg(env, arg)?;
+            let gva = if long_mode { a.addr } else { a.addr & 0xffff_ffff };
+            env.set_time_area(vcpu, gva);
+            Ok(0)
+        })()),
+        xv::VCPUOP_SET_PERIODIC_TIMER => done((|| {
+            let t: xv::SetPeriodicTimer = read_arg(env, arg)?;
+            if t.period_ns < 1_000_000 || t.period_ns > HUGE_TIMEOUT_NS {
+                return Err(-EINVAL);
+            }
+            env.set_periodic_timer(vcpu, t.period_ns);
+            Ok(0)
+        })()),
+        xv::VCPUOP_STOP_PERIODIC_TIMER => {
+            env.set_periodic_timer(vcpu, 0);
+            Outcome::Done(0)
+        }
+        xv::VCPUOP_SET_SINGLESHOT_TIMER => done((|| {
+            if !own {
+                return Err(-EINVAL);
+            }
+            let t: xv::SetSingleshotTimer = read_arg(env, arg)?;
+            if t.flags & xv::SSHOTTMR_FUTURE != 0 && t.timeout_abs_ns < env.now_ns() {
+                return Err(-ETIME);
+            }
+            env.set_singleshot_timer(Some(t.timeout_abs_ns));
+            Ok(0)
+        })()),
+        xv::VCPUOP_STOP_SINGLESHOT_TIMER => {
+            if !own {
+                return Outcome::Done(-EINVAL);
+            }
+            env.set_singleshot_timer(None);
+            Outcome::Done(0)
+        }
+        xv::VCPUOP_REGISTER_VCPU_INFO => done((|| {
+            let r: xv::RegisterVcpuInfo = read_arg(env, arg)?;
+            if r.mfn >> 52 != 0 {
+                return Err(-EINVAL);
+            }
+            env.register_vcpu_info(vcpu, r.mfn, r.offset).map(|_| 0)
+        })()),
+        xv::VCPUOP_SEND_NMI => {
+            if arg != 0 {
+                return Outcome::Done(-EINVAL);
+            }
+            env.send_nmi(vcpu);
+            Outcome::Done(0)
+        }
+        // Only for a hardware domain pinned 1:1 (Xen), and the physical
+        // area variants are not offered (no XENFEAT for them).
+        xv::VCPUOP_GET_PHYSID => Outcome::Done(-EINVAL),
         _ => Outcome::Done(-ENOSYS),
     }
 }
@@ -461,6 +640,14 @@ pub(crate) mod tests {
         pub upcall: Option<(u32, u8)>,
         pub shut: Vec<(u16, u8)>,
         pub flushed: bool,
+        /// Per vCPU: (initialised, up).
+        pub vcpus: Vec<(bool, bool)>,
+        pub singleshot: Option<Option<u64>>,
+        pub periodic: Vec<(u32, u64)>,
+        pub poll_deadline: Option<u64>,
+        pub areas: Vec<(u32, u64)>,
+        pub infos: Vec<(u32, u64, u32)>,
+        pub pending_ports: Vec<u32>,
     }
 
     impl Fake {
@@ -479,6 +666,13 @@ pub(crate) mod tests {
                 upcall: None,
                 shut: Vec::new(),
                 flushed: false,
+                vcpus: vec![(true, true), (false, false)],
+                singleshot: None,
+                periodic: Vec::new(),
+                poll_deadline: None,
+                areas: Vec::new(),
+                infos: Vec::new(),
+                pending_ports: Vec::new(),
             }
         }
         fn put(&mut self, at: u64, bytes: &[u8]) {
@@ -557,6 +751,63 @@ pub(crate) mod tests {
             self.shut.push((d, r));
         }
         fn set_shutdown_code(&mut self, _r: u8) {}
+        fn vcpu_initialise(&mut self, vcpu: u32, _state: &InitialState) -> Result<(), i64> {
+            let v = &mut self.vcpus[vcpu as usize];
+            if v.0 {
+                return Err(-EEXIST);
+            }
+            v.0 = true;
+            Ok(())
+        }
+        fn vcpu_up(&mut self, vcpu: u32) -> Result<(), i64> {
+            let v = &mut self.vcpus[vcpu as usize];
+            if !v.0 {
+                return Err(-EINVAL);
+            }
+            v.1 = true;
+            Ok(())
+        }
+        fn vcpu_down(&mut self, vcpu: u32) {
+            self.vcpus[vcpu as usize].1 = false;
+        }
+        fn vcpu_is_up(&self, vcpu: u32) -> bool {
+            self.vcpus[vcpu as usize].1
+        }
+        fn vcpus_up(&self) -> u32 {
+            self.vcpus.iter().filter(|v| v.1).count() as u32
+        }
+        fn runstate(&self, vcpu: u32) -> RunstateInfo {
+            RunstateInfo { state: 0, _pad: 0, state_entry_time: 7, time: [vcpu as u64, 2, 3, 4] }
+        }
+        fn set_runstate_area(&mut self, vcpu: u32, gva: u64) {
+            self.areas.push((vcpu, gva));
+        }
+        fn set_time_area(&mut self, vcpu: u32, gva: u64) {
+            self.areas.push((vcpu + 100, gva));
+        }
+        fn register_vcpu_info(&mut self, vcpu: u32, gfn: u64, offset: u32) -> Result<(), i64> {
+            if offset > 4096 - 64 {
+                return Err(-EINVAL);
+            }
+            self.infos.push((vcpu, gfn, offset));
+            Ok(())
+        }
+        fn set_periodic_timer(&mut self, vcpu: u32, period_ns: u64) {
+            self.periodic.push((vcpu, period_ns));
+        }
+        fn set_singleshot_timer(&mut self, deadline: Option<u64>) {
+            self.singleshot = Some(deadline);
+        }
+        fn send_nmi(&mut self, _vcpu: u32) {}
+        fn cr4_valid(&self) -> u64 {
+            0x3f_ffff
+        }
+        fn port_pending(&self, port: u32) -> Result<bool, i64> {
+            if port >= 4096 { Err(-EINVAL) } else { Ok(self.pending_ports.contains(&port)) }
+        }
+        fn set_poll_deadline(&mut self, deadline: u64) {
+            self.poll_deadline = Some(deadline);
+        }
     }
 
     fn call(f: &mut Fake, nr: u64, args: [u64; 5]) -> Outcome {
@@ -776,5 +1027,104 @@ pub(crate) mod tests {
         assert!(p[9..32].iter().all(|&b| b == 0xcc));
         let i = hypercall_page(false);
         assert_eq!(&i[32..41], &[0xb8, 1, 0, 0, 0, 0x0f, 0x01, 0xc1, 0xc3]);
+    }
+
+    #[test]
+    fn vcpu_up_down_and_initialise_follow_xen() {
+        let mut f = Fake::new(3);
+        // vCPU 1 has no state yet: up is refused until it is initialised.
+        assert_eq!(call(&mut f, nr::VCPU_OP, [xv::VCPUOP_UP, 1, 0, 0, 0]), Outcome::Done(-EINVAL));
+        assert_eq!(call(&mut f, nr::VCPU_OP, [xv::VCPUOP_IS_UP, 1, 0, 0, 0]), Outcome::Done(0));
+        let r = xv::VcpuHvmX86_64 { rip: 0x1000, cr0: 0x8000_0001, cr4: 0x20, efer: 0x100, ..Default::default() };
+        let mut ctx = xv::VcpuHvmContext { mode: xv::VCPU_HVM_MODE_64B, ..Default::default() };
+        ctx.regs[..112].copy_from_slice(r.as_bytes());
+        f.put(0x400, ctx.as_bytes());
+        assert_eq!(call(&mut f, nr::VCPU_OP, [xv::VCPUOP_INITIALISE, 1, 0x400, 0, 0]), Outcome::Done(0));
+        assert_eq!(call(&mut f, nr::VCPU_OP, [xv::VCPUOP_INITIALISE, 1, 0x400, 0, 0]), Outcome::Done(-EEXIST));
+        assert_eq!(call(&mut f, nr::VCPU_OP, [xv::VCPUOP_UP, 1, 0, 0, 0]), Outcome::Done(0));
+        assert_eq!(call(&mut f, nr::VCPU_OP, [xv::VCPUOP_IS_UP, 1, 0, 0, 0]), Outcome::Done(1));
+        // A bad context is -EINVAL, an unreadable one -EFAULT.
+        f.vcpus[1].0 = false;
+        ctx.mode = 9;
+        f.put(0x400, ctx.as_bytes());
+        assert_eq!(call(&mut f, nr::VCPU_OP, [xv::VCPUOP_INITIALISE, 1, 0x400, 0, 0]), Outcome::Done(-EINVAL));
+        assert_eq!(call(&mut f, nr::VCPU_OP, [xv::VCPUOP_INITIALISE, 1, 0xffff_0000, 0, 0]), Outcome::Done(-EFAULT));
+        f.vcpus[1].0 = true;
+        // Down: another vCPU is done here, the caller leaves, the last one
+        // up powers the domain off.
+        assert_eq!(call(&mut f, nr::VCPU_OP, [xv::VCPUOP_DOWN, 1, 0, 0, 0]), Outcome::Done(0));
+        assert!(!f.vcpus[1].1);
+        assert_eq!(call(&mut f, nr::VCPU_OP, [xv::VCPUOP_DOWN, 0, 0, 0, 0]), Outcome::Shutdown(0));
+        f.vcpus[1].1 = true;
+        assert_eq!(call(&mut f, nr::VCPU_OP, [xv::VCPUOP_DOWN, 0, 0, 0, 0]), Outcome::Down);
+        // Unknown vCPUs and commands.
+        assert_eq!(call(&mut f, nr::VCPU_OP, [xv::VCPUOP_IS_UP, 2, 0, 0, 0]), Outcome::Done(-ENOENT));
+        assert_eq!(call(&mut f, nr::VCPU_OP, [99, 0, 0, 0, 0]), Outcome::Done(-ENOSYS));
+    }
+
+    #[test]
+    fn vcpu_timers_and_areas() {
+        let mut f = Fake::new(3);
+        let op = |f: &mut Fake, cmd, vcpu, arg| call(f, nr::VCPU_OP, [cmd, vcpu, arg, 0, 0]);
+        f.put(0x100, xv::SetSingleshotTimer { timeout_abs_ns: 200_000, flags: 0, _pad: 0 }.as_bytes());
+        assert_eq!(op(&mut f, xv::VCPUOP_SET_SINGLESHOT_TIMER, 0, 0x100), Outcome::Done(0));
+        assert_eq!(f.singleshot, Some(Some(200_000)));
+        // Only the caller's own; a past deadline with the "future" flag
+        // is -ETIME (Xen 4.17); without it, it fires at once.
+        assert_eq!(op(&mut f, xv::VCPUOP_SET_SINGLESHOT_TIMER, 1, 0x100), Outcome::Done(-EINVAL));
+        f.put(0x100, xv::SetSingleshotTimer { timeout_abs_ns: 5, flags: xv::SSHOTTMR_FUTURE, _pad: 0 }.as_bytes());
+        assert_eq!(op(&mut f, xv::VCPUOP_SET_SINGLESHOT_TIMER, 0, 0x100), Outcome::Done(-ETIME));
+        assert_eq!(op(&mut f, xv::VCPUOP_STOP_SINGLESHOT_TIMER, 0, 0), Outcome::Done(0));
+        assert_eq!(f.singleshot, Some(None));
+        // Periodic: at least 1 ms.
+        f.put(0x120, &999_999u64.to_le_bytes());
+        assert_eq!(op(&mut f, xv::VCPUOP_SET_PERIODIC_TIMER, 1, 0x120), Outcome::Done(-EINVAL));
+        f.put(0x120, &10_000_000u64.to_le_bytes());
+        assert_eq!(op(&mut f, xv::VCPUOP_SET_PERIODIC_TIMER, 1, 0x120), Outcome::Done(0));
+        assert_eq!(op(&mut f, xv::VCPUOP_STOP_PERIODIC_TIMER, 1, 0), Outcome::Done(0));
+        assert_eq!(f.periodic, vec![(1, 10_000_000), (1, 0)]);
+        // Runstate: written where asked, area registered after a test write.
+        assert_eq!(op(&mut f, xv::VCPUOP_GET_RUNSTATE_INFO, 1, 0x200), Outcome::Done(0));
+        assert_eq!(RunstateInfo::read_from(f.get(0x200, 48)).unwrap().time[0], 1);
+        f.put(0x300, &0x800u64.to_le_bytes());
+        assert_eq!(op(&mut f, xv::VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, 0, 0x300), Outcome::Done(0));
+        f.put(0x300, &0xffff_0000u64.to_le_bytes());
+        assert_eq!(op(&mut f, xv::VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, 0, 0x300), Outcome::Done(-EFAULT));
+        assert_eq!(f.areas, vec![(0, 0x800)]);
+        // vcpu_info: the frame and offset go through.
+        f.put(0x340, xv::RegisterVcpuInfo { mfn: 0x1234, offset: 64, rsvd: 0 }.as_bytes());
+        assert_eq!(op(&mut f, xv::VCPUOP_REGISTER_VCPU_INFO, 1, 0x340), Outcome::Done(0));
+        assert_eq!(f.infos, vec![(1, 0x1234, 64)]);
+        assert_eq!(op(&mut f, xv::VCPUOP_SEND_NMI, 1, 8), Outcome::Done(-EINVAL));
+        assert_eq!(op(&mut f, xv::VCPUOP_GET_PHYSID, 0, 0x100), Outcome::Done(-EINVAL));
+    }
+
+    #[test]
+    fn set_timer_op_and_poll() {
+        let mut f = Fake::new(3);
+        assert_eq!(call(&mut f, nr::SET_TIMER_OP, [500_000, 0, 0, 0, 0]), Outcome::Done(0));
+        assert_eq!(f.singleshot, Some(Some(500_000)));
+        assert_eq!(call(&mut f, nr::SET_TIMER_OP, [0, 0, 0, 0, 0]), Outcome::Done(0));
+        assert_eq!(f.singleshot, Some(None));
+        // Wrapped or absurd timeouts get 100 ms from now.
+        assert_eq!(call(&mut f, nr::SET_TIMER_OP, [u64::MAX, 0, 0, 0, 0]), Outcome::Done(0));
+        assert_eq!(f.singleshot, Some(Some(123_456 + 100_000_000)));
+        // 32-bit callers pass the time in two halves.
+        let r = dispatch(&mut f, Call { nr: nr::SET_TIMER_OP, args: [0x10, 0x1, 0, 0, 0], long_mode: false }, 0);
+        assert_eq!(r, Outcome::Done(0));
+        assert_eq!(f.singleshot, Some(Some(0x1_0000_0010)));
+        // Poll: a pending port returns at once, otherwise it blocks.
+        f.put(0x700, &[5, 0, 0, 0, 9, 0, 0, 0]);
+        let p = sched::SchedPoll { ports: 0x700, nr_ports: 2, _pad: 0, timeout: 777 };
+        f.put(0x680, p.as_bytes());
+        assert_eq!(call(&mut f, nr::SCHED_OP, [sched::SCHEDOP_POLL, 0x680, 0, 0, 0]), Outcome::Block);
+        assert_eq!(f.poll_deadline, Some(777));
+        f.pending_ports.push(9);
+        assert_eq!(call(&mut f, nr::SCHED_OP, [sched::SCHEDOP_POLL, 0x680, 0, 0, 0]), Outcome::Done(0));
+        f.put(0x700, &[0, 0x10, 0, 0]);
+        assert_eq!(call(&mut f, nr::SCHED_OP, [sched::SCHEDOP_POLL, 0x680, 0, 0, 0]), Outcome::Done(-EINVAL));
+        let p = sched::SchedPoll { ports: 0x700, nr_ports: 129, _pad: 0, timeout: 0 };
+        f.put(0x680, p.as_bytes());
+        assert_eq!(call(&mut f, nr::SCHED_OP, [sched::SCHEDOP_POLL, 0x680, 0, 0, 0]), Outcome::Done(-EINVAL));
     }
 }

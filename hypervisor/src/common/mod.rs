@@ -2,17 +2,26 @@
 //! the scheduler, exits and hypercalls. Hardware specifics (SVM, VMX, page
 //! formats, the APIC) live under `arch/`.
 
+pub mod acpi_build;
 pub mod config;
 pub mod console;
 pub mod cpuid;
+pub mod cpumask;
+pub mod credit;
 pub mod exit;
 pub mod guest_mem;
 pub mod hypercall;
 pub mod msr;
+pub mod pvclock;
 pub mod pvh;
+pub mod timer;
 pub mod vcpu;
+pub mod vcpu_init;
+pub mod vlapic;
 
 #[cfg(target_os = "none")]
 pub mod domain;
 #[cfg(target_os = "none")]
 pub mod run;
+#[cfg(target_os = "none")]
+pub mod sched;

@@ -1,42 +1,23 @@
-//! Running vCPUs: a round-robin run queue on the boot CPU with a periodic
-//! tick for preemption (the credit scheduler replaces the policy later),
-//! and the handling of every exit, once, for every backend.
-//!
-//! Hypervisor code runs with interrupts off. Host interrupts are taken at
-//! two points only: right after an exit (`irq_window`) and while idle.
+//! Running a vCPU on this CPU and handling every exit, once, for every
+//! backend: interrupts for the guest are delivered before each entry (or
+//! an interrupt window is asked for), host interrupts are taken after each
+//! exit, and the scheduler (`common::sched`) decides when the vCPU leaves.
 
 use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::insn::{self, Expected};
-use crate::arch::x86_64::lapic;
 use crate::common::cpuid::{CpuidContext, guest_cpuid};
-use crate::common::domain::{self, Domain, DomainMemory, DomainState, HcEnv, Vcpu};
+use crate::common::domain::{self, Domain, DomainMemory, HcEnv, RunState, Vcpu, VcpuShared, vflags};
 use crate::common::exit::{IoExit, VmExit};
 use crate::common::guest_mem::{self, Access};
 use crate::common::hypercall::{self, Call, Outcome};
 use crate::common::msr;
-use crate::common::vcpu::VcpuState;
-use alloc::collections::VecDeque;
+use crate::common::sched;
+use crate::common::vcpu_init::InitialState;
+use crate::common::vlapic::{self, Ipi, IpiKind};
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use spin::Mutex;
-
-static RUNQ: Mutex<VecDeque<(Arc<Domain>, u32)>> = Mutex::new(VecDeque::new());
-static NEED_RESCHED: AtomicBool = AtomicBool::new(false);
-pub static TICKS: AtomicU64 = AtomicU64::new(0);
 
 /// The port every HVM/PVH guest may write debug text to (Xen's 0xe9).
 const DEBUG_PORT: u16 = 0xe9;
-
-pub fn enqueue(dom: Arc<Domain>, vcpu: u32) {
-    RUNQ.lock().push_back((dom, vcpu));
-}
-
-/// Timer interrupt: the current vCPU's slice is over.
-pub fn tick(_: &mut crate::arch::x86_64::traps::TrapFrame) {
-    TICKS.fetch_add(1, Ordering::Relaxed);
-    NEED_RESCHED.store(true, Ordering::Relaxed);
-    lapic::eoi();
-}
 
 /// Lets pending host interrupts in, then closes again.
 fn irq_window() {
@@ -45,106 +26,236 @@ fn irq_window() {
     unsafe { core::arch::asm!("sti", "nop", "cli", options(nomem, nostack)) };
 }
 
-/// Why a vCPU left the CPU.
-enum Leave {
-    Preempted,
-    Yielded,
-    Blocked,
-    DomainGone,
-}
-
 /// What the exit handler wants.
 enum Next {
     Resume,
     Yield,
     Block,
+    /// The vCPU goes down (VCPUOP_down on itself, HLT with IF clear).
+    Down,
     Stop,
 }
 
-/// Runs vCPUs until no domain is left, then returns.
-pub fn run() {
-    loop {
-        let next = RUNQ.lock().pop_front();
-        let Some((dom, vid)) = next else {
-            if domain::count() == 0 {
-                return;
-            }
-            // Nothing runnable: wait for an interrupt.
-            // SAFETY: halting with interrupts enabled until the next one.
-            unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
-            continue;
-        };
-        if !dom.is_running() {
-            finish_if_dead(&dom);
-            continue;
-        }
-        let Some(cell) = dom.vcpus.get(vid as usize) else { continue };
-        let mut v = cell.lock();
-        if v.state != VcpuState::Runnable {
-            continue;
-        }
-        NEED_RESCHED.store(false, Ordering::Relaxed);
-        let leave = run_vcpu(&dom, &mut v);
-        drop(v);
-        match leave {
-            Leave::Preempted | Leave::Yielded => enqueue(dom, vid),
-            Leave::Blocked => {}
-            Leave::DomainGone => finish_if_dead(&dom),
-        }
-    }
-}
-
-/// Releases a domain once it is dead.
-fn finish_if_dead(dom: &Arc<Domain>) {
-    if let DomainState::Dead(_) = dom.inner.lock().state {
-    } else {
-        return;
-    }
-    if domain::find(dom.id).is_some() {
-        let pages = dom.inner.lock().ram_pages;
-        domain::destroy(dom);
-        log::info!("domain {} ({}) destroyed; {} MiB returned", dom.id, dom.name, pages >> 8);
-    }
-    RUNQ.lock().retain(|(d, _)| d.id != dom.id);
-}
-
-fn run_vcpu(dom: &Arc<Domain>, v: &mut Vcpu) -> Leave {
+/// Runs vCPU `vid` of `dom` on this CPU until the scheduler wants the CPU
+/// back, the vCPU blocks or goes down, or the domain stops.
+pub fn run_vcpu(dom: &Arc<Domain>, vid: u32) {
+    let Some(shared) = dom.vcpu(vid) else { return };
+    let mut guard = shared.cell.lock();
+    let v = &mut *guard;
+    sched::enter_vcpu(shared);
     v.fpu.restore();
     v.arch.switch_in();
-    let leave = loop {
+    if core::mem::take(&mut v.resumed_from_block) {
+        // What woke it from SCHEDOP_block/poll has been seen.
+        shared.take_flags(vflags::TIMER | vflags::POLL_DONE);
+        shared.timers.lock().poll_deadline = None;
+    }
+    update_runstate_area(dom, shared, v);
+    loop {
+        if shared.flags.load(core::sync::atomic::Ordering::Acquire) != 0 {
+            apply_requests(dom, shared, v);
+        }
+        deliver_interrupts(shared, v);
         let exit = v.arch.run(&mut v.regs);
         v.exits += 1;
-        // Pending host interrupts (the tick that ends the slice) are taken
-        // after every exit, not only after the exits they cause: it costs a
-        // few cycles and does not depend on the CPU exiting at once for an
-        // interrupt already pending at entry (Bochs 2.7's VT-x does not
-        // while the guest's IF is clear).
+        sched::count_exit();
         irq_window();
-        match handle_exit(dom, v, exit) {
+        let resched = sched::softirqs();
+        let next = handle_exit(dom, shared, v, exit);
+        match next {
             Next::Resume => {
-                if NEED_RESCHED.load(Ordering::Relaxed) {
-                    break Leave::Preempted;
+                if resched || sched::need_resched() {
+                    break;
                 }
             }
-            Next::Yield => break Leave::Yielded,
-            Next::Block => {
-                v.state = VcpuState::Blocked;
-                break Leave::Blocked;
+            Next::Yield => {
+                sched::yield_now();
+                break;
             }
-            Next::Stop => break Leave::DomainGone,
+            Next::Block => {
+                if sched::try_block(shared) {
+                    v.resumed_from_block = true;
+                    break;
+                }
+                // Something was already pending: the block ends at once.
+                shared.take_flags(vflags::TIMER | vflags::POLL_DONE);
+                shared.timers.lock().poll_deadline = None;
+            }
+            Next::Down => {
+                go_down(dom, shared);
+                break;
+            }
+            Next::Stop => break,
         }
         if !dom.is_running() {
-            break Leave::DomainGone;
+            break;
         }
-    };
+    }
+    update_runstate_area(dom, shared, v);
     v.arch.switch_out();
     v.fpu.save();
-    leave
+    drop(guard);
+    sched::exit_vcpu(shared);
 }
 
-fn handle_exit(dom: &Arc<Domain>, v: &mut Vcpu, exit: VmExit) -> Next {
+/// Writes the vCPU's runstate to where the guest registered it (Xen
+/// updates it at every switch), and its guest-virtual time area.
+fn update_runstate_area(dom: &Domain, shared: &VcpuShared, v: &mut Vcpu) {
+    let (area, info) = {
+        let r = shared.runstate.lock();
+        (r.area, r.info(crate::time::now_ns()))
+    };
+    let time_area = *shared.time_area.lock();
+    if area.is_none() && time_area.is_none() {
+        return;
+    }
+    let paging = v.arch.paging();
+    let i = dom.inner.lock();
+    let Some(p2m) = i.p2m.as_ref() else { return };
+    let mem = DomainMemory { p2m };
+    if let Some(gva) = area {
+        use xen_abi::Pod;
+        let _ = guest_mem::write_virt(&mem, &paging, gva, info.as_bytes());
+    }
+    if let Some(gva) = time_area {
+        drop(i);
+        let mut t = [0u8; 32];
+        if let Some(src) = dom.vcpu_info_ptr(v.id) {
+            // SAFETY: 32 bytes of the domain's vcpu_info (time part).
+            unsafe { core::ptr::copy_nonoverlapping(src.add(xen_abi::shared::VCPU_INFO_TIME), t.as_mut_ptr(), 32) };
+        }
+        let i = dom.inner.lock();
+        if let Some(p2m) = i.p2m.as_ref() {
+            let _ = guest_mem::write_virt(&DomainMemory { p2m }, &paging, gva, &t);
+        }
+    }
+}
+
+/// A vCPU goes down; when none of the domain's is left up, the domain
+/// powers off (Xen: "All CPUs offline").
+fn go_down(dom: &Domain, shared: &VcpuShared) {
+    sched::take_down(shared, RunState::Down);
+    if !dom.vcpus.iter().any(VcpuShared::is_up) {
+        dom.shutdown(xen_abi::sched::SHUTDOWN_POWEROFF as u8);
+    }
+}
+
+/// Applies what other CPUs asked of this vCPU.
+fn apply_requests(dom: &Domain, shared: &VcpuShared, v: &mut Vcpu) {
+    let f = shared.take_flags(vflags::START | vflags::FLUSH | vflags::TIME);
+    if f & vflags::START != 0
+        && let Some(st) = shared.start.lock().take()
+    {
+        load_state(dom, v, &st);
+    }
+    if f & vflags::FLUSH != 0 {
+        v.arch.flush_tlb();
+        v.fetch_cache = None;
+    }
+    if f & (vflags::TIME | vflags::START) != 0 {
+        dom.write_time_info(v.id, v.arch.tsc_offset());
+        update_runstate_area(dom, shared, v);
+    }
+}
+
+/// Loads a starting state into the vCPU (PVH entry, STARTUP, initialise).
+pub fn load_state(dom: &Domain, v: &mut Vcpu, st: &InitialState) {
+    v.arch.set_state(st);
+    v.regs = st.regs;
+    v.arch.set_tsc_offset(dom.tsc_offset);
+    v.fetch_cache = None;
+}
+
+/// Injects the interrupt the vLAPIC wants delivered if the guest can take
+/// it now, else asks to exit as soon as it can; NMIs go first.
+fn deliver_interrupts(shared: &VcpuShared, v: &mut Vcpu) {
+    if shared.take_flags(vflags::NMI) != 0 {
+        v.arch.inject_nmi();
+    }
+    if !shared.irq_hint.load(core::sync::atomic::Ordering::Acquire) {
+        if v.window_requested {
+            v.arch.set_interrupt_window(false);
+            v.window_requested = false;
+        }
+        return;
+    }
+    let mut l = shared.vlapic.lock();
+    l.set_cr8(v.arch.tpr());
+    let pending = l.pending();
+    match pending {
+        Some(vector) if v.arch.interrupt_window_open() => {
+            l.ack(vector);
+            v.arch.inject_interrupt(vector);
+            if v.window_requested {
+                v.arch.set_interrupt_window(false);
+                v.window_requested = false;
+            }
+        }
+        Some(_) => {
+            if !v.window_requested {
+                v.arch.set_interrupt_window(true);
+                v.window_requested = true;
+            }
+        }
+        None => {
+            if v.window_requested {
+                v.arch.set_interrupt_window(false);
+                v.window_requested = false;
+            }
+        }
+    }
+    if !l.has_irr() {
+        shared.irq_hint.store(false, core::sync::atomic::Ordering::Release);
+    }
+}
+
+/// Delivers an IPI a vCPU sent through its local APIC to every vCPU of
+/// the domain it addresses.
+fn deliver_ipi(dom: &Domain, ipi: &Ipi) {
+    if ipi.level_deassert && ipi.kind == IpiKind::Init {
+        return;
+    }
+    for t in &dom.vcpus {
+        if !t.vlapic.lock().is_destination(ipi) {
+            continue;
+        }
+        match ipi.kind {
+            IpiKind::Fixed(vector) | IpiKind::LowestPriority(vector) => {
+                t.raise_irq(vector);
+                sched::notify(t);
+                if matches!(ipi.kind, IpiKind::LowestPriority(_)) {
+                    return;
+                }
+            }
+            IpiKind::Nmi => {
+                t.set_flag(vflags::NMI);
+                sched::notify(t);
+            }
+            IpiKind::Init => {
+                // The target waits for STARTUP; its APIC resets.
+                if t.vlapic.lock().apic_id() == ipi.source {
+                    continue;
+                }
+                t.vlapic.lock().reset();
+                *t.start.lock() = None;
+                sched::take_down(t, RunState::WaitForSipi);
+            }
+            IpiKind::Startup(vector) => {
+                if t.state() != RunState::WaitForSipi {
+                    continue;
+                }
+                *t.start.lock() = Some(InitialState::startup(vector));
+                t.initialised.store(true, core::sync::atomic::Ordering::Release);
+                t.set_flag(vflags::START);
+                sched::bring_up(t);
+            }
+        }
+    }
+}
+
+fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, exit: VmExit) -> Next {
     match exit {
-        VmExit::Hypercall => hypercall(dom, v, if is_amd() { Expected::Vmmcall } else { Expected::Vmcall }),
+        VmExit::Hypercall => hypercall(dom, shared, v, if is_amd() { Expected::Vmmcall } else { Expected::Vmcall }),
         VmExit::Cpuid => {
             let ctx = CpuidContext {
                 vcpu_id: v.id,
@@ -160,17 +271,23 @@ fn handle_exit(dom: &Arc<Domain>, v: &mut Vcpu, exit: VmExit) -> Next {
             v.regs.rdx = r.edx as u64;
             skip(dom, v, Expected::Cpuid)
         }
-        VmExit::Rdmsr => rdmsr(dom, v),
-        VmExit::Wrmsr => wrmsr(dom, v),
+        VmExit::Rdmsr => rdmsr(dom, shared, v),
+        VmExit::Wrmsr => wrmsr(dom, shared, v),
         VmExit::Io(io) => port_io(dom, v, io),
         VmExit::Hlt => {
+            let interrupts_on = v.arch.rflags() & (1 << 9) != 0;
             let r = skip(dom, v, Expected::Hlt);
             if !matches!(r, Next::Resume) {
                 return r;
             }
-            // Nothing can wake a vCPU yet except events, which arrive with
-            // event channels; with interrupts off it waits for good.
-            Next::Block
+            // Halting with interrupts off only an NMI could end: Xen takes
+            // it as the vCPU going offline.
+            if interrupts_on { Next::Block } else { Next::Down }
+        }
+        VmExit::NestedPageFault { gpa, access }
+            if (vlapic::DEFAULT_BASE..vlapic::DEFAULT_BASE + 0x1000).contains(&gpa) =>
+        {
+            apic_mmio(dom, shared, v, gpa, access.write)
         }
         VmExit::NestedPageFault { gpa, access } => {
             let kind = if access.fetch {
@@ -187,7 +304,7 @@ fn handle_exit(dom: &Arc<Domain>, v: &mut Vcpu, exit: VmExit) -> Next {
             ));
             Next::Stop
         }
-        VmExit::Exception { vector: 6, .. } => invalid_opcode(dom, v),
+        VmExit::Exception { vector: 6, .. } => invalid_opcode(dom, shared, v),
         VmExit::Exception { vector, error_code, cr2 } => {
             if vector == 18 {
                 dom.crash(format_args!("machine check while it ran"));
@@ -333,37 +450,43 @@ fn advance_to(v: &mut Vcpu, next: u64) {
     }
 }
 
-fn hypercall(dom: &Arc<Domain>, v: &mut Vcpu, insn: Expected) -> Next {
+fn hypercall(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, insn: Expected) -> Next {
     let rip = v.arch.rip();
     let after = skip(dom, v, insn);
     if !matches!(after, Next::Resume) {
         return after;
     }
-    complete_hypercall(dom, v, rip)
+    complete_hypercall(dom, shared, v, rip)
 }
 
 /// Runs the hypercall in the vCPU's registers; RIP already points past the
 /// instruction at `rip`.
-fn complete_hypercall(dom: &Arc<Domain>, v: &mut Vcpu, rip: u64) -> Next {
+fn complete_hypercall(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, rip: u64) -> Next {
     let long_mode = v.arch.bitness() == 64;
     let nr = if long_mode { v.regs.rax } else { v.regs.rax & 0xffff_ffff };
     let call = Call { nr, args: v.regs.hypercall_args(long_mode), long_mode };
     let cpl = v.arch.cpl();
-    let mut env = HcEnv { dom, vcpu_id: v.id, arch: &v.arch, flush_tlb: false, own_upcall: None };
+    let mut env = HcEnv::new(dom, shared, &v.arch);
     let outcome = hypercall::dispatch(&mut env, call, cpl);
-    let (flush_tlb, own_upcall) = (env.flush_tlb, env.own_upcall);
+    let (flush_tlb, deferred_free) = (env.flush_tlb, core::mem::take(&mut env.deferred_free));
     if flush_tlb {
-        for (i, cell) in dom.vcpus.iter().enumerate() {
-            if i as u32 == v.id {
-                v.arch.flush_tlb();
-            } else {
-                cell.lock().arch.flush_tlb();
+        // Every vCPU of the domain drops its translations before it runs
+        // again; those on other CPUs leave their guests now, so a page
+        // the p2m no longer maps is not used through a stale entry.
+        v.arch.flush_tlb();
+        v.fetch_cache = None;
+        let mut running = crate::common::cpumask::CpuMask::empty();
+        for o in dom.vcpus.iter().filter(|o| o.id != v.id) {
+            o.set_flag(vflags::FLUSH);
+            let on = o.running_on.load(core::sync::atomic::Ordering::Acquire);
+            if on != 0 {
+                running.set(on as usize - 1);
             }
         }
-        v.fetch_cache = None;
+        sched::kick_and_wait(&running);
     }
-    if let Some(vector) = own_upcall {
-        v.upcall_vector = vector;
+    for mfn in deferred_free {
+        let _ = crate::mm::phys::free_frames(mfn << 12, 1);
     }
     match outcome {
         Outcome::Done(r) => {
@@ -384,6 +507,10 @@ fn complete_hypercall(dom: &Arc<Domain>, v: &mut Vcpu, rip: u64) -> Next {
             v.regs.set_hypercall_result(long_mode, 0);
             Next::Block
         }
+        Outcome::Down => {
+            v.regs.set_hypercall_result(long_mode, 0);
+            Next::Down
+        }
         Outcome::Shutdown(reason) => {
             dom.shutdown(reason);
             Next::Stop
@@ -394,7 +521,7 @@ fn complete_hypercall(dom: &Arc<Domain>, v: &mut Vcpu, rip: u64) -> Next {
 /// #UD in the guest: the other vendor's hypercall instruction is accepted
 /// (a guest migrated between vendors, or one that guessed wrong); anything
 /// else is the guest's own #UD.
-fn invalid_opcode(dom: &Arc<Domain>, v: &mut Vcpu) -> Next {
+fn invalid_opcode(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu) -> Next {
     let mut bytes = [0u8; 15];
     let n = fetch(dom, v, &mut bytes, false);
     let other = if is_amd() { iced_x86::Code::Vmcall } else { iced_x86::Code::Vmmcall };
@@ -410,18 +537,24 @@ fn invalid_opcode(dom: &Arc<Domain>, v: &mut Vcpu) -> Next {
         };
         let rip = v.arch.rip();
         advance_to(v, rip.wrapping_add(len as u64));
-        return complete_hypercall(dom, v, rip);
+        return complete_hypercall(dom, shared, v, rip);
     }
     v.arch.inject_exception(6, None);
     Next::Resume
 }
 
-fn rdmsr(dom: &Arc<Domain>, v: &mut Vcpu) -> Next {
+fn rdmsr(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu) -> Next {
     let m = v.regs.rcx as u32;
     let value = match m {
         msr::EFER => Ok(v.arch.efer()),
         msr::PAT => Ok(v.arch.pat()),
         msr::TSC => Ok(cpu::rdtsc().wrapping_add(v.arch.tsc_offset())),
+        msr::APIC_BASE => Ok(shared.vlapic.lock().base_msr()),
+        vlapic::X2APIC_MSR_FIRST..=vlapic::X2APIC_MSR_LAST => {
+            let mut l = shared.vlapic.lock();
+            l.set_cr8(v.arch.tpr());
+            l.read_msr(m, crate::time::now_ns()).map_err(|_| msr::Gp)
+        }
         xen_abi::cpuid::HYPERCALL_PAGE_MSR => Ok(0),
         _ => msr::read_fixed(m, cpu::features().vendor),
     };
@@ -438,7 +571,7 @@ fn rdmsr(dom: &Arc<Domain>, v: &mut Vcpu) -> Next {
     }
 }
 
-fn wrmsr(dom: &Arc<Domain>, v: &mut Vcpu) -> Next {
+fn wrmsr(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu) -> Next {
     let m = v.regs.rcx as u32;
     let value = (v.regs.rdx << 32) | (v.regs.rax & 0xffff_ffff);
     let ok = match m {
@@ -456,7 +589,27 @@ fn wrmsr(dom: &Arc<Domain>, v: &mut Vcpu) -> Next {
         }
         msr::TSC => {
             v.arch.set_tsc_offset(value.wrapping_sub(cpu::rdtsc()));
+            shared.set_flag(vflags::TIME);
             true
+        }
+        msr::APIC_BASE => shared.vlapic.lock().write_base_msr(value, true).is_ok(),
+        vlapic::X2APIC_MSR_FIRST..=vlapic::X2APIC_MSR_LAST => {
+            let r = {
+                let mut l = shared.vlapic.lock();
+                l.set_cr8(v.arch.tpr());
+                let r = l.write_msr(m, value, crate::time::now_ns());
+                v.arch.set_tpr(l.cr8());
+                r
+            };
+            apic_written(dom, shared, m == 0x838 || m == 0x832 || m == 0x83e);
+            match r {
+                Ok(Some(ipi)) => {
+                    deliver_ipi(dom, &ipi);
+                    true
+                }
+                Ok(None) => true,
+                Err(_) => false,
+            }
         }
         xen_abi::cpuid::HYPERCALL_PAGE_MSR => install_hypercall_page(dom, value),
         _ => msr::write_ignored(m, cpu::features().vendor),
@@ -467,6 +620,74 @@ fn wrmsr(dom: &Arc<Domain>, v: &mut Vcpu) -> Next {
         v.arch.inject_exception(13, Some(0));
         Next::Resume
     }
+}
+
+/// After a write to the vCPU's own APIC: a self-IPI may be waiting, a
+/// timer register may have changed.
+fn apic_written(dom: &Domain, shared: &VcpuShared, timer: bool) {
+    shared.note_irr();
+    if timer {
+        sched::rearm_vlapic_timer(dom.id, shared);
+    }
+}
+
+/// A guest access to the xAPIC page (its local APIC in xAPIC mode): the
+/// MOV that faulted is decoded and carried out on the emulated APIC.
+fn apic_mmio(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, gpa: u64, _write: bool) -> Next {
+    if !shared.vlapic.lock().xapic_mode() {
+        dom.crash(format_args!("access to the local APIC page at {gpa:#x} while its APIC is not in xAPIC mode"));
+        return Next::Stop;
+    }
+    let mut bytes = [0u8; 15];
+    let n = fetch(dom, v, &mut bytes, false);
+    let bitness = v.arch.bitness();
+    let Some(access) = insn::decode_mmio(&bytes[..n], bitness) else {
+        dom.crash(format_args!("unsupported instruction for the local APIC page at rip {:#x}", v.arch.rip()));
+        return Next::Stop;
+    };
+    let offset = (gpa & 0xfff) as u32;
+    let now = crate::time::now_ns();
+    match access.kind {
+        insn::MmioKind::Load { reg } => {
+            let val = {
+                let mut l = shared.vlapic.lock();
+                l.set_cr8(v.arch.tpr());
+                l.read_mmio(offset, access.size as u32, now)
+            } as u64;
+            let old = v.regs.by_number(reg);
+            let new = match access.size {
+                1 => (old & !0xff) | val,
+                2 => (old & !0xffff) | val,
+                // 32-bit loads zero-extend in 64-bit mode.
+                4 if bitness == 64 => val,
+                4 => (old & !0xffff_ffff) | val,
+                _ => val,
+            };
+            v.regs.set_by_number(reg, new);
+        }
+        insn::MmioKind::Store { value } => {
+            let val = match value {
+                insn::MmioValue::Reg(r) => v.regs.by_number(r),
+                insn::MmioValue::Imm(i) => i,
+            };
+            if access.size == 4 {
+                let ipi = {
+                    let mut l = shared.vlapic.lock();
+                    l.set_cr8(v.arch.tpr());
+                    let ipi = l.write_mmio(offset, val as u32, now);
+                    v.arch.set_tpr(l.cr8());
+                    ipi
+                };
+                apic_written(dom, shared, matches!(offset, 0x320 | 0x380 | 0x3e0));
+                if let Some(ipi) = ipi {
+                    deliver_ipi(dom, &ipi);
+                }
+            }
+        }
+    }
+    let rip = v.arch.rip();
+    advance_to(v, rip.wrapping_add(access.len as u64));
+    Next::Resume
 }
 
 /// The guest asked for the hypercall page at `value` (GPA | page index).
@@ -498,9 +719,8 @@ fn port_io(dom: &Arc<Domain>, v: &mut Vcpu, io: IoExit) -> Next {
         // No device answers: the bus floats high.
         v.regs.rax = (v.regs.rax & !mask) | mask;
     } else if io.port == DEBUG_PORT {
-        let mut env = HcEnv { dom, vcpu_id: v.id, arch: &v.arch, flush_tlb: false, own_upcall: None };
         for i in 0..io.size {
-            hypercall::Env::console_put(&mut env, (v.regs.rax >> (8 * i)) as u8);
+            dom.console_put((v.regs.rax >> (8 * i)) as u8);
         }
     }
     advance_to(v, io.next_rip);
@@ -547,9 +767,8 @@ fn string_io(dom: &Arc<Domain>, v: &mut Vcpu, io: IoExit) -> Next {
                     v.arch.inject_exception(13, Some(0));
                     return Next::Resume;
                 }
-                let mut env = HcEnv { dom, vcpu_id: v.id, arch: &v.arch, flush_tlb: false, own_upcall: None };
                 for &c in &b[..io.size as usize] {
-                    hypercall::Env::console_put(&mut env, c);
+                    dom.console_put(c);
                 }
             }
             let rsi = if down { v.regs.rsi.wrapping_sub(step) } else { v.regs.rsi.wrapping_add(step) };

@@ -5,7 +5,7 @@
 /// assembly of both backends (rsp lives in the VMCB/VMCS, and on SVM rax
 /// too; the backend syncs them).
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GuestRegs {
     pub rax: u64,
     pub rbx: u64,

@@ -2,7 +2,7 @@
 //! the hypervisor's own page tables and device mappings.
 
 use super::frame::{FrameAllocator, FrameError};
-use super::layout::{DIRECTMAP_BASE, DIRECTMAP_SIZE, IOREMAP_BASE, IOREMAP_SIZE};
+use super::layout::{DIRECTMAP_BASE, DIRECTMAP_SIZE, IOREMAP_BASE, IOREMAP_SIZE, STACK_SIZE, STACK_SLOT, STACKS_BASE};
 use super::ranges::{PAGE_SIZE, Range, RangeSet};
 use crate::arch::x86_64::page_table::{MapError, PageSize, PageTable, PteFlags, TableMemory};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -126,4 +126,16 @@ pub fn map_mmio(phys: u64, len: u64) -> Result<u64, MapError> {
     kernel_map(virt, r.start, size, PteFlags::WRITABLE | PteFlags::NO_EXECUTE | PteFlags::UNCACHED, PageSize::Size4K)?;
     // The TLB cannot hold entries for never-mapped addresses: no flush.
     Ok(virt + (phys - r.start))
+}
+
+/// A stack for CPU `cpu`: `STACK_SIZE` bytes at the top of its slot, with
+/// nothing mapped below, so an overflow faults (and the double-fault
+/// handler, on its own stack, reports it). Returns (bottom, top).
+pub fn alloc_cpu_stack(cpu: u32) -> Result<(u64, u64), MapError> {
+    let frames = (STACK_SIZE / PAGE_SIZE).trailing_zeros() as usize;
+    let phys = alloc_frames(frames).ok_or(MapError::OutOfMemory)?;
+    let top = STACKS_BASE + (cpu as u64 + 1) * STACK_SLOT;
+    let bottom = top - STACK_SIZE;
+    kernel_map(bottom, phys, STACK_SIZE, PteFlags::WRITABLE | PteFlags::NO_EXECUTE, PageSize::Size4K)?;
+    Ok((bottom, top))
 }

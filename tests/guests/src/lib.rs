@@ -8,6 +8,8 @@ pub use xen_abi::guest::{Console, console_write, hypercall, shutdown};
 pub use xen_abi::sched::{SHUTDOWN_CRASH, SHUTDOWN_POWEROFF};
 use xen_abi::start_info::{HvmMemmapEntry, HvmModlistEntry, HvmStartInfo};
 
+pub mod x86;
+
 #[macro_export]
 macro_rules! println {
     ($($arg:tt)*) => {{

@@ -5,6 +5,7 @@
 //! even when the current stack is the problem (a stack overflow into the
 //! guard page faults again on every push, which only a fresh stack survives).
 
+use core::sync::atomic::Ordering;
 use x86_64::VirtAddr;
 use x86_64::instructions::segmentation::{CS, DS, ES, FS, GS, SS, Segment};
 use x86_64::instructions::tables::load_tss;
@@ -30,7 +31,10 @@ pub const TSS_SELECTOR: u16 = 0x18;
 
 /// Where this CPU's TSS is (for VMX host state).
 pub fn tss_base() -> u64 {
-    (&raw const TSS) as u64
+    match super::percpu::this_cpu().map(|p| p.tss_base.load(Ordering::Relaxed)) {
+        Some(t) if t != 0 => t,
+        _ => (&raw const TSS) as u64,
+    }
 }
 
 /// The GDT's and IDT's base addresses, as loaded on this CPU.
@@ -40,10 +44,58 @@ pub fn table_bases() -> (u64, u64) {
     (gdt.base.as_u64(), idt.base.as_u64())
 }
 
-/// The address range of the IST stacks, for stack walks.
+/// The address range of this CPU's IST stacks, for stack walks.
 pub fn ist_stack_bounds() -> (u64, u64) {
+    if let Some(p) = super::percpu::this_cpu() {
+        let (s, e) = (p.ist_stacks.0.load(Ordering::Relaxed), p.ist_stacks.1.load(Ordering::Relaxed));
+        if s != 0 {
+            return (s, e);
+        }
+    }
     let start = (&raw const IST_STACKS) as u64;
     (start, start + 3 * IST_STACK_SIZE as u64)
+}
+
+/// Another CPU's GDT, TSS and interrupt stacks.
+struct CpuTables {
+    gdt: GlobalDescriptorTable,
+    tss: TaskStateSegment,
+    ist: [Stack; 3],
+}
+
+/// Builds and loads the GDT and TSS of a starting CPU (the same layout as
+/// the boot CPU's), recording them in its per-CPU data.
+pub fn init_ap(p: &super::percpu::PerCpu) {
+    let t: &'static mut CpuTables = alloc::boxed::Box::leak(alloc::boxed::Box::new(CpuTables {
+        gdt: GlobalDescriptorTable::new(),
+        tss: TaskStateSegment::new(),
+        ist: [const { Stack([0; IST_STACK_SIZE]) }; 3],
+    }));
+    for (i, slot) in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK].into_iter().enumerate() {
+        let top = (&raw const t.ist[i]) as u64 + IST_STACK_SIZE as u64;
+        t.tss.interrupt_stack_table[slot as usize - 1] = VirtAddr::new(top);
+    }
+    let ist_start = (&raw const t.ist) as u64;
+    p.ist_stacks.0.store(ist_start, Ordering::Relaxed);
+    p.ist_stacks.1.store(ist_start + 3 * IST_STACK_SIZE as u64, Ordering::Relaxed);
+    p.tss_base.store((&raw const t.tss) as u64, Ordering::Relaxed);
+    let tss: &'static TaskStateSegment = &t.tss;
+    let cs = t.gdt.append(Descriptor::kernel_code_segment());
+    let ds = t.gdt.append(Descriptor::kernel_data_segment());
+    let tss_sel = t.gdt.append(Descriptor::tss_segment(tss));
+    debug_assert_eq!((cs.0, ds.0, tss_sel.0), (KERNEL_CS, KERNEL_DS, TSS_SELECTOR));
+    let gdt: &'static GlobalDescriptorTable = &t.gdt;
+    gdt.load();
+    // SAFETY: the selectors index the GDT just loaded.
+    unsafe {
+        CS::set_reg(cs);
+        DS::set_reg(ds);
+        ES::set_reg(ds);
+        SS::set_reg(ds);
+        FS::set_reg(SegmentSelector(0));
+        GS::set_reg(SegmentSelector(0));
+        load_tss(tss_sel);
+    }
 }
 
 /// Loads the boot CPU's GDT and TSS and reloads every segment register.

@@ -80,6 +80,15 @@ pub fn init(choice: HvmChoice) -> Result<(Backend, alloc::string::String), NoBac
     r
 }
 
+/// The backend on a CPU started after the boot CPU.
+pub fn init_this_cpu() -> Result<(), &'static str> {
+    match backend() {
+        Some(Backend::Svm) => svm::init_this_cpu().map_err(|_| "SVM could not be enabled"),
+        Some(Backend::Vmx) => vmx::init_this_cpu().map_err(|_| "VMX could not be enabled"),
+        None => Ok(()),
+    }
+}
+
 /// Segment registers, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seg {
@@ -118,8 +127,32 @@ impl HvmVcpu {
     pub fn run(&mut self, regs: &mut GuestRegs) -> VmExit {
         dispatch!(self, v => v.run(regs))
     }
-    pub fn set_pvh_entry(&mut self, entry: u64) {
-        dispatch!(self, v => v.set_pvh_entry(entry))
+    /// Loads a starting state (the caller also sets the general registers).
+    pub fn set_state(&mut self, s: &crate::common::vcpu_init::InitialState) {
+        dispatch!(self, v => v.set_state(s))
+    }
+    pub fn interrupt_window_open(&self) -> bool {
+        dispatch!(self, v => v.interrupt_window_open())
+    }
+    pub fn inject_interrupt(&mut self, vector: u8) {
+        dispatch!(self, v => v.inject_interrupt(vector))
+    }
+    pub fn set_interrupt_window(&mut self, on: bool) {
+        dispatch!(self, v => v.set_interrupt_window(on))
+    }
+    pub fn inject_nmi(&mut self) {
+        dispatch!(self, v => v.inject_nmi())
+    }
+    pub fn tpr(&self) -> u64 {
+        dispatch!(self, v => v.tpr())
+    }
+    pub fn set_tpr(&mut self, tpr: u64) {
+        dispatch!(self, v => v.set_tpr(tpr))
+    }
+    /// After touching a vCPU that is not running (building it, starting
+    /// it): leave nothing of it cached on this CPU.
+    pub fn release(&mut self) {
+        dispatch!(self, v => v.release())
     }
     pub fn rip(&self) -> u64 {
         dispatch!(self, v => v.rip())

@@ -130,6 +130,101 @@ pub fn decode_code(bytes: &[u8], bitness: u32) -> Option<(Code, usize)> {
     if insn.is_invalid() { None } else { Some((insn.code(), insn.len())) }
 }
 
+/// What an instruction that faulted on an emulated device page does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MmioKind {
+    /// Loads into a general register (x86 number).
+    Load {
+        reg: u8,
+    },
+    Store {
+        value: MmioValue,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MmioValue {
+    Reg(u8),
+    Imm(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MmioAccess {
+    pub kind: MmioKind,
+    /// Bytes accessed.
+    pub size: u8,
+    /// Instruction length.
+    pub len: usize,
+}
+
+/// The x86 number of a general register (0 rax ... 15 r15) of any width;
+/// None for the legacy high-byte registers and anything else.
+fn gpr_number(r: iced_x86::Register) -> Option<u8> {
+    use iced_x86::Register as R;
+    let n = r as u32;
+    let from = |first: R| n.checked_sub(first as u32).filter(|i| *i < 16).map(|i| i as u8);
+    if let Some(i) = from(R::RAX).or_else(|| from(R::EAX)).or_else(|| from(R::AX)) {
+        return Some(i);
+    }
+    // AL CL DL BL AH CH DH BH SPL BPL SIL DIL R8L..R15L
+    match n.checked_sub(R::AL as u32)? {
+        i @ 0..=3 => Some(i as u8),
+        4..=7 => None,
+        i @ 8..=19 => Some(i as u8 - 4),
+        _ => None,
+    }
+}
+
+/// Decodes the MOV forms guests use on device registers (load into a
+/// register, store from a register or an immediate). Anything else is
+/// None: the caller refuses it.
+pub fn decode_mmio(bytes: &[u8], bitness: u32) -> Option<MmioAccess> {
+    use iced_x86::Register as R;
+    let mut d = Decoder::new(bitness, bytes, DecoderOptions::NONE);
+    let insn = d.decode();
+    if insn.is_invalid() {
+        return None;
+    }
+    let load = |size: u8| Some((MmioKind::Load { reg: gpr_number(insn.op0_register())? }, size));
+    let store = |size: u8| Some((MmioKind::Store { value: MmioValue::Reg(gpr_number(insn.op1_register())?) }, size));
+    let imm = |size: u8| Some((MmioKind::Store { value: MmioValue::Imm(insn.immediate(1)) }, size));
+    let acc = |size: u8, is_load: bool| {
+        let r = if is_load { insn.op0_register() } else { insn.op1_register() };
+        let reg = gpr_number(r).filter(|_| r != R::None)?;
+        Some((if is_load { MmioKind::Load { reg } } else { MmioKind::Store { value: MmioValue::Reg(reg) } }, size))
+    };
+    let (kind, size) = match insn.code() {
+        Code::Mov_r8_rm8 => load(1)?,
+        Code::Mov_r16_rm16 => load(2)?,
+        Code::Mov_r32_rm32 => load(4)?,
+        Code::Mov_r64_rm64 => load(8)?,
+        Code::Mov_rm8_r8 => store(1)?,
+        Code::Mov_rm16_r16 => store(2)?,
+        Code::Mov_rm32_r32 => store(4)?,
+        Code::Mov_rm64_r64 => store(8)?,
+        Code::Mov_rm8_imm8 => imm(1)?,
+        Code::Mov_rm16_imm16 => imm(2)?,
+        Code::Mov_rm32_imm32 => imm(4)?,
+        Code::Mov_rm64_imm32 => imm(8)?,
+        Code::Mov_AL_moffs8 => acc(1, true)?,
+        Code::Mov_AX_moffs16 => acc(2, true)?,
+        Code::Mov_EAX_moffs32 => acc(4, true)?,
+        Code::Mov_RAX_moffs64 => acc(8, true)?,
+        Code::Mov_moffs8_AL => acc(1, false)?,
+        Code::Mov_moffs16_AX => acc(2, false)?,
+        Code::Mov_moffs32_EAX => acc(4, false)?,
+        Code::Mov_moffs64_RAX => acc(8, false)?,
+        _ => return None,
+    };
+    // Register to register forms share these codes: a memory operand is
+    // what faulted.
+    let mem = if matches!(kind, MmioKind::Load { .. }) { insn.op1_kind() } else { insn.op0_kind() };
+    if !matches!(mem, iced_x86::OpKind::Memory) {
+        return None;
+    }
+    Some(MmioAccess { kind, size, len: insn.len() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +262,41 @@ mod tests {
         assert_eq!(length(&[], 64, Expected::Hlt), Err(InsnError::Invalid));
         // Truncated: the fetch stopped at an unmapped page.
         assert_eq!(length(&[0x66, 0x0f], 64, Expected::Cpuid), Err(InsnError::Invalid));
+    }
+
+    #[test]
+    fn mmio_moves_are_decoded() {
+        // mov eax, [rbx+0x20]
+        assert_eq!(
+            decode_mmio(&[0x8b, 0x43, 0x20], 64),
+            Some(MmioAccess { kind: MmioKind::Load { reg: 0 }, size: 4, len: 3 })
+        );
+        // mov [rdi+0xb0], esi
+        assert_eq!(
+            decode_mmio(&[0x89, 0xb7, 0xb0, 0, 0, 0], 64),
+            Some(MmioAccess { kind: MmioKind::Store { value: MmioValue::Reg(6) }, size: 4, len: 6 })
+        );
+        // mov dword [0xfee000b0], 0 (32-bit code)
+        assert_eq!(
+            decode_mmio(&[0xc7, 0x05, 0xb0, 0x00, 0xe0, 0xfe, 0, 0, 0, 0], 32),
+            Some(MmioAccess { kind: MmioKind::Store { value: MmioValue::Imm(0) }, size: 4, len: 10 })
+        );
+        // mov eax, [0xfee00020] and back (32-bit code, moffs forms)
+        assert_eq!(
+            decode_mmio(&[0xa1, 0x20, 0x00, 0xe0, 0xfe], 32),
+            Some(MmioAccess { kind: MmioKind::Load { reg: 0 }, size: 4, len: 5 })
+        );
+        assert_eq!(
+            decode_mmio(&[0xa3, 0xb0, 0x00, 0xe0, 0xfe], 32).map(|a| a.kind),
+            Some(MmioKind::Store { value: MmioValue::Reg(0) })
+        );
+        // mov r9d, [rax]
+        assert_eq!(decode_mmio(&[0x44, 0x8b, 0x08], 64).map(|a| a.kind), Some(MmioKind::Load { reg: 9 }));
+        // Not a MOV, or a high-byte register: refused.
+        assert_eq!(decode_mmio(&[0x87, 0x03], 64), None, "xchg");
+        assert_eq!(decode_mmio(&[0x8a, 0x23], 64), None, "mov ah, [rbx]");
+        assert_eq!(decode_mmio(&[0x89, 0xd8], 64), None, "register to register");
+        assert_eq!(decode_mmio(&[], 64), None);
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub mod percpu;
 #[cfg(target_os = "none")]
 pub mod power;
 #[cfg(target_os = "none")]
+pub mod smp;
+#[cfg(target_os = "none")]
 pub mod svm;
 #[cfg(target_os = "none")]
 pub mod traps;

@@ -2,11 +2,14 @@
 //!
 //! The GS base of every CPU points at its `PerCpu`, whose first field points
 //! back at itself, so `gs:[0]` gives the structure and `gs:[8]` the CPU
-//! number in one instruction. Before the GS base is set (the very first log
-//! lines) it is zero, which this module treats as "CPU 0, early".
+//! number in one instruction. Before the boot CPU's GS base is set (the
+//! very first log lines) this module answers "CPU 0, early". Every CPU's
+//! structure is also listed by index, for code that works on other CPUs
+//! (IPIs, kicks).
 
-use super::cpu::{MSR_GS_BASE, rdmsr, wrmsr};
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use super::cpu::{MSR_GS_BASE, wrmsr};
+use crate::common::cpumask::MAX_CPUS;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 #[repr(C)]
 pub struct PerCpu {
@@ -16,20 +19,43 @@ pub struct PerCpu {
     /// How deep this CPU is in trap handling (a fault inside a fault
     /// handler must not try the full report again).
     pub trap_depth: AtomicU32,
+    _pad: u32,
     /// Physical address of the VMCS loaded on this CPU (VT-x), 0 if none.
     pub current_vmcs: AtomicU64,
+    /// SVM: host save area and host VMCB; VT-x: the VMXON region.
+    pub hvm_area: AtomicU64,
+    pub host_vmcb: AtomicU64,
+    /// This CPU's TSS (VT-x host state) and its stacks, for stack walks.
+    pub tss_base: AtomicU64,
+    pub stack: (AtomicU64, AtomicU64),
+    pub ist_stacks: (AtomicU64, AtomicU64),
 }
 
-// SAFETY: each PerCpu is only written by its own CPU (trap_depth is atomic).
+// SAFETY: each PerCpu is only written by its own CPU or before that CPU
+// starts; every mutable field is atomic.
 unsafe impl Sync for PerCpu {}
 
-static mut BSP: PerCpu = PerCpu {
-    self_ptr: core::ptr::null(),
-    index: 0,
-    apic_id: 0,
-    trap_depth: AtomicU32::new(0),
-    current_vmcs: AtomicU64::new(0),
-};
+impl PerCpu {
+    pub const fn new(index: u32, apic_id: u32) -> PerCpu {
+        PerCpu {
+            self_ptr: core::ptr::null(),
+            index,
+            apic_id,
+            trap_depth: AtomicU32::new(0),
+            _pad: 0,
+            current_vmcs: AtomicU64::new(0),
+            hvm_area: AtomicU64::new(0),
+            host_vmcb: AtomicU64::new(0),
+            tss_base: AtomicU64::new(0),
+            stack: (AtomicU64::new(0), AtomicU64::new(0)),
+            ist_stacks: (AtomicU64::new(0), AtomicU64::new(0)),
+        }
+    }
+}
+
+static mut BSP: PerCpu = PerCpu::new(0, 0);
+static READY: AtomicBool = AtomicBool::new(false);
+static CPUS: [AtomicPtr<PerCpu>; MAX_CPUS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
 
 /// Points the boot CPU's GS base at its per-CPU data.
 pub fn init_bsp(apic_id: u32) {
@@ -40,22 +66,57 @@ pub fn init_bsp(apic_id: u32) {
         (*p).self_ptr = p;
         (*p).apic_id = apic_id;
         wrmsr(MSR_GS_BASE, p as u64);
+        CPUS[0].store(p, Ordering::Release);
     }
+    READY.store(true, Ordering::Release);
+}
+
+/// Per-CPU data for another CPU, before it starts (it calls `enter`).
+pub fn create(index: u32, apic_id: u32) -> &'static PerCpu {
+    let p = alloc::boxed::Box::leak(alloc::boxed::Box::new(PerCpu::new(index, apic_id)));
+    p.self_ptr = p;
+    CPUS[index as usize].store(p, Ordering::Release);
+    p
+}
+
+/// Makes `p` this CPU's per-CPU data (the GS base of a starting CPU).
+pub fn enter(p: &'static PerCpu) {
+    // SAFETY: points GS at a 'static PerCpu whose self pointer is set.
+    unsafe { wrmsr(MSR_GS_BASE, p as *const PerCpu as u64) };
+}
+
+/// The per-CPU data of CPU `index`, if that CPU exists.
+pub fn get(index: usize) -> Option<&'static PerCpu> {
+    let p = CPUS.get(index)?.load(Ordering::Acquire);
+    // SAFETY: pointers in CPUS are to 'static PerCpu structures.
+    (!p.is_null()).then(|| unsafe { &*p })
 }
 
 /// This CPU's data, if set up.
 pub fn this_cpu() -> Option<&'static PerCpu> {
-    let base = rdmsr(MSR_GS_BASE);
-    if base == 0 {
+    if !READY.load(Ordering::Acquire) {
         return None;
     }
-    // SAFETY: a non-zero GS base was set by init_* to a 'static PerCpu.
-    Some(unsafe { &*(base as *const PerCpu) })
+    let p: u64;
+    // SAFETY: once READY, every CPU that runs hypervisor code has its GS
+    // base at its PerCpu, whose first field is its own address.
+    unsafe { core::arch::asm!("mov {}, gs:[0]", out(reg) p, options(nostack, readonly, preserves_flags)) };
+    // SAFETY: as above: a 'static PerCpu.
+    Some(unsafe { &*(p as *const PerCpu) })
 }
 
 /// This CPU's number (0 before per-CPU data exists).
 pub fn cpu_index() -> u32 {
-    this_cpu().map_or(0, |p| p.index)
+    if !READY.load(Ordering::Acquire) {
+        return 0;
+    }
+    let i: u32;
+    // SAFETY: as in this_cpu: gs:[8] is this CPU's index.
+    unsafe {
+        core::arch::asm!("mov {:e}, gs:[{off}]", out(reg) i, off = const core::mem::offset_of!(PerCpu, index),
+            options(nostack, readonly, preserves_flags))
+    };
+    i
 }
 
 pub fn trap_depth() -> &'static AtomicU32 {

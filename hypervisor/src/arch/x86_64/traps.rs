@@ -218,6 +218,10 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         }
         return;
     }
+    if v == VECTOR_NMI && super::smp::nmi_should_stop() {
+        // Another CPU is stopping the machine (panic, power-off).
+        cpu::halt_forever();
+    }
     let depth = percpu::enter_trap();
     if depth > 2 {
         // Faulting while reporting a fault while reporting a fault: say as

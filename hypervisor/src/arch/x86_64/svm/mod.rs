@@ -16,6 +16,7 @@ use super::insn::Expected;
 use crate::common::exit::{IoExit, NpfAccess, VmExit};
 use crate::common::guest_mem::Paging;
 use crate::common::vcpu::GuestRegs;
+use crate::common::vcpu_init::InitialState;
 use crate::mm::phys::{alloc_frames, alloc_zeroed_frame, free_frames, phys_to_virt};
 use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -96,8 +97,6 @@ pub fn detect() -> Result<SvmFeatures, SvmError> {
 }
 
 static FEATURES: spin::Once<SvmFeatures> = spin::Once::new();
-/// Host VMCB (hidden host state) of the boot CPU. Per-CPU with SMP.
-static HOST_VMCB: spin::Once<u64> = spin::Once::new();
 /// I/O and MSR permission maps shared by every vCPU.
 static IOPM: spin::Once<u64> = spin::Once::new();
 static MSRPM: spin::Once<u64> = spin::Once::new();
@@ -147,17 +146,10 @@ fn msrpm_clear(base: *mut u8, msr: u32) {
     unsafe { *base.add(byte) &= !(0b11 << (bit % 8)) };
 }
 
-/// Turns SVM on for this CPU.
+/// Turns SVM on for the boot CPU and sets up what all CPUs share.
 pub fn init_cpu() -> Result<SvmFeatures, SvmError> {
     let feat = detect()?;
     FEATURES.call_once(|| feat);
-    // SAFETY: SVM is present and not disabled (checked by detect).
-    unsafe { wrmsr(cpu::MSR_EFER, rdmsr(cpu::MSR_EFER) | EFER_SVME) };
-    let hsave = alloc_zeroed_frame().ok_or(SvmError::NoMemory)?;
-    // SAFETY: a page for this CPU's host save area.
-    unsafe { wrmsr(MSR_VM_HSAVE_PA, hsave) };
-    let host = alloc_zeroed_frame().ok_or(SvmError::NoMemory)?;
-    HOST_VMCB.call_once(|| host);
     let iopm = alloc_frames(2).ok_or(SvmError::NoMemory)?; // 16 KiB >= 12 KiB
     let iopm_v = phys_to_virt(iopm).ok_or(SvmError::NoMemory)?;
     // SAFETY: 4 freshly allocated frames: intercept every port.
@@ -171,7 +163,26 @@ pub fn init_cpu() -> Result<SvmFeatures, SvmError> {
         msrpm_clear(msrpm_v, m);
     }
     MSRPM.call_once(|| msrpm);
+    init_this_cpu()?;
     Ok(feat)
+}
+
+/// SVM on the calling CPU: EFER.SVME, its host save area and host VMCB.
+pub fn init_this_cpu() -> Result<(), SvmError> {
+    if FEATURES.get().is_none() || rdmsr(MSR_VM_CR) & VM_CR_SVMDIS != 0 {
+        return Err(SvmError::DisabledByFirmware);
+    }
+    // SAFETY: SVM is present and not disabled (checked by detect).
+    unsafe { wrmsr(cpu::MSR_EFER, rdmsr(cpu::MSR_EFER) | EFER_SVME) };
+    let hsave = alloc_zeroed_frame().ok_or(SvmError::NoMemory)?;
+    // SAFETY: a page for this CPU's host save area.
+    unsafe { wrmsr(MSR_VM_HSAVE_PA, hsave) };
+    let host = alloc_zeroed_frame().ok_or(SvmError::NoMemory)?;
+    if let Some(p) = crate::arch::x86_64::percpu::this_cpu() {
+        p.hvm_area.store(hsave, Ordering::Relaxed);
+        p.host_vmcb.store(host, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 static NEXT_ASID: AtomicU32 = AtomicU32::new(1);
@@ -185,6 +196,7 @@ pub struct SvmVcpu {
     flush: bool,
     /// Several vCPUs share an ASID (the CPU has too few): flush on every run.
     shared_asid: bool,
+    last_cpu: Option<u32>,
 }
 
 // SAFETY: the VMCB page belongs to this vCPU; it is only touched by the CPU
@@ -246,9 +258,6 @@ svm_vmrun:
 ));
 
 /// Segment attributes of the PVH entry state (Xen's values).
-const ATTR_CODE32: u16 = 0xc9b;
-const ATTR_DATA32: u16 = 0xc93;
-const ATTR_TSS32_BUSY: u16 = 0x08b;
 const DEFAULT_PAT: u64 = 0x0007_0406_0007_0406;
 
 impl SvmVcpu {
@@ -309,35 +318,98 @@ impl SvmVcpu {
         vmcb.write_u64(DR6, 0xffff_0ff0);
         vmcb.write_u64(DR7, 0x400);
         vmcb.write_u64(EFER, EFER_SVME);
-        Ok(SvmVcpu { vmcb_phys, vmcb, asid, flush: true, shared_asid: shared })
+        Ok(SvmVcpu { vmcb_phys, vmcb, asid, flush: true, shared_asid: shared, last_cpu: None })
     }
 
     pub fn asid(&self) -> u32 {
         self.asid
     }
 
-    /// The state Xen gives a PVH vCPU at its entry point: 32-bit protected
-    /// mode, paging off, flat segments.
-    pub fn set_pvh_entry(&mut self, entry: u64) {
+    /// Loads an architectural starting state (the PVH entry, a real-mode
+    /// start after INIT and STARTUP, a VCPUOP_initialise context). The
+    /// VMCB's segment attributes use the same packing as `Segment::attr`.
+    pub fn set_state(&mut self, st: &InitialState) {
         let v = &mut self.vmcb;
-        let flat = |attrib| Segment { selector: 0, attrib, limit: 0xffff_ffff, base: 0 };
-        v.set_segment(CS, flat(ATTR_CODE32));
-        for s in [DS, ES, SS] {
-            v.set_segment(s, flat(ATTR_DATA32));
+        let seg = |s: &crate::common::vcpu_init::Segment| Segment {
+            selector: s.selector,
+            attrib: s.attr,
+            limit: s.limit,
+            base: s.base,
+        };
+        for (off, s) in [(ES, &st.es), (CS, &st.cs), (SS, &st.ss), (DS, &st.ds), (FS, &st.fs), (GS, &st.gs)] {
+            v.set_segment(off, seg(s));
         }
-        for s in [FS, GS, LDTR] {
-            v.set_segment(s, Segment::default());
+        v.set_segment(TR, seg(&st.tr));
+        v.set_segment(LDTR, seg(&st.ldtr));
+        v.set_segment(GDTR, Segment { selector: 0, attrib: 0, limit: st.gdtr.1, base: st.gdtr.0 });
+        v.set_segment(IDTR, Segment { selector: 0, attrib: 0, limit: st.idtr.1, base: st.idtr.0 });
+        v.write_u8(CPL, ((st.ss.attr >> 5) & 3) as u8);
+        v.write_u64(CR0, st.cr0);
+        v.write_u64(CR3, st.cr3);
+        v.write_u64(CR4, st.cr4);
+        v.write_u64(EFER, st.efer | EFER_SVME);
+        v.write_u64(RFLAGS, st.rflags);
+        v.write_u64(RIP, st.rip);
+        v.write_u64(RSP, st.regs.rsp);
+        v.write_u64(DR7, 0x400);
+        v.write_u64(CR2, 0);
+        v.write_u64(G_PAT, DEFAULT_PAT);
+        v.write_u64(EVENTINJ, 0);
+        v.write_u64(INTERRUPT_STATE, 0);
+        for off in [STAR, LSTAR, CSTAR, SFMASK, KERNEL_GS_BASE, SYSENTER_CS, SYSENTER_ESP, SYSENTER_EIP] {
+            v.write_u64(off, 0);
         }
-        v.set_segment(TR, Segment { selector: 0, attrib: ATTR_TSS32_BUSY, limit: 0x67, base: 0 });
-        v.set_segment(GDTR, Segment::default());
-        v.set_segment(IDTR, Segment::default());
-        v.write_u8(CPL, 0);
-        v.write_u64(CR0, 0x11);
-        v.write_u64(CR3, 0);
-        v.write_u64(CR4, 0);
-        v.write_u64(EFER, EFER_SVME);
-        v.write_u64(RFLAGS, 0x2);
-        v.write_u64(RIP, entry);
+        v.write_u64(V_INTR, V_INTR_MASKING);
+        self.set_interrupt_window(false);
+        self.flush = true;
+    }
+
+    /// Whether an external interrupt can be injected now: IF set, no
+    /// interrupt shadow, no event already being injected.
+    pub fn interrupt_window_open(&self) -> bool {
+        self.vmcb.read_u64(RFLAGS) & (1 << 9) != 0
+            && self.vmcb.read_u64(INTERRUPT_STATE) & 1 == 0
+            && self.vmcb.read_u64(EVENTINJ) & EVENT_VALID == 0
+    }
+
+    pub fn inject_interrupt(&mut self, vector: u8) {
+        self.vmcb.write_u64(EVENTINJ, EVENT_VALID | vector as u64);
+    }
+
+    /// Exit as soon as the guest can take an interrupt: a virtual
+    /// interrupt the guest cannot refuse by priority, intercepted when the
+    /// guest would take it (VINTR).
+    pub fn set_interrupt_window(&mut self, on: bool) {
+        let v = self.vmcb.read_u64(V_INTR);
+        let bits = V_IRQ | V_INTR_PRIO_MAX | V_IGN_TPR;
+        let want = if on { v | bits } else { v & !bits };
+        if want != v {
+            self.vmcb.write_u64(V_INTR, want);
+        }
+        let i = self.vmcb.read_u32(INTERCEPT_MISC1);
+        let want = if on { i | I1_VINTR } else { i & !I1_VINTR };
+        if want != i {
+            self.vmcb.write_u32(INTERCEPT_MISC1, want);
+        }
+    }
+
+    pub fn inject_nmi(&mut self) {
+        if self.vmcb.read_u64(EVENTINJ) & EVENT_VALID == 0 {
+            self.vmcb.write_u64(EVENTINJ, EVENT_VALID | EVENT_TYPE_NMI | 2);
+        }
+    }
+
+    /// The guest's task priority (CR8), which V_INTR_MASKING keeps in
+    /// V_TPR instead of the host's.
+    pub fn tpr(&self) -> u64 {
+        self.vmcb.read_u64(V_INTR) & 0xf
+    }
+
+    pub fn set_tpr(&mut self, tpr: u64) {
+        let v = self.vmcb.read_u64(V_INTR);
+        if v & 0xf != tpr & 0xf {
+            self.vmcb.write_u64(V_INTR, (v & !0xff) | (tpr & 0xf));
+        }
     }
 
     pub fn rip(&self) -> u64 {
@@ -412,10 +484,19 @@ impl SvmVcpu {
         self.vmcb.segment(off).base
     }
 
-    /// VMLOAD/VMSAVE switch the guest's hidden state on every run: nothing
-    /// to do when the vCPU gets or leaves the CPU.
-    pub fn switch_in(&mut self) {}
+    /// VMLOAD/VMSAVE switch the guest's hidden state on every run; a vCPU
+    /// that comes from another CPU only needs its cached translations
+    /// dropped (that CPU's TLB may hold stale ones for its ASID).
+    pub fn switch_in(&mut self) {
+        let cpu = crate::arch::x86_64::percpu::cpu_index();
+        if self.last_cpu != Some(cpu) {
+            self.flush = true;
+            self.last_cpu = Some(cpu);
+        }
+    }
     pub fn switch_out(&mut self) {}
+    /// Nothing is cached per CPU between runs.
+    pub fn release(&mut self) {}
     /// Where the hardware says the next instruction starts, when it does.
     pub fn next_rip(&self) -> Option<u64> {
         if features().nrip_save { Some(self.vmcb.read_u64(NEXT_RIP)) } else { None }
@@ -457,7 +538,7 @@ impl SvmVcpu {
         // QEMU and older CPUs keep no VMCB state cache; on CPUs that do,
         // nothing may be reused because every field may have changed.
         self.vmcb.write_u32(CLEAN_BITS, 0);
-        let host = *HOST_VMCB.get().expect("SVM initialised");
+        let host = crate::arch::x86_64::percpu::this_cpu().map_or(0, |p| p.host_vmcb.load(Ordering::Relaxed));
         // SAFETY: both VMCBs are valid, page-aligned and set up above;
         // `regs` outlives the call; interrupts are off (the run loop's
         // invariant).

@@ -92,6 +92,9 @@ pub const I2_XSETBV: u32 = 1 << 13;
 pub const I2_RDPRU: u32 = 1 << 14;
 
 pub const V_INTR_MASKING: u64 = 1 << 24;
+pub const V_IRQ: u64 = 1 << 8;
+pub const V_INTR_PRIO_MAX: u64 = 0xf << 16;
+pub const V_IGN_TPR: u64 = 1 << 20;
 pub const NP_ENABLE: u64 = 1;
 
 pub const TLB_NOTHING: u8 = 0;

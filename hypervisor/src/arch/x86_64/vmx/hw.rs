@@ -10,6 +10,7 @@ use crate::arch::x86_64::percpu;
 use crate::common::exit::{IoExit, NpfAccess, VmExit};
 use crate::common::guest_mem::Paging;
 use crate::common::vcpu::GuestRegs;
+use crate::common::vcpu_init::{ATTR_P, InitialState};
 use crate::mm::phys::{alloc_frames, alloc_zeroed_frame, free_frames, phys_to_virt};
 use core::arch::asm;
 use core::fmt;
@@ -124,33 +125,11 @@ fn read_cr(n: u8) -> u64 {
 }
 
 /// Turns VMX on for this CPU.
+/// Turns VMX on for the boot CPU and sets up what all CPUs share.
 pub fn init_cpu() -> Result<VmxFeatures, VmxError> {
     let feat = detect()?;
-    let fc = rdmsr(MSR_FEATURE_CONTROL);
-    if fc & FC_LOCK == 0 {
-        // SAFETY: firmware left it unlocked: allow VMX outside SMX and lock.
-        unsafe { wrmsr(MSR_FEATURE_CONTROL, fc | FC_VMX_OUTSIDE_SMX | FC_LOCK) };
-    }
     FEATURES.call_once(|| feat);
-    // The CR0/CR4 bits VMX operation requires (NE, VMXE).
-    // SAFETY: setting bits the fixed-bit MSRs demand; none changes how the
-    // hypervisor's own code runs.
-    unsafe {
-        let cr0 = (read_cr(0) | feat.cr0_fixed0) & feat.cr0_fixed1;
-        asm!("mov cr0, {}", in(reg) cr0, options(nostack));
-        let cr4 = (read_cr(4) | feat.cr4_fixed0 | CR4_VMXE) & feat.cr4_fixed1;
-        asm!("mov cr4, {}", in(reg) cr4, options(nostack));
-    }
-    let region = alloc_zeroed_frame().ok_or(VmxError::NoMemory)?;
-    let v = phys_to_virt(region).ok_or(VmxError::NoMemory)?;
-    // SAFETY: a fresh page: write the revision identifier VMXON wants.
-    unsafe { core::ptr::write_volatile(v as *mut u32, feat.revision) };
-    let f: u64;
-    // SAFETY: VMXON with a valid, page-aligned region; CR0/CR4 are set.
-    unsafe { asm!("vmxon [{p}]", "pushfq", "pop {f}", p = in(reg) &region, f = lateout(reg) f) };
-    if !vmx_ok(f) {
-        return Err(VmxError::VmxonFailed);
-    }
+    init_this_cpu()?;
     // MSR bitmap: intercept everything but the MSRs the guest may use
     // directly (FS/GS bases and SYSENTER are VMCS fields; the SYSCALL MSRs
     // and KERNEL_GS_BASE are switched per vCPU).
@@ -184,6 +163,41 @@ pub fn init_cpu() -> Result<VmxFeatures, VmxError> {
     unsafe { core::ptr::write_bytes(io_v as *mut u8, 0xff, 2 * 4096) };
     IO_BITMAPS_PA.call_once(|| io);
     Ok(feat)
+}
+
+/// VMX operation on the calling CPU: IA32_FEATURE_CONTROL, the CR0/CR4
+/// bits VMX requires (NE, VMXE) and a VMXON region of its own.
+pub fn init_this_cpu() -> Result<(), VmxError> {
+    let feat = *FEATURES.get().ok_or(VmxError::NoVmx)?;
+    let fc = rdmsr(MSR_FEATURE_CONTROL);
+    if fc & FC_LOCK == 0 {
+        // SAFETY: firmware left it unlocked: allow VMX outside SMX and lock.
+        unsafe { wrmsr(MSR_FEATURE_CONTROL, fc | FC_VMX_OUTSIDE_SMX | FC_LOCK) };
+    } else if fc & FC_VMX_OUTSIDE_SMX == 0 {
+        return Err(VmxError::DisabledByFirmware);
+    }
+    // SAFETY: setting bits the fixed-bit MSRs demand; none changes how the
+    // hypervisor's own code runs.
+    unsafe {
+        let cr0 = (read_cr(0) | feat.cr0_fixed0) & feat.cr0_fixed1;
+        asm!("mov cr0, {}", in(reg) cr0, options(nostack));
+        let cr4 = (read_cr(4) | feat.cr4_fixed0 | CR4_VMXE) & feat.cr4_fixed1;
+        asm!("mov cr4, {}", in(reg) cr4, options(nostack));
+    }
+    let region = alloc_zeroed_frame().ok_or(VmxError::NoMemory)?;
+    let v = phys_to_virt(region).ok_or(VmxError::NoMemory)?;
+    // SAFETY: a fresh page: write the revision identifier VMXON wants.
+    unsafe { core::ptr::write_volatile(v as *mut u32, feat.revision) };
+    let f: u64;
+    // SAFETY: VMXON with a valid, page-aligned region; CR0/CR4 are set.
+    unsafe { asm!("vmxon [{p}]", "pushfq", "pop {f}", p = in(reg) &region, f = lateout(reg) f) };
+    if !vmx_ok(f) {
+        return Err(VmxError::VmxonFailed);
+    }
+    if let Some(p) = percpu::this_cpu() {
+        p.hvm_area.store(region, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 unsafe extern "C" {
@@ -255,7 +269,7 @@ vmx_exit_entry:
     host_rsp = const HOST_RSP,
 );
 
-/// The VMX-preemption timer's start value: one scheduler tick.
+/// The VMX-preemption timer's start value: one scheduler slice.
 ///
 /// A backstop, not the scheduler's clock: the host tick normally ends a
 /// slice through external-interrupt exiting. Some VT-x implementations
@@ -264,7 +278,7 @@ vmx_exit_entry:
 /// with interrupts off would keep the CPU. The preemption timer exits
 /// regardless, and the pending tick is then taken at the interrupt window.
 fn slice_backstop(shift: u8) -> u64 {
-    let tsc_per_tick = crate::time::tsc_khz() * 1000 / crate::arch::x86_64::lapic::TICK_HZ;
+    let tsc_per_tick = crate::time::tsc_khz() * (crate::common::credit::SLICE_NS / 1_000_000);
     (tsc_per_tick >> shift).clamp(1, u32::MAX as u64)
 }
 
@@ -272,6 +286,10 @@ fn slice_backstop(shift: u8) -> u64 {
 pub struct VmxVcpu {
     vmcs: u64,
     launched: bool,
+    /// The CPU on which the VMCS is active (loaded, not yet VMCLEARed).
+    active_on: core::cell::Cell<Option<u32>>,
+    /// The CPU it last ran on (host state and TLBs are per CPU).
+    last_cpu: Option<u32>,
     vpid: u16,
     eptp: u64,
     flush: bool,
@@ -308,6 +326,8 @@ impl VmxVcpu {
         let mut me = VmxVcpu {
             vmcs,
             launched: false,
+            active_on: core::cell::Cell::new(Some(percpu::cpu_index())),
+            last_cpu: None,
             vpid,
             eptp,
             flush: true,
@@ -376,49 +396,45 @@ impl VmxVcpu {
         vmwrite(HOST_RIP, vmx_exit_entry as *const () as u64);
     }
 
-    /// Xen's PVH entry state: 32-bit protected mode, paging off, flat
-    /// segments (unrestricted guest runs it as is).
-    pub fn set_pvh_entry(&mut self, entry: u64) {
+    /// Loads an architectural starting state (the PVH entry, a real-mode
+    /// start after INIT and STARTUP, a VCPUOP_initialise context):
+    /// unrestricted guest runs any of them as is.
+    pub fn set_state(&mut self, st: &InitialState) {
         let f = features();
         self.load();
-        let flat = |sel, limit, ar, base, arv| {
-            vmwrite(sel, 0);
-            vmwrite(limit, 0xffff_ffff);
-            vmwrite(ar, arv);
-            vmwrite(base, 0);
+        // VMX access rights: the low byte as in a descriptor, AVL/L/DB/G
+        // at bits 12-15, bit 16 for an unusable segment.
+        let ar = |attr: u16| {
+            if attr & ATTR_P == 0 { AR_UNUSABLE } else { (attr & 0xff) as u64 | ((attr as u64 & 0xf00) << 4) }
         };
-        flat(GUEST_CS_SELECTOR, GUEST_CS_LIMIT, GUEST_CS_AR, GUEST_CS_BASE, 0xc09b);
-        flat(GUEST_SS_SELECTOR, GUEST_SS_LIMIT, GUEST_SS_AR, GUEST_SS_BASE, 0xc093);
-        flat(GUEST_DS_SELECTOR, GUEST_DS_LIMIT, GUEST_DS_AR, GUEST_DS_BASE, 0xc093);
-        flat(GUEST_ES_SELECTOR, GUEST_ES_LIMIT, GUEST_ES_AR, GUEST_ES_BASE, 0xc093);
-        for (sel, limit, ar, base) in [
-            (GUEST_FS_SELECTOR, GUEST_FS_LIMIT, GUEST_FS_AR, GUEST_FS_BASE),
-            (GUEST_GS_SELECTOR, GUEST_GS_LIMIT, GUEST_GS_AR, GUEST_GS_BASE),
-            (GUEST_LDTR_SELECTOR, GUEST_LDTR_LIMIT, GUEST_LDTR_AR, GUEST_LDTR_BASE),
+        for (s, (sel, limit, arf, base)) in [
+            (&st.es, (GUEST_ES_SELECTOR, GUEST_ES_LIMIT, GUEST_ES_AR, GUEST_ES_BASE)),
+            (&st.cs, (GUEST_CS_SELECTOR, GUEST_CS_LIMIT, GUEST_CS_AR, GUEST_CS_BASE)),
+            (&st.ss, (GUEST_SS_SELECTOR, GUEST_SS_LIMIT, GUEST_SS_AR, GUEST_SS_BASE)),
+            (&st.ds, (GUEST_DS_SELECTOR, GUEST_DS_LIMIT, GUEST_DS_AR, GUEST_DS_BASE)),
+            (&st.fs, (GUEST_FS_SELECTOR, GUEST_FS_LIMIT, GUEST_FS_AR, GUEST_FS_BASE)),
+            (&st.gs, (GUEST_GS_SELECTOR, GUEST_GS_LIMIT, GUEST_GS_AR, GUEST_GS_BASE)),
+            (&st.ldtr, (GUEST_LDTR_SELECTOR, GUEST_LDTR_LIMIT, GUEST_LDTR_AR, GUEST_LDTR_BASE)),
+            (&st.tr, (GUEST_TR_SELECTOR, GUEST_TR_LIMIT, GUEST_TR_AR, GUEST_TR_BASE)),
         ] {
-            vmwrite(sel, 0);
-            vmwrite(limit, 0);
-            vmwrite(ar, AR_UNUSABLE);
-            vmwrite(base, 0);
+            vmwrite(sel, s.selector as u64);
+            vmwrite(limit, s.limit as u64);
+            vmwrite(arf, ar(s.attr));
+            vmwrite(base, s.base);
         }
-        vmwrite(GUEST_TR_SELECTOR, 0);
-        vmwrite(GUEST_TR_LIMIT, 0x67);
-        vmwrite(GUEST_TR_AR, 0x8b);
-        vmwrite(GUEST_TR_BASE, 0);
-        vmwrite(GUEST_GDTR_BASE, 0);
-        vmwrite(GUEST_GDTR_LIMIT, 0);
-        vmwrite(GUEST_IDTR_BASE, 0);
-        vmwrite(GUEST_IDTR_LIMIT, 0);
-        let cr0 = CR0_PE | (1 << 4); // PE | ET
-        vmwrite(GUEST_CR0, cr0_real(f, cr0));
-        vmwrite(CR0_READ_SHADOW, cr0);
-        vmwrite(GUEST_CR3, 0);
-        vmwrite(GUEST_CR4, cr4_real(f, 0));
-        vmwrite(CR4_READ_SHADOW, 0);
+        vmwrite(GUEST_GDTR_BASE, st.gdtr.0);
+        vmwrite(GUEST_GDTR_LIMIT, st.gdtr.1 as u64);
+        vmwrite(GUEST_IDTR_BASE, st.idtr.0);
+        vmwrite(GUEST_IDTR_LIMIT, st.idtr.1 as u64);
+        vmwrite(GUEST_CR0, cr0_real(f, st.cr0));
+        vmwrite(CR0_READ_SHADOW, st.cr0);
+        vmwrite(GUEST_CR3, st.cr3);
+        vmwrite(GUEST_CR4, cr4_real(f, st.cr4));
+        vmwrite(CR4_READ_SHADOW, st.cr4);
         vmwrite(GUEST_DR7, 0x400);
-        vmwrite(GUEST_RSP, 0);
-        vmwrite(GUEST_RIP, entry);
-        vmwrite(GUEST_RFLAGS, 0x2);
+        vmwrite(GUEST_RSP, st.regs.rsp);
+        vmwrite(GUEST_RIP, st.rip);
+        vmwrite(GUEST_RFLAGS, st.rflags);
         vmwrite(GUEST_PENDING_DBG_EXCEPTIONS, 0);
         vmwrite(GUEST_INTERRUPTIBILITY, 0);
         vmwrite(GUEST_ACTIVITY_STATE, 0);
@@ -427,8 +443,56 @@ impl VmxVcpu {
         vmwrite(GUEST_SYSENTER_EIP, 0);
         vmwrite(GUEST_IA32_DEBUGCTL, 0);
         vmwrite(GUEST_IA32_PAT, 0x0007_0406_0007_0406);
-        vmwrite(GUEST_IA32_EFER, 0);
+        vmwrite(GUEST_IA32_EFER, st.efer);
         vmwrite(ENTRY_CONTROLS, f.entry as u64);
+        vmwrite(ENTRY_INTERRUPTION_INFO, 0);
+        self.sync_long_mode();
+        self.set_interrupt_window(false);
+        self.cr2 = 0;
+        self.cr8 = 0;
+        self.syscall_msrs = [0; 5];
+        self.flush = true;
+    }
+
+    /// Whether an external interrupt can be injected now: IF set, no
+    /// STI or MOV-SS shadow, no event already being injected.
+    pub fn interrupt_window_open(&self) -> bool {
+        self.load();
+        vmread(GUEST_RFLAGS) & (1 << 9) != 0
+            && vmread(GUEST_INTERRUPTIBILITY) & 3 == 0
+            && vmread(ENTRY_INTERRUPTION_INFO) as u32 & INTR_VALID == 0
+    }
+
+    pub fn inject_interrupt(&mut self, vector: u8) {
+        self.load();
+        vmwrite(ENTRY_INTERRUPTION_INFO, (INTR_VALID | INTR_TYPE_EXTERNAL | vector as u32) as u64);
+    }
+
+    /// Exit as soon as the guest can take an interrupt (or stop asking).
+    pub fn set_interrupt_window(&mut self, on: bool) {
+        self.load();
+        let c = vmread(PRIMARY_CONTROLS);
+        let want =
+            if on { c | CPU_INTERRUPT_WINDOW_EXITING as u64 } else { c & !(CPU_INTERRUPT_WINDOW_EXITING as u64) };
+        if want != c {
+            vmwrite(PRIMARY_CONTROLS, want);
+        }
+    }
+
+    pub fn inject_nmi(&mut self) {
+        self.load();
+        if vmread(GUEST_INTERRUPTIBILITY) & (1 << 3) == 0 && vmread(ENTRY_INTERRUPTION_INFO) as u32 & INTR_VALID == 0 {
+            vmwrite(ENTRY_INTERRUPTION_INFO, (INTR_VALID | INTR_TYPE_NMI | 2) as u64);
+        }
+    }
+
+    /// The guest's task priority (CR8), kept by the hypervisor.
+    pub fn tpr(&self) -> u64 {
+        self.cr8
+    }
+
+    pub fn set_tpr(&mut self, v: u64) {
+        self.cr8 = v & 0xf;
     }
 
     /// Makes this VMCS the CPU's current one, which every VMREAD and
@@ -440,26 +504,60 @@ impl VmxVcpu {
     /// old one first (SMP bring-up).
     fn load(&self) {
         if percpu::current_vmcs() != self.vmcs {
+            let me = percpu::cpu_index();
+            if let Some(other) = self.active_on.get()
+                && other != me
+            {
+                // Active on another CPU: its cached state would be lost.
+                log::error!("VMCS {:#x} is active on CPU{other}, used on CPU{me}", self.vmcs);
+            }
             if !vmptrld(self.vmcs) {
                 log::error!("VMPTRLD of the VMCS at {:#x} failed", self.vmcs);
             }
             percpu::set_current_vmcs(self.vmcs);
+            self.active_on.set(Some(me));
         }
     }
 
-    /// Makes this vCPU's VMCS current and loads what VMX does not switch.
+    /// Writes the VMCS back to memory and makes it inactive, so that any
+    /// CPU may load it next (after running it, or after touching it from
+    /// another vCPU's hypercall).
+    pub fn release(&mut self) {
+        if self.active_on.get().is_none() {
+            return;
+        }
+        vmclear(self.vmcs);
+        self.active_on.set(None);
+        self.launched = false;
+        if percpu::current_vmcs() == self.vmcs {
+            percpu::set_current_vmcs(0);
+        }
+    }
+
+    /// Makes this vCPU's VMCS current on this CPU and loads what VMX does
+    /// not switch; host state and cached translations are renewed when the
+    /// vCPU comes from another CPU.
     pub fn switch_in(&mut self) {
         self.load();
+        let cpu = percpu::cpu_index();
+        if self.last_cpu != Some(cpu) {
+            self.write_host_state();
+            self.flush = true;
+            self.last_cpu = Some(cpu);
+        }
         for (m, v) in SYSCALL_MSRS.iter().zip(self.syscall_msrs) {
             // SAFETY: architectural MSRs the hypervisor itself does not use.
             unsafe { wrmsr(*m, v) };
         }
     }
 
+    /// Saves what VMX does not switch and releases the VMCS (the vCPU may
+    /// run on another CPU next).
     pub fn switch_out(&mut self) {
         for (m, v) in SYSCALL_MSRS.iter().zip(self.syscall_msrs.iter_mut()) {
             *v = rdmsr(*m);
         }
+        self.release();
     }
 
     pub fn rip(&self) -> u64 {
@@ -825,10 +923,7 @@ impl VmxVcpu {
 
 impl Drop for VmxVcpu {
     fn drop(&mut self) {
-        vmclear(self.vmcs);
-        if percpu::current_vmcs() == self.vmcs {
-            percpu::set_current_vmcs(0);
-        }
+        self.release();
         let _ = free_frames(self.vmcs, 1);
     }
 }

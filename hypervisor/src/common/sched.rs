@@ -1,0 +1,569 @@
+//! The scheduler on the real CPUs: the credit policy (`common::credit`)
+//! behind one lock, each CPU's loop (pick, run, account, idle), software
+//! timers, and waking, blocking and kicking vCPUs across CPUs.
+//!
+//! Blocking and waking meet under the scheduler lock, so a wake-up cannot
+//! be lost between a vCPU deciding to block and blocking: the blocker
+//! checks for pending work under the lock, the waker sets its work first
+//! and then takes the lock.
+//!
+//! Hypervisor code runs with interrupts off. Host interrupts are taken at
+//! the window after every VM exit and while a CPU idles; their handlers
+//! only set flags (a timer is due, reschedule) that the loop acts on.
+
+use super::cpumask::{CpuMask, MAX_CPUS};
+use super::credit::Credit;
+use super::domain::{self, Domain, RunState, VcpuShared, vflags};
+use super::timer::TimerQueue;
+use crate::arch::x86_64::{cpu, lapic, percpu};
+use crate::time;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use spin::Mutex;
+use xen_abi::vcpu::{RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE, RUNSTATE_RUNNING};
+
+static SCHED: Mutex<Credit> = Mutex::new(Credit::new());
+/// Entity id -> (domain, vCPU).
+static ENTITIES: Mutex<Vec<Option<(Arc<Domain>, u32)>>> = Mutex::new(Vec::new());
+
+/// What a software timer does when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TimerKind {
+    Singleshot,
+    Periodic,
+    Vlapic,
+    Poll,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TimerItem {
+    pub dom: u16,
+    pub vcpu: u32,
+    pub kind: TimerKind,
+    /// The vCPU's timer generation when armed (older ones are stale).
+    pub generation: u64,
+}
+
+/// A CPU's scheduling state.
+struct Pcpu {
+    need_resched: AtomicBool,
+    timer_due: AtomicBool,
+    /// When the running vCPU's slice ends (0: no slice).
+    slice_end: AtomicU64,
+    /// Counts VM exits, so that a CPU asking another to leave a guest can
+    /// see that it has.
+    exits: AtomicU64,
+    idle: AtomicBool,
+    timers: Mutex<TimerQueue<TimerItem>>,
+}
+
+static PCPUS: [Pcpu; MAX_CPUS] = [const {
+    Pcpu {
+        need_resched: AtomicBool::new(false),
+        timer_due: AtomicBool::new(false),
+        slice_end: AtomicU64::new(0),
+        exits: AtomicU64::new(0),
+        idle: AtomicBool::new(false),
+        timers: Mutex::new(TimerQueue::new()),
+    }
+}; MAX_CPUS];
+
+/// Set when the last domain is gone; the boot CPU then ends the machine.
+static MACHINE_EXIT: AtomicBool = AtomicBool::new(false);
+/// Domains still to be destroyed.
+static LIVE_DOMAINS: AtomicU32 = AtomicU32::new(0);
+/// `sched_report=` interval (0: off) and when it was last printed.
+static REPORT_NS: AtomicU64 = AtomicU64::new(0);
+static REPORT_LAST: AtomicU64 = AtomicU64::new(0);
+
+fn this() -> usize {
+    percpu::cpu_index() as usize
+}
+
+fn pcpu(cpu: usize) -> &'static Pcpu {
+    &PCPUS[cpu.min(MAX_CPUS - 1)]
+}
+
+/// Timer interrupt handler: the loop checks timers and the slice.
+pub fn timer_interrupt(_: &mut crate::arch::x86_64::traps::TrapFrame) {
+    pcpu(this()).timer_due.store(true, Ordering::Release);
+    lapic::eoi();
+}
+
+/// Reschedule IPI handler.
+pub fn resched_interrupt(_: &mut crate::arch::x86_64::traps::TrapFrame) {
+    pcpu(this()).need_resched.store(true, Ordering::Release);
+    lapic::eoi();
+}
+
+/// Kick IPI handler: the exit it caused is all it was for.
+pub fn kick_interrupt(_: &mut crate::arch::x86_64::traps::TrapFrame) {
+    lapic::eoi();
+}
+
+/// Puts a CPU in service.
+pub fn add_cpu(cpu: u32) {
+    SCHED.lock().add_cpu(cpu as usize);
+}
+
+/// `sched_report=MS`: print each domain's CPU time every MS milliseconds.
+pub fn set_report_interval(ms: u64) {
+    REPORT_NS.store(ms.saturating_mul(1_000_000), Ordering::Relaxed);
+}
+
+/// Hands a new domain's vCPUs to the scheduler (runnable ones wake).
+pub fn add_domain(dom: &Arc<Domain>) {
+    LIVE_DOMAINS.fetch_add(1, Ordering::AcqRel);
+    let mut kicks = CpuMask::empty();
+    {
+        let mut ents = ENTITIES.lock();
+        let mut s = SCHED.lock();
+        s.set_params(dom.id, dom.weight, dom.cap);
+        for v in &dom.vcpus {
+            let id = match ents.iter().position(Option::is_none) {
+                Some(i) => i,
+                None => {
+                    ents.push(None);
+                    ents.len() - 1
+                }
+            };
+            ents[id] = Some((dom.clone(), v.id));
+            v.sched_id.store(id, Ordering::Release);
+            s.add(id, dom.id, dom.affinity);
+            if v.state() == RunState::Runnable {
+                kicks.or(&s.wake(id));
+            }
+        }
+    }
+    send_kicks(&kicks);
+}
+
+fn send_kicks(k: &CpuMask) {
+    let me = this();
+    for c in k.iter() {
+        if c == me {
+            pcpu(c).need_resched.store(true, Ordering::Release);
+        } else if let Some(p) = percpu::get(c) {
+            lapic::send_ipi(p.apic_id, lapic::VECTOR_RESCHED);
+        }
+    }
+}
+
+/// Makes a running vCPU leave its guest (to see new work), or wakes a
+/// blocked one. Call after setting the work (a flag, an IRR bit).
+pub fn notify(v: &VcpuShared) {
+    let mut kicks = CpuMask::empty();
+    {
+        let mut s = SCHED.lock();
+        if v.state() == RunState::Blocked {
+            v.set_state(RunState::Runnable);
+            v.runstate.lock().enter(RUNSTATE_RUNNABLE, time::now_ns());
+            kicks = s.wake(v.sched_id.load(Ordering::Acquire));
+        }
+    }
+    send_kicks(&kicks);
+    let on = v.running_on.load(Ordering::Acquire);
+    if on != 0 && on as usize - 1 != this() {
+        if let Some(p) = percpu::get(on as usize - 1) {
+            lapic::send_ipi(p.apic_id, lapic::VECTOR_CALL);
+        }
+    }
+}
+
+/// The running vCPU wants to block: it does unless something already
+/// woke it. Returns whether it blocked.
+pub fn try_block(v: &VcpuShared) -> bool {
+    let mut s = SCHED.lock();
+    if v.wake_pending() {
+        return false;
+    }
+    v.set_state(RunState::Blocked);
+    v.runstate.lock().enter(RUNSTATE_BLOCKED, time::now_ns());
+    s.sleep(v.sched_id.load(Ordering::Acquire));
+    true
+}
+
+/// Takes a vCPU down (it stops at its next exit if it runs).
+pub fn take_down(v: &VcpuShared, state: RunState) {
+    {
+        let mut s = SCHED.lock();
+        v.set_state(state);
+        v.runstate.lock().enter(RUNSTATE_OFFLINE, time::now_ns());
+        s.sleep(v.sched_id.load(Ordering::Acquire));
+    }
+    let on = v.running_on.load(Ordering::Acquire);
+    if on != 0
+        && let Some(p) = percpu::get(on as usize - 1)
+    {
+        if on as usize - 1 == this() {
+            pcpu(on as usize - 1).need_resched.store(true, Ordering::Release);
+        } else {
+            lapic::send_ipi(p.apic_id, lapic::VECTOR_RESCHED);
+        }
+    }
+}
+
+/// Brings a down vCPU up (VCPUOP_up, STARTUP).
+pub fn bring_up(v: &VcpuShared) {
+    let kicks = {
+        let mut s = SCHED.lock();
+        if !matches!(v.state(), RunState::Down | RunState::WaitForSipi) {
+            return;
+        }
+        v.set_state(RunState::Runnable);
+        v.runstate.lock().enter(RUNSTATE_RUNNABLE, time::now_ns());
+        s.wake(v.sched_id.load(Ordering::Acquire))
+    };
+    send_kicks(&kicks);
+}
+
+/// A domain stopped running (shut down or crashed): its vCPUs that are
+/// not on a CPU leave the scheduler now, the others at their next exit.
+pub fn domain_stopped(domid: u16) {
+    let Some(dom) = domain::find(domid) else { return };
+    let mut kicks = CpuMask::empty();
+    let mut gone = 0;
+    {
+        let mut s = SCHED.lock();
+        let mut ents = ENTITIES.lock();
+        for v in &dom.vcpus {
+            let id = v.sched_id.load(Ordering::Acquire);
+            if id == usize::MAX || ents.get(id).is_none_or(|e| e.is_none()) {
+                continue;
+            }
+            let on = v.running_on.load(Ordering::Acquire);
+            if on != 0 {
+                kicks.set(on as usize - 1);
+                continue;
+            }
+            s.remove(id);
+            ents[id] = None;
+            v.sched_id.store(usize::MAX, Ordering::Release);
+            gone += 1;
+        }
+    }
+    for _ in 0..gone {
+        release_one(&dom);
+    }
+    send_kicks(&kicks);
+}
+
+/// A running vCPU of a stopped domain leaves the scheduler.
+fn leave(dom: &Arc<Domain>, v: &VcpuShared) {
+    {
+        let mut s = SCHED.lock();
+        let mut ents = ENTITIES.lock();
+        let id = v.sched_id.swap(usize::MAX, Ordering::AcqRel);
+        if id == usize::MAX {
+            return;
+        }
+        s.remove(id);
+        if let Some(e) = ents.get_mut(id) {
+            *e = None;
+        }
+    }
+    release_one(dom);
+}
+
+/// One vCPU of a dead domain is gone; the last releases the domain.
+fn release_one(dom: &Arc<Domain>) {
+    if dom.live.fetch_sub(1, Ordering::AcqRel) != 1 {
+        return;
+    }
+    if !matches!(dom.inner.lock().state, domain::DomainState::Dead(_)) {
+        return;
+    }
+    let pages = dom.inner.lock().ram_pages;
+    domain::destroy(dom);
+    log::info!("domain {} ({}) destroyed; {} MiB returned", dom.id, dom.name, pages >> 8);
+    if LIVE_DOMAINS.fetch_sub(1, Ordering::AcqRel) == 1 {
+        MACHINE_EXIT.store(true, Ordering::Release);
+        // The boot CPU ends the machine.
+        if this() != 0
+            && let Some(p) = percpu::get(0)
+        {
+            lapic::send_ipi(p.apic_id, lapic::VECTOR_RESCHED);
+        }
+    }
+}
+
+/// Whether every domain is gone.
+pub fn machine_exit_requested() -> bool {
+    MACHINE_EXIT.load(Ordering::Acquire)
+}
+
+/// Arms a software timer on this CPU.
+pub fn add_timer(deadline: u64, item: TimerItem) {
+    let cpu = this();
+    pcpu(cpu).timers.lock().add(deadline, item);
+    program_timer(cpu);
+}
+
+/// Aims the APIC timer at this CPU's next deadline (timers or the slice).
+fn program_timer(cpu: usize) {
+    let p = pcpu(cpu);
+    let next = p.timers.lock().next_deadline();
+    let slice = p.slice_end.load(Ordering::Relaxed);
+    let deadline = match (next, slice) {
+        (Some(a), 0) => Some(a),
+        (Some(a), b) => Some(a.min(b)),
+        (None, 0) => None,
+        (None, b) => Some(b),
+    };
+    lapic::arm(deadline.map(time::ns_to_tsc));
+}
+
+/// Runs due timers and notes the end of the slice. Returns true if the
+/// running vCPU should give up the CPU.
+pub fn softirqs() -> bool {
+    let cpu = this();
+    let p = pcpu(cpu);
+    let now = time::now_ns();
+    if p.timer_due.swap(false, Ordering::AcqRel) || p.timers.lock().next_deadline().is_some_and(|d| d <= now) {
+        loop {
+            let due = p.timers.lock().pop_due(now);
+            let Some((_, item)) = due else { break };
+            fire(item, now);
+        }
+    }
+    let slice = p.slice_end.load(Ordering::Relaxed);
+    if slice != 0 && now >= slice {
+        p.need_resched.store(true, Ordering::Release);
+    }
+    program_timer(cpu);
+    p.need_resched.load(Ordering::Acquire)
+}
+
+fn fire(item: TimerItem, now: u64) {
+    let Some(dom) = domain::find(item.dom) else { return };
+    let Some(v) = dom.vcpu(item.vcpu) else { return };
+    let mut t = v.timers.lock();
+    let current = if item.kind == TimerKind::Vlapic { t.vlapic_generation } else { t.generation };
+    if current != item.generation {
+        return;
+    }
+    match item.kind {
+        TimerKind::Singleshot => {
+            if t.singleshot.take().is_none() {
+                return;
+            }
+            drop(t);
+            v.set_flag(vflags::TIMER);
+        }
+        TimerKind::Periodic => {
+            let Some((period, next)) = t.periodic else { return };
+            if next > now {
+                return;
+            }
+            let following = now + period;
+            t.periodic = Some((period, following));
+            let g = t.generation;
+            drop(t);
+            add_timer(following, TimerItem { generation: g, ..item });
+            v.set_flag(vflags::TIMER);
+        }
+        TimerKind::Poll => {
+            if t.poll_deadline.take().is_none() {
+                return;
+            }
+            drop(t);
+            v.set_flag(vflags::POLL_DONE);
+        }
+        TimerKind::Vlapic => {
+            drop(t);
+            let mut l = v.vlapic.lock();
+            l.timer_expired(now);
+            let again = l.timer_deadline();
+            let pending = l.has_pending();
+            drop(l);
+            v.note_irr();
+            if let Some(d) = again {
+                add_timer(d, item);
+            }
+            if !pending {
+                return;
+            }
+        }
+    }
+    notify(v);
+}
+
+/// The vCPU's timers changed: a new generation invalidates queued ones.
+pub fn rearm_vcpu_timers(dom: u16, v: &VcpuShared) {
+    let (generation, single, periodic, poll) = {
+        let mut t = v.timers.lock();
+        t.generation += 1;
+        (t.generation, t.singleshot, t.periodic, t.poll_deadline)
+    };
+    let item = |kind| TimerItem { dom, vcpu: v.id, kind, generation };
+    if let Some(d) = single {
+        add_timer(d, item(TimerKind::Singleshot));
+    }
+    if let Some((_, next)) = periodic {
+        add_timer(next, item(TimerKind::Periodic));
+    }
+    if let Some(d) = poll {
+        add_timer(d, item(TimerKind::Poll));
+    }
+}
+
+/// The vLAPIC's timer was (re)programmed: earlier queue entries go stale.
+pub fn rearm_vlapic_timer(dom: u16, v: &VcpuShared) {
+    let deadline = v.vlapic.lock().timer_deadline();
+    let generation = {
+        let mut t = v.timers.lock();
+        t.vlapic_generation += 1;
+        t.vlapic_generation
+    };
+    if let Some(d) = deadline {
+        add_timer(d, TimerItem { dom, vcpu: v.id, kind: TimerKind::Vlapic, generation });
+    }
+}
+
+/// Counts an exit on this CPU (for `wait_exits`).
+pub fn count_exit() {
+    pcpu(this()).exits.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Makes every CPU in `cpus` leave its guest and waits until each has
+/// (they will flush what they were told to before re-entering).
+pub fn kick_and_wait(cpus: &CpuMask) {
+    let me = this();
+    let before: Vec<(usize, u64)> =
+        cpus.iter().filter(|&c| c != me).map(|c| (c, pcpu(c).exits.load(Ordering::Acquire))).collect();
+    for &(c, _) in &before {
+        if let Some(p) = percpu::get(c) {
+            lapic::send_ipi(p.apic_id, lapic::VECTOR_CALL);
+        }
+    }
+    for (c, e) in before {
+        let p = pcpu(c);
+        let start = cpu::rdtsc();
+        while p.exits.load(Ordering::Acquire) == e && !p.idle.load(Ordering::Acquire) {
+            core::hint::spin_loop();
+            // A CPU that never answers must not hang this one.
+            if cpu::rdtsc() - start > time::tsc_khz() * 10 {
+                break;
+            }
+        }
+    }
+}
+
+/// Each CPU's loop: pick, run, account; idle when there is nothing.
+pub fn cpu_loop(cpu: u32) -> ! {
+    let cpu = cpu as usize;
+    let p = pcpu(cpu);
+    loop {
+        softirqs();
+        if cpu == 0 && MACHINE_EXIT.load(Ordering::Acquire) {
+            crate::boot::start::machine_exit();
+        }
+        maybe_report();
+        let now = time::now_ns();
+        p.need_resched.store(false, Ordering::Release);
+        let pick = SCHED.lock().schedule(cpu, now);
+        send_kicks(&pick.kicks);
+        let mut until = pick.until.unwrap_or(0);
+        // CPU 0 prints sched_report= lines even when it idles.
+        let every = REPORT_NS.load(Ordering::Relaxed);
+        if cpu == 0 && every != 0 {
+            let next = REPORT_LAST.load(Ordering::Relaxed) + every;
+            until = if until == 0 { next } else { until.min(next) };
+        }
+        p.slice_end.store(until, Ordering::Relaxed);
+        program_timer(cpu);
+        let entity = pick.next.and_then(|id| ENTITIES.lock().get(id).cloned().flatten());
+        match entity {
+            Some((dom, vid)) => {
+                super::run::run_vcpu(&dom, vid);
+                if let Some(v) = dom.vcpu(vid)
+                    && !dom.is_running()
+                {
+                    if matches!(dom.inner.lock().state, domain::DomainState::Dead(_)) {
+                        leave(&dom, v);
+                    } else {
+                        // Suspended: it stays, out of the run queues.
+                        SCHED.lock().sleep(v.sched_id.load(Ordering::Acquire));
+                    }
+                }
+            }
+            None => {
+                p.idle.store(true, Ordering::Release);
+                if !p.need_resched.load(Ordering::Acquire) && !p.timer_due.load(Ordering::Acquire) {
+                    // SAFETY: waits for the next interrupt with interrupts
+                    // enabled; handlers only set flags.
+                    unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+                }
+                p.idle.store(false, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// `sched_report=`: each domain's CPU time (the scheduler's accounting)
+/// and its share of the time since the last report.
+fn maybe_report() {
+    let every = REPORT_NS.load(Ordering::Relaxed);
+    if every == 0 || this() != 0 {
+        return;
+    }
+    let now = time::now_ns();
+    let last = REPORT_LAST.load(Ordering::Relaxed);
+    if now < last + every {
+        return;
+    }
+    REPORT_LAST.store(now, Ordering::Relaxed);
+    let s = SCHED.lock();
+    let ents = ENTITIES.lock();
+    // Per domain: name, weight, cap, CPU time, CPUs its vCPUs ran on.
+    let mut per: Vec<(u16, alloc::string::String, u32, u32, u64, CpuMask)> = Vec::new();
+    for (id, e) in ents.iter().enumerate() {
+        let Some((d, _)) = e else { continue };
+        let t = s.runtime(id, now);
+        let on = s.ran_on(id);
+        match per.iter_mut().find(|p| p.0 == d.id) {
+            Some(p) => {
+                p.4 += t;
+                p.5.or(&on);
+            }
+            None => per.push((d.id, d.name.clone(), d.weight, d.cap, t, on)),
+        }
+    }
+    drop(ents);
+    drop(s);
+    log::info!("sched: report at {} us", now / 1000);
+    for (id, name, weight, cap, t, on) in per {
+        log::info!("sched: domain {id} ({name}) weight {weight} cap {cap} cpu time {} us on cpus {on}", t / 1000);
+    }
+}
+
+/// Marks a vCPU as running on this CPU (runstate and kick target).
+pub fn enter_vcpu(v: &VcpuShared) {
+    v.running_on.store(this() as u32 + 1, Ordering::Release);
+    v.runstate.lock().enter(RUNSTATE_RUNNING, time::now_ns());
+}
+
+pub fn exit_vcpu(v: &VcpuShared) {
+    v.running_on.store(0, Ordering::Release);
+    let state = match v.state() {
+        RunState::Runnable => RUNSTATE_RUNNABLE,
+        RunState::Blocked => RUNSTATE_BLOCKED,
+        _ => RUNSTATE_OFFLINE,
+    };
+    let mut r = v.runstate.lock();
+    if r.state == RUNSTATE_RUNNING {
+        r.enter(state, time::now_ns());
+    }
+}
+
+/// The running vCPU should give up the CPU (its slice ended, a better one
+/// woke).
+pub fn need_resched() -> bool {
+    pcpu(this()).need_resched.load(Ordering::Acquire)
+}
+
+/// The running vCPU yields: the scheduler looks at this CPU again.
+pub fn yield_now() {
+    pcpu(this()).need_resched.store(true, Ordering::Release);
+}
