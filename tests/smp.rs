@@ -30,7 +30,7 @@ fn check_timers(o: &Outcome, d: u32) {
         .expect(&format!("(d{d}) PASS it woke within the bound"))
         .expect(&format!("(d{d}) PASS periodic timer: not too early"))
         .expect(&format!("(d{d}) PASS the APIC timer interrupt arrived"))
-        .expect(&format!("(d{d}) ALL 41 CHECKS PASSED"));
+        .expect(&format!("(d{d}) ALL 42 CHECKS PASSED"));
 }
 
 #[test]

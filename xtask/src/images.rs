@@ -141,7 +141,11 @@ pub fn make_iso(spec: &IsoSpec, out_dir: &Path) -> Result<PathBuf, String> {
     if iso.exists() {
         return Ok(iso);
     }
-    let stage = out_dir.join(format!("stage-{key}-{}", std::process::id()));
+    // Unique per call: tests in one process may build the same ISO at once.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let unique = format!("{}-{call}", std::process::id());
+    let stage = out_dir.join(format!("stage-{key}-{unique}"));
     let boot = stage.join("boot");
     std::fs::create_dir_all(boot.join("grub")).map_err(|e| e.to_string())?;
     // Without its debug information: GRUB reads the whole file into memory
@@ -159,7 +163,7 @@ pub fn make_iso(spec: &IsoSpec, out_dir: &Path) -> Result<PathBuf, String> {
         std::fs::copy(&m.path, boot.join(name)).map_err(|e| format!("cannot copy {}: {e}", m.path.display()))?;
     }
     std::fs::write(boot.join("grub/grub.cfg"), &cfg).map_err(|e| e.to_string())?;
-    let tmp = out_dir.join(format!("hv-{key}.iso.{}.tmp", std::process::id()));
+    let tmp = out_dir.join(format!("hv-{key}.iso.{unique}.tmp"));
     let out = Command::new("grub-mkrescue")
         .arg("-o")
         .arg(&tmp)

@@ -290,6 +290,7 @@ pub extern "C" fn hv_start(mbi_phys: u64, load_delta: u64) -> ! {
         info!("no domain to run");
         machine_exit();
     }
+    sched::boot_done();
     sched::cpu_loop(0)
 }
 

@@ -84,6 +84,11 @@ pub mod vflags {
     pub const TIME: u32 = 1 << 4;
     /// Its poll ended (timeout): SCHEDOP_poll returns.
     pub const POLL_DONE: u32 = 1 << 5;
+    /// Its domain stopped: leave the guest for good (never cleared).
+    pub const STOP: u32 = 1 << 6;
+    /// What the run loop acts on before entering the guest (TIMER and
+    /// POLL_DONE only end blocks).
+    pub const BEFORE_ENTRY: u32 = START | FLUSH | NMI | TIME | STOP;
 }
 
 /// Where a vCPU is, as the scheduler and Xen's runstate see it.
@@ -247,6 +252,9 @@ pub struct Domain {
     /// so the guest's TSCs agree): the guest's TSC starts near 0.
     pub tsc_offset: u64,
     pub inner: Mutex<DomainInner>,
+    /// `inner.state == Running`, readable without the lock (the run loop
+    /// checks it after every exit); cleared, under the lock, when it stops.
+    running: AtomicBool,
     pub vcpus: Vec<VcpuShared>,
     /// vCPUs the scheduler still holds; the last to leave a dead domain
     /// releases it.
@@ -526,6 +534,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
             shutdown_code: None,
             p2m_gen: 0,
         }),
+        running: AtomicBool::new(true),
         vcpus,
         live: AtomicU32::new(nr),
     });
@@ -539,7 +548,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
 
 impl Domain {
     pub fn is_running(&self) -> bool {
-        self.inner.lock().state == DomainState::Running
+        self.running.load(Ordering::Acquire)
     }
 
     /// One character of the domain's console output, printed a line at a
@@ -669,6 +678,10 @@ impl Domain {
         }
         if let Some(rest) = i.console.take_rest() {
             log::info!("(d{}) {rest}", self.id);
+        }
+        self.running.store(false, Ordering::Release);
+        for v in &self.vcpus {
+            v.set_flag(vflags::STOP);
         }
         if reason as u32 == sched::SHUTDOWN_SUSPEND {
             i.state = DomainState::Suspended;

@@ -51,20 +51,27 @@ pub fn run_vcpu(dom: &Arc<Domain>, vid: u32) {
         shared.timers.lock().poll_deadline = None;
     }
     update_runstate_area(dom, shared, v);
+    // This CPU's scheduler state, for the whole run (a vCPU does not
+    // change CPUs while it runs).
+    let pcpu = sched::this_pcpu();
     loop {
-        if shared.flags.load(core::sync::atomic::Ordering::Acquire) != 0 {
+        if shared.flags.load(core::sync::atomic::Ordering::Acquire) & vflags::BEFORE_ENTRY != 0 {
+            // Its domain stopped (from any CPU: the flag and a kick).
+            if !dom.is_running() {
+                break;
+            }
             apply_requests(dom, shared, v);
         }
         deliver_interrupts(shared, v);
         let exit = v.arch.run(&mut v.regs);
         v.exits += 1;
-        sched::count_exit();
+        pcpu.count_exit();
         irq_window();
-        let resched = sched::softirqs();
+        pcpu.softirqs();
         let next = handle_exit(dom, shared, v, exit);
         match next {
             Next::Resume => {
-                if resched || sched::need_resched() {
+                if pcpu.need_resched() {
                     break;
                 }
             }
@@ -86,9 +93,6 @@ pub fn run_vcpu(dom: &Arc<Domain>, vid: u32) {
                 break;
             }
             Next::Stop => break,
-        }
-        if !dom.is_running() {
-            break;
         }
     }
     update_runstate_area(dom, shared, v);
@@ -142,7 +146,7 @@ fn go_down(dom: &Domain, shared: &VcpuShared) {
 
 /// Applies what other CPUs asked of this vCPU.
 fn apply_requests(dom: &Domain, shared: &VcpuShared, v: &mut Vcpu) {
-    let f = shared.take_flags(vflags::START | vflags::FLUSH | vflags::TIME);
+    let f = shared.take_flags(vflags::START | vflags::FLUSH | vflags::TIME | vflags::NMI);
     if f & vflags::START != 0
         && let Some(st) = shared.start.lock().take()
     {
@@ -156,6 +160,10 @@ fn apply_requests(dom: &Domain, shared: &VcpuShared, v: &mut Vcpu) {
         dom.write_time_info(v.id, v.arch.tsc_offset());
         update_runstate_area(dom, shared, v);
     }
+    // After a new starting state, which would drop a pending injection.
+    if f & vflags::NMI != 0 {
+        v.arch.inject_nmi();
+    }
 }
 
 /// Loads a starting state into the vCPU (PVH entry, STARTUP, initialise).
@@ -167,11 +175,9 @@ pub fn load_state(dom: &Domain, v: &mut Vcpu, st: &InitialState) {
 }
 
 /// Injects the interrupt the vLAPIC wants delivered if the guest can take
-/// it now, else asks to exit as soon as it can; NMIs go first.
+/// it now, else asks to exit as soon as it can (NMIs are injected by
+/// `apply_requests`, before this).
 fn deliver_interrupts(shared: &VcpuShared, v: &mut Vcpu) {
-    if shared.take_flags(vflags::NMI) != 0 {
-        v.arch.inject_nmi();
-    }
     if !shared.irq_hint.load(core::sync::atomic::Ordering::Acquire) {
         if v.window_requested {
             v.arch.set_interrupt_window(false);
@@ -468,25 +474,9 @@ fn complete_hypercall(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, rip:
     let cpl = v.arch.cpl();
     let mut env = HcEnv::new(dom, shared, &v.arch);
     let outcome = hypercall::dispatch(&mut env, call, cpl);
-    let (flush_tlb, deferred_free) = (env.flush_tlb, core::mem::take(&mut env.deferred_free));
-    if flush_tlb {
-        // Every vCPU of the domain drops its translations before it runs
-        // again; those on other CPUs leave their guests now, so a page
-        // the p2m no longer maps is not used through a stale entry.
-        v.arch.flush_tlb();
-        v.fetch_cache = None;
-        let mut running = crate::common::cpumask::CpuMask::empty();
-        for o in dom.vcpus.iter().filter(|o| o.id != v.id) {
-            o.set_flag(vflags::FLUSH);
-            let on = o.running_on.load(core::sync::atomic::Ordering::Acquire);
-            if on != 0 {
-                running.set(on as usize - 1);
-            }
-        }
-        sched::kick_and_wait(&running);
-    }
-    for mfn in deferred_free {
-        let _ = crate::mm::phys::free_frames(mfn << 12, 1);
+    let HcEnv { flush_tlb, deferred_free, .. } = env;
+    if flush_tlb || !deferred_free.is_empty() {
+        flush_then_free(dom, v, flush_tlb, deferred_free);
     }
     match outcome {
         Outcome::Done(r) => {
@@ -515,6 +505,31 @@ fn complete_hypercall(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, rip:
             dom.shutdown(reason);
             Next::Stop
         }
+    }
+}
+
+/// After a hypercall that changed the p2m: every vCPU of the domain drops
+/// its translations before it runs again (those on other CPUs leave their
+/// guests now, so a page the p2m no longer maps is not used through a
+/// stale entry); only then are the frames it unmapped freed.
+#[cold]
+#[inline(never)]
+fn flush_then_free(dom: &Domain, v: &mut Vcpu, flush_tlb: bool, deferred_free: alloc::vec::Vec<u64>) {
+    if flush_tlb {
+        v.arch.flush_tlb();
+        v.fetch_cache = None;
+        let mut running = crate::common::cpumask::CpuMask::empty();
+        for o in dom.vcpus.iter().filter(|o| o.id != v.id) {
+            o.set_flag(vflags::FLUSH);
+            let on = o.running_on.load(core::sync::atomic::Ordering::Acquire);
+            if on != 0 {
+                running.set(on as usize - 1);
+            }
+        }
+        sched::kick_and_wait(&running);
+    }
+    for mfn in deferred_free {
+        let _ = crate::mm::phys::free_frames(mfn << 12, 1);
     }
 }
 

@@ -46,7 +46,7 @@ pub struct TimerItem {
 }
 
 /// A CPU's scheduling state.
-struct Pcpu {
+pub struct Pcpu {
     need_resched: AtomicBool,
     timer_due: AtomicBool,
     /// When the running vCPU's slice ends (0: no slice).
@@ -71,8 +71,9 @@ static PCPUS: [Pcpu; MAX_CPUS] = [const {
 
 /// Set when the last domain is gone; the boot CPU then ends the machine.
 static MACHINE_EXIT: AtomicBool = AtomicBool::new(false);
-/// Domains still to be destroyed.
-static LIVE_DOMAINS: AtomicU32 = AtomicU32::new(0);
+/// Domains still to be destroyed, plus one until the boot has created
+/// them all (early domains may end before the last is built).
+static LIVE_DOMAINS: AtomicU32 = AtomicU32::new(1);
 /// `sched_report=` interval (0: off) and when it was last printed.
 static REPORT_NS: AtomicU64 = AtomicU64::new(0);
 static REPORT_LAST: AtomicU64 = AtomicU64::new(0);
@@ -277,6 +278,16 @@ fn release_one(dom: &Arc<Domain>) {
     let pages = dom.inner.lock().ram_pages;
     domain::destroy(dom);
     log::info!("domain {} ({}) destroyed; {} MiB returned", dom.id, dom.name, pages >> 8);
+    drop_live();
+}
+
+/// The boot has handed every domain to the scheduler: once they are all
+/// gone, the machine ends.
+pub fn boot_done() {
+    drop_live();
+}
+
+fn drop_live() {
     if LIVE_DOMAINS.fetch_sub(1, Ordering::AcqRel) == 1 {
         MACHINE_EXIT.store(true, Ordering::Release);
         // The boot CPU ends the machine.
@@ -314,25 +325,63 @@ fn program_timer(cpu: usize) {
     lapic::arm(deadline.map(time::ns_to_tsc));
 }
 
-/// Runs due timers and notes the end of the slice. Returns true if the
-/// running vCPU should give up the CPU.
+/// Runs this CPU's due timers and notes the end of the slice. Returns true
+/// if the running vCPU should give up the CPU.
 pub fn softirqs() -> bool {
-    let cpu = this();
-    let p = pcpu(cpu);
-    let now = time::now_ns();
-    if p.timer_due.swap(false, Ordering::AcqRel) || p.timers.lock().next_deadline().is_some_and(|d| d <= now) {
+    this_pcpu().softirqs()
+}
+
+/// This CPU's scheduler state (the run loop keeps it for a whole run).
+pub fn this_pcpu() -> &'static Pcpu {
+    pcpu(this())
+}
+
+impl Pcpu {
+    /// Runs due timers and notes the end of the slice; call it on the CPU
+    /// this is for. Returns true if the running vCPU should give up the
+    /// CPU.
+    ///
+    /// The APIC timer is always armed for the earliest of this CPU's
+    /// timers and the slice end (`add_timer` and the loop re-arm it), so
+    /// nothing can be due before its interrupt has set `timer_due`:
+    /// without it this is two loads, which keeps every VM exit cheap.
+    #[inline]
+    pub fn softirqs(&self) -> bool {
+        if self.timer_due.swap(false, Ordering::AcqRel) {
+            self.run_timers();
+        }
+        self.need_resched.load(Ordering::Acquire)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn run_timers(&self) {
+        let now = time::now_ns();
         loop {
-            let due = p.timers.lock().pop_due(now);
+            let due = self.timers.lock().pop_due(now);
             let Some((_, item)) = due else { break };
             fire(item, now);
         }
+        let slice = self.slice_end.load(Ordering::Relaxed);
+        if slice != 0 && now >= slice {
+            self.need_resched.store(true, Ordering::Release);
+        }
+        // Also re-arms after an early interrupt (a far deadline is cut to
+        // what the count-down register holds).
+        program_timer(this());
     }
-    let slice = p.slice_end.load(Ordering::Relaxed);
-    if slice != 0 && now >= slice {
-        p.need_resched.store(true, Ordering::Release);
+
+    /// The running vCPU should give up the CPU (its slice ended, a better
+    /// one woke).
+    #[inline]
+    pub fn need_resched(&self) -> bool {
+        self.need_resched.load(Ordering::Acquire)
     }
-    program_timer(cpu);
-    p.need_resched.load(Ordering::Acquire)
+
+    #[inline]
+    pub fn count_exit(&self) {
+        self.exits.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 fn fire(item: TimerItem, now: u64) {
@@ -419,11 +468,6 @@ pub fn rearm_vlapic_timer(dom: u16, v: &VcpuShared) {
     if let Some(d) = deadline {
         add_timer(d, TimerItem { dom, vcpu: v.id, kind: TimerKind::Vlapic, generation });
     }
-}
-
-/// Counts an exit on this CPU (for `wait_exits`).
-pub fn count_exit() {
-    pcpu(this()).exits.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Makes every CPU in `cpus` leave its guest and waits until each has
@@ -555,12 +599,6 @@ pub fn exit_vcpu(v: &VcpuShared) {
     if r.state == RUNSTATE_RUNNING {
         r.enter(state, time::now_ns());
     }
-}
-
-/// The running vCPU should give up the CPU (its slice ended, a better one
-/// woke).
-pub fn need_resched() -> bool {
-    pcpu(this()).need_resched.load(Ordering::Acquire)
 }
 
 /// The running vCPU yields: the scheduler looks at this CPU again.

@@ -34,9 +34,52 @@ pub enum Expected {
     Pause,
 }
 
+/// Every `Expected`, in declaration order (index = discriminant).
+const ALL: [Expected; 19] = [
+    Expected::Vmmcall,
+    Expected::Vmcall,
+    Expected::Cpuid,
+    Expected::Rdmsr,
+    Expected::Wrmsr,
+    Expected::Hlt,
+    Expected::Invd,
+    Expected::Wbinvd,
+    Expected::Xsetbv,
+    Expected::Monitor,
+    Expected::Mwait,
+    Expected::Vmrun,
+    Expected::Vmload,
+    Expected::Vmsave,
+    Expected::Stgi,
+    Expected::Clgi,
+    Expected::Skinit,
+    Expected::Rdpmc,
+    Expected::Pause,
+];
+
+/// Each plain encoding as (little-endian value, mask, length): the hot
+/// path is one table load and one masked 32-bit compare.
+static PATTERNS: [(u32, u32, usize); ALL.len()] = {
+    let mut t = [(0, 0, 0); ALL.len()];
+    let mut i = 0;
+    while i < ALL.len() {
+        assert!(ALL[i] as usize == i, "ALL is in declaration order");
+        let b = ALL[i].bytes();
+        let mut v = 0u32;
+        let mut k = 0;
+        while k < b.len() {
+            v |= (b[k] as u32) << (8 * k);
+            k += 1;
+        }
+        t[i] = (v, u32::MAX >> (8 * (4 - b.len())), b.len());
+        i += 1;
+    }
+    t
+};
+
 impl Expected {
-    /// The plain encoding.
-    fn bytes(self) -> &'static [u8] {
+    /// The plain encoding (at most 4 bytes).
+    const fn bytes(self) -> &'static [u8] {
         match self {
             Expected::Vmmcall => &[0x0f, 0x01, 0xd9],
             Expected::Vmcall => &[0x0f, 0x01, 0xc1],
@@ -99,18 +142,15 @@ pub enum InsnError {
 /// fetched from the guest's RIP), which must be `expected`. `bitness` is
 /// 16, 32 or 64 (the guest's code-segment mode).
 pub fn length(bytes: &[u8], bitness: u32, expected: Expected) -> Result<usize, InsnError> {
-    let plain = expected.bytes();
     // The hot path (every hypercall, CPUID and MSR exit without NRIP save):
     // one masked 32-bit compare instead of a memcmp call.
     if let Some(head) = bytes.first_chunk::<4>() {
-        let mut want = [0u8; 4];
-        want[..plain.len()].copy_from_slice(plain);
-        let mask = u32::MAX >> (8 * (4 - plain.len()));
-        if u32::from_le_bytes(*head) & mask == u32::from_le_bytes(want) {
-            return Ok(plain.len());
+        let (want, mask, len) = PATTERNS[expected as usize];
+        if u32::from_le_bytes(*head) & mask == want {
+            return Ok(len);
         }
-    } else if bytes.starts_with(plain) {
-        return Ok(plain.len());
+    } else if bytes.starts_with(expected.bytes()) {
+        return Ok(expected.bytes().len());
     }
     let mut d = Decoder::new(bitness, bytes, DecoderOptions::NONE);
     let insn = d.decode();

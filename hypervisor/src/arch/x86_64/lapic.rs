@@ -113,8 +113,13 @@ pub fn init_this_cpu() {
     write(REG_LVT_ERROR, LVT_MASKED);
     write(REG_LVT_TIMER, LVT_MASKED);
     write(REG_SVR, 0x100 | VECTOR_SPURIOUS as u32);
+    // A CPU started after the boot CPU measured the timer uses the same
+    // mode and rate (every APIC timer counts the same bus clock).
     if DEADLINE_MODE.load(Ordering::Relaxed) {
         write(REG_LVT_TIMER, LVT_TSC_DEADLINE | VECTOR_TIMER as u32);
+    } else if TIMER_HZ.load(Ordering::Relaxed) != 0 {
+        write(REG_TIMER_DIVIDE, 0b1011); // divide by 1, as calibrated
+        write(REG_LVT_TIMER, VECTOR_TIMER as u32); // one-shot
     }
 }
 

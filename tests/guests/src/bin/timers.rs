@@ -162,17 +162,22 @@ extern "C" fn pvh_main(_: u64) -> ! {
     let at = x86::last_interrupt_ns(0);
     c.check("not before 2 ms", at >= start + 2 * MS);
     c.check("within the bound", at <= start + 2 * MS + LATE_MS * MS);
-    // Periodic: 1 ms; at least five in 20 ms of halting.
+    // Periodic, 1 ms: five interrupts come (halting in between), none
+    // sooner than its period after the one before. (How many arrive in a
+    // fixed time would depend on how busy the emulator's host is.)
+    let before = x86::interrupts(0, APIC_TIMER_VECTOR);
     x86::wrmsr(0x832, (1 << 17) | APIC_TIMER_VECTOR as u64);
-    x86::wrmsr(0x838, 1_000_000);
     let start = x86::now_ns_of(0);
-    while x86::now_ns_of(0) - start < 20 * MS {
+    x86::wrmsr(0x838, 1_000_000);
+    while x86::interrupts(0, APIC_TIMER_VECTOR) - before < 5 && x86::now_ns_of(0) - start < 1000 * MS {
         x86::wait_for_interrupt();
     }
     x86::cli();
     x86::wrmsr(0x838, 0);
-    let n = x86::interrupts(0, APIC_TIMER_VECTOR) - 1;
-    println!("  periodic APIC timer: {n} interrupts in 20 ms");
-    c.check("periodic APIC timer fires repeatedly", (5..=21).contains(&n));
+    let n = x86::interrupts(0, APIC_TIMER_VECTOR) - before;
+    let took = x86::last_interrupt_ns(0) - start;
+    println!("  periodic APIC timer: {n} interrupts, the last after {} us", took / 1000);
+    c.check("periodic APIC timer fires repeatedly", n >= 5);
+    c.check("and never before its period", took >= n as u64 * MS);
     c.finish()
 }

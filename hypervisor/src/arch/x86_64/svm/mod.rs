@@ -197,6 +197,9 @@ pub struct SvmVcpu {
     /// Several vCPUs share an ASID (the CPU has too few): flush on every run.
     shared_asid: bool,
     last_cpu: Option<u32>,
+    /// The host VMCB of the CPU it was switched in on (VMSAVE/VMLOAD of
+    /// the host's hidden state around VMRUN).
+    host_vmcb: u64,
 }
 
 // SAFETY: the VMCB page belongs to this vCPU; it is only touched by the CPU
@@ -318,7 +321,7 @@ impl SvmVcpu {
         vmcb.write_u64(DR6, 0xffff_0ff0);
         vmcb.write_u64(DR7, 0x400);
         vmcb.write_u64(EFER, EFER_SVME);
-        Ok(SvmVcpu { vmcb_phys, vmcb, asid, flush: true, shared_asid: shared, last_cpu: None })
+        Ok(SvmVcpu { vmcb_phys, vmcb, asid, flush: true, shared_asid: shared, last_cpu: None, host_vmcb: 0 })
     }
 
     pub fn asid(&self) -> u32 {
@@ -493,6 +496,7 @@ impl SvmVcpu {
             self.flush = true;
             self.last_cpu = Some(cpu);
         }
+        self.host_vmcb = crate::arch::x86_64::percpu::this_cpu().map_or(0, |p| p.host_vmcb.load(Ordering::Relaxed));
     }
     pub fn switch_out(&mut self) {}
     /// Nothing is cached per CPU between runs.
@@ -538,7 +542,7 @@ impl SvmVcpu {
         // QEMU and older CPUs keep no VMCB state cache; on CPUs that do,
         // nothing may be reused because every field may have changed.
         self.vmcb.write_u32(CLEAN_BITS, 0);
-        let host = crate::arch::x86_64::percpu::this_cpu().map_or(0, |p| p.host_vmcb.load(Ordering::Relaxed));
+        let host = self.host_vmcb;
         // SAFETY: both VMCBs are valid, page-aligned and set up above;
         // `regs` outlives the call; interrupts are off (the run loop's
         // invariant).
