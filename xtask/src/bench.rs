@@ -18,9 +18,27 @@ pub struct Figure {
     pub xen: &'static str,
 }
 
-/// Boots `spec` under icount until `stop` appears (or power-off); returns
-/// the serial log.
+/// Boots `spec` under icount on one CPU until `stop` appears (or
+/// power-off); returns the serial log and the QEMU command line.
 fn run_icount(spec: &IsoSpec, name: &str, stop: &str) -> Result<(String, String), String> {
+    run_qemu(spec, name, QemuRun { cpus: 1, icount: true, stop, count: 1, poweroff_ok: true })
+}
+
+/// How a benchmark boots QEMU (TCG) and when it stops.
+struct QemuRun<'a> {
+    cpus: u32,
+    /// `-icount shift=0,sleep=off`: one virtual nanosecond per instruction.
+    icount: bool,
+    /// Stop once a serial line containing this has appeared `count` times.
+    stop: &'a str,
+    count: usize,
+    /// Whether the machine powering off first is a good end too.
+    poweroff_ok: bool,
+}
+
+/// Boots `spec` in QEMU as `run` says; returns the serial log (kept in
+/// target/bench/`name`/) and the QEMU command line.
+fn run_qemu(spec: &IsoSpec, name: &str, run: QemuRun<'_>) -> Result<(String, String), String> {
     let dir = images::target_dir().join("bench").join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -28,8 +46,8 @@ fn run_icount(spec: &IsoSpec, name: &str, stop: &str) -> Result<(String, String)
     let serial = dir.join("serial.log");
     let mut q = Qemu::new(iso);
     q.accel = Accel::Tcg;
-    q.icount = true;
-    q.cpus = 1;
+    q.icount = run.icount;
+    q.cpus = run.cpus;
     q.memory_mib = 512;
     q.serial = Serial::File(serial.clone());
     let mut cmd = q.command()?;
@@ -41,9 +59,11 @@ fn run_icount(spec: &IsoSpec, name: &str, stop: &str) -> Result<(String, String)
         .spawn()
         .map_err(|e| format!("cannot start QEMU: {e}"))?;
     let mut log = SerialLog::new(serial);
-    let end = emulator::wait(&mut child, &mut log, None, &[(stop.to_string(), 1)], Duration::from_secs(600));
+    let stops = [(run.stop.to_string(), run.count)];
+    let end = emulator::wait(&mut child, &mut log, None, &stops, Duration::from_secs(600));
     match end {
-        End::PoweredOff | End::Saw(_) => Ok((log.text, shown)),
+        End::Saw(_) => Ok((log.text, shown)),
+        End::PoweredOff if run.poweroff_ok => Ok((log.text, shown)),
         other => Err(format!("{name}: the run ended with {other:?}; see {}", dir.display())),
     }
 }
@@ -233,7 +253,15 @@ fn run_shares(imgs: &Images) -> Result<String, String> {
                 .collect(),
         };
         let tag = run.replace([' ', ':'], "-");
-        let log = run_smp(&spec, &tag, "sched: report at", SKIP_REPORTS + WINDOW_REPORTS + 2)?;
+        // Real time on two CPUs: shares come from the scheduler's accounting.
+        let how = QemuRun {
+            cpus: 2,
+            icount: false,
+            stop: "sched: report at",
+            count: SKIP_REPORTS + WINDOW_REPORTS + 2,
+            poweroff_ok: false,
+        };
+        let (log, _) = run_qemu(&spec, &tag, how)?;
         let reports = sched_report::parse(&log);
         let names: Vec<&str> = doms.iter().map(|d| d.0).collect();
         let Some((from, to)) = sched_report::window(&reports, SKIP_REPORTS, &names) else {
@@ -253,34 +281,6 @@ fn run_shares(imgs: &Images) -> Result<String, String> {
         }
     }
     Ok(out)
-}
-
-/// Boots `spec` in QEMU (TCG, two CPUs, real time) until `stop` has
-/// appeared `count` times; returns the serial log.
-fn run_smp(spec: &IsoSpec, name: &str, stop: &str, count: usize) -> Result<String, String> {
-    let dir = images::target_dir().join("bench").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let iso = images::make_iso(spec, &images::target_dir().join("iso"))?;
-    let serial = dir.join("serial.log");
-    let mut q = Qemu::new(iso);
-    q.accel = Accel::Tcg;
-    q.cpus = 2;
-    q.memory_mib = 512;
-    q.serial = Serial::File(serial.clone());
-    let mut child = q
-        .command()?
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start QEMU: {e}"))?;
-    let mut log = SerialLog::new(serial);
-    let end = emulator::wait(&mut child, &mut log, None, &[(stop.to_string(), count)], Duration::from_secs(300));
-    match end {
-        End::Saw(_) => Ok(log.text),
-        other => Err(format!("{name}: the run ended with {other:?}; see {}", dir.display())),
-    }
 }
 
 fn group(v: u64) -> String {

@@ -62,7 +62,6 @@ pub struct Vcpu {
     /// Where the last instruction fetch for an exit found the guest's code
     /// page: (guest CR3, linear page, p2m generation, host page).
     pub fetch_cache: Option<(u64, u64, u64, u64)>,
-    pub exits: u64,
     /// An interrupt-window exit is requested.
     pub window_requested: bool,
     /// It blocked last time it ran: the events that woke it are consumed.
@@ -503,7 +502,6 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
                 arch,
                 fpu: alloc::boxed::Box::new(FxArea::new()),
                 fetch_cache: None,
-                exits: 0,
                 window_requested: false,
                 resumed_from_block: false,
             }),

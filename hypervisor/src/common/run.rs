@@ -64,7 +64,6 @@ pub fn run_vcpu(dom: &Arc<Domain>, vid: u32) {
         }
         deliver_interrupts(shared, v);
         let exit = v.arch.run(&mut v.regs);
-        v.exits += 1;
         pcpu.count_exit();
         irq_window();
         pcpu.softirqs();
