@@ -12,10 +12,13 @@ pub mod console;
 pub mod cpuid;
 pub mod elfnote;
 pub mod errno;
+pub mod event_channel;
 pub mod features;
+pub mod grant_table;
 pub mod hvm;
 pub mod hypercall;
 pub mod memory;
+pub mod ring;
 pub mod sched;
 pub mod shared;
 pub mod start_info;
@@ -151,6 +154,96 @@ mod layout_tests {
         assert_eq!(size_of::<version::CompileInfo>(), 144);
         assert_eq!(size_of::<version::FeatureInfo>(), 8);
         assert_eq!(size_of::<version::PlatformParameters>(), 8);
+    }
+
+    #[test]
+    fn event_channel_structures() {
+        use event_channel::*;
+        assert_eq!(size_of::<AllocUnbound>(), 8);
+        assert_eq!(offset_of!(AllocUnbound, remote_dom), 2);
+        assert_eq!(offset_of!(AllocUnbound, port), 4);
+        assert_eq!(size_of::<BindInterdomain>(), 12);
+        assert_eq!(offset_of!(BindInterdomain, remote_port), 4);
+        assert_eq!(offset_of!(BindInterdomain, local_port), 8);
+        assert_eq!(size_of::<BindVirq>(), 12);
+        assert_eq!(offset_of!(BindVirq, port), 8);
+        assert_eq!(size_of::<BindPirq>(), 12);
+        assert_eq!(size_of::<BindIpi>(), 8);
+        assert_eq!(size_of::<Port>(), 4);
+        assert_eq!(size_of::<Status>(), 24);
+        assert_eq!(offset_of!(Status, port), 4);
+        assert_eq!(offset_of!(Status, status), 8);
+        assert_eq!(offset_of!(Status, vcpu), 12);
+        assert_eq!(offset_of!(Status, u), 16);
+        assert_eq!(size_of::<BindVcpu>(), 8);
+        assert_eq!(size_of::<Reset>(), 2);
+        assert_eq!(size_of::<InitControl>(), 24);
+        assert_eq!(offset_of!(InitControl, link_bits), 16);
+        assert_eq!(EVTCHN_2L_NR_CHANNELS, 4096);
+    }
+
+    #[test]
+    fn grant_table_structures() {
+        use grant_table::*;
+        assert_eq!(size_of::<GrantEntryV1>(), 8);
+        assert_eq!(offset_of!(GrantEntryV1, domid), 2);
+        assert_eq!(offset_of!(GrantEntryV1, frame), 4);
+        assert_eq!(size_of::<MapGrantRef>(), 32);
+        assert_eq!(offset_of!(MapGrantRef, flags), 8);
+        assert_eq!(offset_of!(MapGrantRef, gref), 12);
+        assert_eq!(offset_of!(MapGrantRef, dom), 16);
+        assert_eq!(offset_of!(MapGrantRef, status), 18);
+        assert_eq!(offset_of!(MapGrantRef, handle), 20);
+        assert_eq!(offset_of!(MapGrantRef, dev_bus_addr), 24);
+        assert_eq!(size_of::<UnmapGrantRef>(), 24);
+        assert_eq!(offset_of!(UnmapGrantRef, dev_bus_addr), 8);
+        assert_eq!(offset_of!(UnmapGrantRef, handle), 16);
+        assert_eq!(offset_of!(UnmapGrantRef, status), 20);
+        assert_eq!(size_of::<SetupTable>(), 24);
+        assert_eq!(offset_of!(SetupTable, nr_frames), 4);
+        assert_eq!(offset_of!(SetupTable, status), 8);
+        assert_eq!(offset_of!(SetupTable, frame_list), 16);
+        assert_eq!(size_of::<CopyPtr>(), 16);
+        assert_eq!(offset_of!(CopyPtr, domid), 8);
+        assert_eq!(offset_of!(CopyPtr, offset), 10);
+        assert_eq!(size_of::<Copy>(), 40);
+        assert_eq!(offset_of!(Copy, dest), 16);
+        assert_eq!(offset_of!(Copy, len), 32);
+        assert_eq!(offset_of!(Copy, flags), 34);
+        assert_eq!(offset_of!(Copy, status), 36);
+        assert_eq!(size_of::<QuerySize>(), 16);
+        assert_eq!(offset_of!(QuerySize, nr_frames), 4);
+        assert_eq!(offset_of!(QuerySize, max_nr_frames), 8);
+        assert_eq!(offset_of!(QuerySize, status), 12);
+        assert_eq!(size_of::<GetVersion>(), 8);
+        assert_eq!(offset_of!(GetVersion, version), 4);
+        assert_eq!(size_of::<Transfer>(), 24);
+        assert_eq!(offset_of!(Transfer, gref), 12);
+        assert_eq!(offset_of!(Transfer, status), 16);
+    }
+
+    #[test]
+    fn memory_reservation_and_rings() {
+        assert_eq!(size_of::<memory::MemoryReservation>(), 32);
+        assert_eq!(offset_of!(memory::MemoryReservation, nr_extents), 8);
+        assert_eq!(offset_of!(memory::MemoryReservation, extent_order), 16);
+        assert_eq!(offset_of!(memory::MemoryReservation, mem_flags), 20);
+        assert_eq!(offset_of!(memory::MemoryReservation, domid), 24);
+        // blkif: 112-byte slots give 32 of them in a page; netif tx 12-byte
+        // slots 256.
+        assert_eq!(ring::ring_size(4096, 112), 32);
+        assert_eq!(ring::ring_size(4096, 12), 256);
+        assert_eq!(ring::ring_size(4096, 8), 256);
+        assert_eq!(ring::ring_size(64, 8), 0);
+        assert!(ring::needs_notify(4, 6, 5));
+        assert!(ring::needs_notify(4, 6, 6));
+        assert!(!ring::needs_notify(4, 6, 7));
+        assert!(!ring::needs_notify(4, 6, 4));
+        assert!(ring::needs_notify(u32::MAX, 1, 0), "indices wrap");
+        assert_eq!(ring::free_slots(32, 40, 10), 2);
+        assert!(ring::overflowed(32, 50, 10));
+        assert!(!ring::overflowed(32, 42, 10));
+        assert_eq!(console::OUT_PROD, 3084);
     }
 
     #[test]

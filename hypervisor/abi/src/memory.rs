@@ -69,4 +69,27 @@ pub const E820_RESERVED: u32 = 2;
 pub const E820_ACPI: u32 = 3;
 pub const E820_NVS: u32 = 4;
 
-pod!(AddToPhysmap, MemoryMap, E820Entry);
+/// `struct xen_memory_reservation` (increase/decrease_reservation,
+/// populate_physmap).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemoryReservation {
+    /// Guest pointer to `nr_extents` frame numbers (in or out).
+    pub extent_start: u64,
+    pub nr_extents: u64,
+    pub extent_order: u32,
+    /// `XENMEMF_*`: address bits in the low byte, flags above.
+    pub mem_flags: u32,
+    pub domid: u16,
+    pub _pad: [u16; 3],
+}
+
+/// The bits above the command carry how far a continued memory_op got.
+pub const MEMOP_EXTENT_SHIFT: u32 = 6;
+/// `XENMAPIDX_grant_table_status`: a v2 status frame, not a shared one.
+pub const XENMAPIDX_GRANT_TABLE_STATUS: u64 = 1 << 31;
+pub const XENMEMF_POPULATE_ON_DEMAND: u32 = 1 << 16;
+pub const XENMEMF_EXACT_NODE_REQUEST: u32 = 1 << 17;
+pub const XENMEMF_VNODE: u32 = 1 << 18;
+
+pod!(AddToPhysmap, MemoryMap, E820Entry, MemoryReservation);

@@ -8,11 +8,12 @@ use crate::cmdline::Options;
 use crate::common::config;
 use crate::common::cpumask::CpuMask;
 use crate::common::credit::DEFAULT_WEIGHT;
-use crate::common::domain::{self, DomainSpec};
+use crate::common::domain::{self, Domain, DomainSpec};
 use crate::common::sched;
 use crate::mm::phys::phys_slice;
 use alloc::format;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use log::{error, info, warn};
 
@@ -84,19 +85,31 @@ pub fn build(info: &BootInfo<'_>, opts: &Options, can_run: bool) -> usize {
         }
         return 0;
     }
-    let mut created = 0;
+    let mut built: Vec<Built<'_>> = Vec::new();
     let mut next_id: u16 = 1;
     let mut names: Vec<String> = Vec::new();
     let mut have_dom0 = false;
     for p in planned {
-        let (id, name, memory_mib, vcpus, cmdline, privileged, weight, cap, cpus) = match p.role {
+        let (id, name, memory_mib, vcpus, cmdline, privileged, weight, cap, cpus, evtchn, grant) = match p.role {
             Role::Dom0 => {
                 if have_dom0 {
                     error!("module {}: a second dom0; refused", p.index);
                     continue;
                 }
                 have_dom0 = true;
-                (0, String::from("Domain-0"), opts.dom0_mem >> 20, 1, p.args, true, DEFAULT_WEIGHT, 0, CpuMask::all())
+                (
+                    0,
+                    String::from("Domain-0"),
+                    opts.dom0_mem >> 20,
+                    1,
+                    p.args,
+                    true,
+                    DEFAULT_WEIGHT,
+                    0,
+                    CpuMask::all(),
+                    "",
+                    "",
+                )
             }
             _ => {
                 let parsed =
@@ -110,7 +123,7 @@ pub fn build(info: &BootInfo<'_>, opts: &Options, can_run: bool) -> usize {
                 };
                 let id = next_id;
                 let name = c.name.map_or_else(|| format!("domu{id}"), String::from);
-                (id, name, c.memory_mib, c.vcpus, c.cmdline, false, c.weight, c.cap, c.cpus)
+                (id, name, c.memory_mib, c.vcpus, c.cmdline, false, c.weight, c.cap, c.cpus, c.evtchn, c.grant)
             }
         };
         if names.contains(&name) {
@@ -152,9 +165,8 @@ pub fn build(info: &BootInfo<'_>, opts: &Options, can_run: bool) -> usize {
                         if cap == 0 { String::from("none") } else { format!("{cap}%") }
                     );
                 }
-                sched::add_domain(&d);
+                built.push(Built { dom: d, module: p.index, evtchn, grant });
                 names.push(name);
-                created += 1;
                 if !privileged {
                     next_id += 1;
                 }
@@ -162,5 +174,119 @@ pub fn build(info: &BootInfo<'_>, opts: &Options, can_run: bool) -> usize {
             Err(e) => error!("module {}: domain {id} ({name}) not created: {e}", p.index),
         }
     }
+    // Static channels and grants join domains to each other before any of
+    // them runs; a domain whose declarations cannot be honoured is refused.
+    let refused = wire_static(&built);
+    let mut created = 0;
+    for b in &built {
+        if refused.contains(&b.dom.id) {
+            domain::destroy(&b.dom);
+            continue;
+        }
+        sched::add_domain(&b.dom);
+        created += 1;
+    }
     created
+}
+
+/// A domain built from a module, not yet running.
+struct Built<'a> {
+    dom: Arc<Domain>,
+    module: usize,
+    evtchn: &'a str,
+    grant: &'a str,
+}
+
+fn find_peer<'b>(built: &'b [Built<'_>], refused: &[u16], peer: &str) -> Option<&'b Arc<Domain>> {
+    let by_id = peer.parse::<u16>().ok();
+    built.iter().map(|b| &b.dom).find(|d| !refused.contains(&d.id) && (Some(d.id) == by_id || d.name == peer))
+}
+
+/// Checks every static declaration, then makes them; returns the ids of
+/// domains refused.
+fn wire_static(built: &[Built<'_>]) -> Vec<u16> {
+    let mut refused: Vec<u16> = Vec::new();
+    // Refusing one domain can make a peer's declarations impossible: check
+    // until nothing changes.
+    loop {
+        let mut newly = Vec::new();
+        for b in built.iter().filter(|b| !refused.contains(&b.dom.id)) {
+            let mut why = None;
+            for c in config::static_channels(b.evtchn).flatten() {
+                match find_peer(built, &refused, c.peer) {
+                    None => why = Some(format!("evtchn={}:{}:{}: no domain '{}'", c.local, c.peer, c.remote, c.peer)),
+                    Some(p) if p.id == b.dom.id => {
+                        why = Some(format!(
+                            "evtchn={}:{}:{}: a static channel joins two domains",
+                            c.local, c.peer, c.remote
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
+            for g in config::static_grants(b.grant).flatten() {
+                if find_peer(built, &refused, g.peer).is_none() {
+                    why = Some(format!("grant={}:{}:{:#x}: no domain '{}'", g.gref, g.peer, g.gfn, g.peer));
+                }
+            }
+            if let Some(why) = why {
+                error!("module {}: domain {} ({}) refused: {why}", b.module, b.dom.id, b.dom.name);
+                newly.push(b.dom.id);
+            }
+        }
+        if newly.is_empty() {
+            break;
+        }
+        refused.extend(newly);
+    }
+    for b in built.iter().filter(|b| !refused.contains(&b.dom.id)) {
+        for c in config::static_channels(b.evtchn).flatten() {
+            let Some(peer) = find_peer(built, &refused, c.peer) else { continue };
+            // Declared on both sides: made once.
+            let already = peer.evtchn.lock().get(c.remote).map(|ch| ch.state)
+                == Some(crate::common::evtchn::State::Interdomain { remote_dom: b.dom.id, remote_port: c.local });
+            if already {
+                continue;
+            }
+            let (mut a, mut z) = if b.dom.id < peer.id {
+                let a = b.dom.evtchn.lock();
+                (a, peer.evtchn.lock())
+            } else {
+                let z = peer.evtchn.lock();
+                (b.dom.evtchn.lock(), z)
+            };
+            match crate::common::evtchn::bind_static(&mut a, b.dom.id, c.local, &mut z, peer.id, c.remote) {
+                Ok(()) => info!(
+                    "domain {} ({}): static event channel {} <-> domain {} ({}) port {}",
+                    b.dom.id, b.dom.name, c.local, peer.id, peer.name, c.remote
+                ),
+                Err(_) => error!(
+                    "domain {} ({}): static event channel {}:{}:{}: a port is already in use; not made",
+                    b.dom.id, b.dom.name, c.local, c.peer, c.remote
+                ),
+            }
+        }
+        for g in config::static_grants(b.grant).flatten() {
+            let Some(peer) = find_peer(built, &refused, g.peer) else { continue };
+            let e = xen_abi::grant_table::GrantEntryV1 {
+                flags: xen_abi::grant_table::GTF_PERMIT_ACCESS
+                    | if g.readonly { xen_abi::grant_table::GTF_READONLY } else { 0 },
+                domid: peer.id,
+                frame: g.gfn as u32,
+            };
+            if b.dom.grants.lock().write_entry(g.gref, e) {
+                info!(
+                    "domain {} ({}): static grant {} of frame {:#x} to domain {} ({}){}",
+                    b.dom.id,
+                    b.dom.name,
+                    g.gref,
+                    g.gfn,
+                    peer.id,
+                    peer.name,
+                    if g.readonly { ", read-only" } else { "" }
+                );
+            }
+        }
+    }
+    refused
 }

@@ -291,6 +291,7 @@ pub extern "C" fn hv_start(mbi_phys: u64, load_delta: u64) -> ! {
         machine_exit();
     }
     sched::boot_done();
+    sched::start_serial_input();
     sched::cpu_loop(0)
 }
 

@@ -34,6 +34,73 @@ pub struct DomainConfig<'a> {
     pub cap: u32,
     /// CPUs the domain's vCPUs may run on (`cpus=`, xl's syntax).
     pub cpus: CpuMask,
+    /// Static event channels (`evtchn=LOCAL:PEER:REMOTE,...`), checked.
+    pub evtchn: &'a str,
+    /// Static grants (`grant=REF:PEER:GFN[:ro],...`), checked.
+    pub grant: &'a str,
+}
+
+/// A static event channel: this domain's port `local` bound to port
+/// `remote` of domain `peer` (a name or a domain id) at boot, as Xen's
+/// dom0less static event channels are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaticChannel<'a> {
+    pub local: u32,
+    pub peer: &'a str,
+    pub remote: u32,
+}
+
+/// A static grant: entry `gref` of this domain's grant table grants its
+/// frame `gfn` to `peer` (read-only if `readonly`), written at boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaticGrant<'a> {
+    pub gref: u32,
+    pub peer: &'a str,
+    pub gfn: u64,
+    pub readonly: bool,
+}
+
+/// Ports a static channel may use (the 2-level ABI's, port 0 excepted).
+pub const MAX_STATIC_PORT: u32 = 4095;
+/// Static grants live in the first grant frame.
+pub const MAX_STATIC_GREF: u32 = 511;
+
+fn valid_peer(p: &str) -> bool {
+    valid_name(p) || (!p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The channels of an `evtchn=` value.
+pub fn static_channels(v: &str) -> impl Iterator<Item = Option<StaticChannel<'_>>> {
+    v.split(',').filter(|x| !x.is_empty()).map(|item| {
+        let mut f = item.split(':');
+        let local = parse_u64(f.next()?)?;
+        let peer = f.next()?;
+        let remote = parse_u64(f.next()?)?;
+        if f.next().is_some() || !valid_peer(peer) {
+            return None;
+        }
+        let ok = |p: u64| (1..=MAX_STATIC_PORT as u64).contains(&p);
+        (ok(local) && ok(remote)).then_some(StaticChannel { local: local as u32, peer, remote: remote as u32 })
+    })
+}
+
+/// The grants of a `grant=` value.
+pub fn static_grants(v: &str) -> impl Iterator<Item = Option<StaticGrant<'_>>> {
+    v.split(',').filter(|x| !x.is_empty()).map(|item| {
+        let mut f = item.split(':');
+        let gref = parse_u64(f.next()?)?;
+        let peer = f.next()?;
+        let gfn = parse_u64(f.next()?)?;
+        let readonly = match f.next() {
+            None => false,
+            Some("ro") => true,
+            Some(_) => return None,
+        };
+        if f.next().is_some() || !valid_peer(peer) || gref > MAX_STATIC_GREF as u64 || gfn > u32::MAX as u64 {
+            return None;
+        }
+        Some(StaticGrant { gref: gref as u32, peer, gfn, readonly })
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,8 +141,10 @@ pub fn parse<'a>(args: &'a str, mut unknown: impl FnMut(&'a str)) -> Result<Doma
         weight: DEFAULT_WEIGHT,
         cap: 0,
         cpus: CpuMask::all(),
+        evtchn: "",
+        grant: "",
     };
-    let mut seen = [false; 7];
+    let mut seen = [false; 9];
     for w in words(args) {
         let slot = match w.name {
             "name" => 0,
@@ -85,6 +154,8 @@ pub fn parse<'a>(args: &'a str, mut unknown: impl FnMut(&'a str)) -> Result<Doma
             "weight" => 4,
             "cap" => 5,
             "cpus" => 6,
+            "evtchn" => 7,
+            "grant" => 8,
             _ => {
                 unknown(w.text);
                 continue;
@@ -120,10 +191,22 @@ pub fn parse<'a>(args: &'a str, mut unknown: impl FnMut(&'a str)) -> Result<Doma
                 Some(p) if p <= 100 * MAX_VCPUS as u64 => c.cap = p as u32,
                 _ => return Err(bad("a percentage of one CPU from 0 (no cap) to 100 per vCPU")),
             },
-            _ => match CpuMask::parse(v) {
+            6 => match CpuMask::parse(v) {
                 Some(m) if !m.is_empty() => c.cpus = m,
                 _ => return Err(bad("CPUs such as 0-3,^1 or all")),
             },
+            7 => {
+                if static_channels(v).any(|x| x.is_none()) {
+                    return Err(bad("LOCAL:PEER:REMOTE,... with ports from 1 to 4095 and a domain name or id"));
+                }
+                c.evtchn = v;
+            }
+            _ => {
+                if static_grants(v).any(|x| x.is_none()) {
+                    return Err(bad("REF:PEER:GFN[:ro],... with REF from 0 to 511 and a domain name or id"));
+                }
+                c.grant = v;
+            }
         }
     }
     Ok(c)
@@ -179,6 +262,33 @@ mod tests {
         assert_eq!(p("name=a name=b").0, Err(ConfigError::Duplicate { key: "name" }));
         let msg = p("memory=lots").0.unwrap_err().to_string();
         assert_eq!(msg, "memory=\"lots\" is not valid: expected a size in MiB from 1 to 1048576");
+    }
+
+    #[test]
+    fn static_channels_and_grants() {
+        let c = p("evtchn=10:pong:20,11:2:11 grant=0:pong:0x400,1:pong:0x401:ro").0.unwrap();
+        let ch: Vec<_> = static_channels(c.evtchn).map(Option::unwrap).collect();
+        assert_eq!(
+            ch,
+            vec![
+                StaticChannel { local: 10, peer: "pong", remote: 20 },
+                StaticChannel { local: 11, peer: "2", remote: 11 }
+            ]
+        );
+        let g: Vec<_> = static_grants(c.grant).map(Option::unwrap).collect();
+        assert_eq!(g[1], StaticGrant { gref: 1, peer: "pong", gfn: 0x401, readonly: true });
+        for bad in [
+            "evtchn=0:a:1",
+            "evtchn=1:a:4096",
+            "evtchn=1:a",
+            "evtchn=1:a/b:2",
+            "evtchn=1:a:2:3",
+            "grant=512:a:1",
+            "grant=1:a:1:rw",
+            "grant=x:a:1",
+        ] {
+            assert!(matches!(p(bad).0, Err(ConfigError::Malformed { .. })), "{bad}");
+        }
     }
 
     #[test]

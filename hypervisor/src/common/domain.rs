@@ -20,7 +20,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use spin::Mutex;
 use xen_abi::Pod;
 use xen_abi::memory::E820Entry;
@@ -85,6 +85,8 @@ pub mod vflags {
     pub const POLL_DONE: u32 = 1 << 5;
     /// Its domain stopped: leave the guest for good (never cleared).
     pub const STOP: u32 = 1 << 6;
+    /// An event channel raised its upcall: ends a block.
+    pub const EVENT: u32 = 1 << 7;
     /// What the run loop acts on before entering the guest (TIMER and
     /// POLL_DONE only end blocks).
     pub const BEFORE_ENTRY: u32 = START | FLUSH | NMI | TIME | STOP;
@@ -162,8 +164,14 @@ pub struct VcpuShared {
     pub vlapic: Mutex<VLapic>,
     pub start: Mutex<Option<InitialState>>,
     pub timers: Mutex<VcpuTimers>,
-    /// vcpu_info moved by VCPUOP_register_vcpu_info: (guest frame, offset).
-    pub vcpu_info: Mutex<Option<(u64, u32)>>,
+    /// vcpu_info moved by VCPUOP_register_vcpu_info: (guest frame, offset,
+    /// host frame, which is referenced while registered).
+    pub vcpu_info: Mutex<Option<(u64, u32, u64)>>,
+    /// Where the hypervisor reaches its vcpu_info (0: it has none, a vCPU
+    /// past the 32 slots of shared_info that did not register one).
+    pub vcpu_info_va: AtomicU64,
+    /// SCHEDOP_poll: the port it waits for plus one, POLL_ANY, or 0.
+    pub poll_port: AtomicU32,
     /// A guest-virtual copy of vcpu_time_info the guest asked for.
     pub time_area: Mutex<Option<u64>>,
     pub runstate: Mutex<RunstateAcct>,
@@ -200,7 +208,7 @@ impl VcpuShared {
     /// Something that ends a block: an interrupt to deliver, a timer or
     /// poll event, a start request.
     pub fn wake_pending(&self) -> bool {
-        self.has_flag(vflags::TIMER | vflags::START | vflags::NMI | vflags::POLL_DONE)
+        self.has_flag(vflags::TIMER | vflags::START | vflags::NMI | vflags::POLL_DONE | vflags::EVENT)
             || self.vlapic.lock().has_pending()
     }
 
@@ -233,6 +241,10 @@ pub struct DomainInner {
     pub shutdown_code: Option<u8>,
     /// Changes whenever a guest frame is remapped or removed.
     pub p2m_gen: u64,
+    /// Pages the domain may have (xl's maxmem; its initial memory).
+    pub max_pages: u64,
+    /// Extents from increase_reservation, owned but not in the p2m.
+    pub unplaced: Vec<(u64, u64)>,
 }
 
 pub struct Domain {
@@ -258,6 +270,42 @@ pub struct Domain {
     /// vCPUs the scheduler still holds; the last to leave a dead domain
     /// releases it.
     pub live: AtomicU32,
+    /// The hypervisor's address of the shared_info page.
+    pub shared_info_va: u64,
+    /// Event channels and grant table (see `common::interdomain` for the
+    /// lock order).
+    pub evtchn: Mutex<crate::common::evtchn::Table>,
+    pub grants: Mutex<crate::common::grant::Grants>,
+    /// vCPUs in SCHEDOP_poll.
+    pub pollers: AtomicU32,
+    /// HVM_PARAM_CALLBACK_IRQ's vector (0: none): injected while a vCPU's
+    /// evtchn_upcall_pending is set.
+    pub callback_vector: AtomicU8,
+    /// The console ring page (host frame and address) and its port.
+    pub console_mfn: u64,
+    pub console_va: u64,
+    pub console_port: AtomicU32,
+}
+
+/// Work a hypercall leaves for after every vCPU of the domain has dropped
+/// its cached translations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deferred {
+    /// A frame the domain gave up (freed unless something refers to it).
+    Release(u64),
+    /// A grant mapping's pin and frame reference.
+    Unpin { granter: u16, gref: u32, readonly: bool, mfn: u64 },
+}
+
+impl Deferred {
+    pub fn run(self) {
+        match self {
+            Deferred::Release(mfn) => crate::common::interdomain::release_frames(mfn, 1),
+            Deferred::Unpin { granter, gref, readonly, mfn } => {
+                crate::common::interdomain::unpin_after_flush(granter, gref, readonly, mfn)
+            }
+        }
+    }
 }
 
 static DOMAINS: Mutex<Vec<Arc<Domain>>> = Mutex::new(Vec::new());
@@ -449,11 +497,26 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
     };
     // Room for remapping pages later (shared_info now, grant maps later):
     // every further table page counts against this.
-    p2m.limit_growth(P2M_HEADROOM);
+    // Enough to map all of RAM with 4 KiB pages (a balloon driver splits
+    // large ones), plus room for grant maps and special pages.
+    p2m.limit_growth(P2M_HEADROOM + pages / 512);
     let Some(shared_info) = alloc_zeroed_frame() else {
         cleanup(p2m);
         return Err(CreateError::OutOfMemory);
     };
+    // The console ring, at libxl's console page.
+    let Some(console) = alloc_zeroed_frame() else {
+        cleanup(p2m);
+        let _ = free_frames(shared_info, 1);
+        return Err(CreateError::OutOfMemory);
+    };
+    if p2m.set(crate::common::interdomain::CONSOLE_GFN, console >> 12, P2mType::Special).is_err() {
+        cleanup(p2m);
+        let _ = free_frames(shared_info, 1);
+        let _ = free_frames(console, 1);
+        return Err(CreateError::OutOfMemory);
+    }
+    let shared_info_va = phys_to_virt(shared_info).unwrap_or(0);
     let tsc_offset = 0u64.wrapping_sub(crate::arch::x86_64::cpu::rdtsc());
     let mut vcpus = Vec::new();
     for id in 0..spec.vcpus {
@@ -462,6 +525,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
             Err(why) => {
                 cleanup(p2m);
                 let _ = free_frames(shared_info, 1);
+                let _ = free_frames(console, 1);
                 return Err(CreateError::Backend(why));
             }
         };
@@ -490,6 +554,12 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
             start: Mutex::new(None),
             timers: Mutex::new(VcpuTimers::default()),
             vcpu_info: Mutex::new(None),
+            vcpu_info_va: AtomicU64::new(if id < xs::LEGACY_MAX_VCPUS {
+                shared_info_va + id as u64 * xs::VCPU_INFO_SIZE as u64
+            } else {
+                0
+            }),
+            poll_port: AtomicU32::new(0),
             time_area: Mutex::new(None),
             runstate: Mutex::new(RunstateAcct {
                 state: if id == 0 { RUNSTATE_RUNNABLE } else { RUNSTATE_OFFLINE },
@@ -531,11 +601,33 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
             console: LineBuffer::new(),
             shutdown_code: None,
             p2m_gen: 0,
+            max_pages: pages,
+            unplaced: Vec::new(),
         }),
         running: AtomicBool::new(true),
         vcpus,
         live: AtomicU32::new(nr),
+        shared_info_va,
+        evtchn: Mutex::new(crate::common::evtchn::Table::new(nr)),
+        grants: Mutex::new(crate::common::grant::Grants::new(
+            crate::common::grant::DEFAULT_MAX_FRAMES,
+            crate::common::grant::DEFAULT_MAX_MAPTRACK,
+        )),
+        pollers: AtomicU32::new(0),
+        callback_vector: AtomicU8::new(0),
+        console_mfn: console >> 12,
+        console_va: phys_to_virt(console).unwrap_or(0),
+        console_port: AtomicU32::new(0),
     });
+    // The console's port waits for dom0's backend; until one binds it,
+    // the hypervisor serves the ring.
+    if let Ok(port) = dom.evtchn.lock().alloc_console(0) {
+        dom.console_port.store(port, Ordering::Release);
+        let mut i = dom.inner.lock();
+        i.params[hvm::PARAM_CONSOLE_PFN as usize] = crate::common::interdomain::CONSOLE_GFN;
+        i.params[hvm::PARAM_CONSOLE_EVTCHN as usize] = port as u64;
+    }
+    crate::common::interdomain::grant_grow(&dom, 1);
     dom.write_wallclock();
     for v in &dom.vcpus {
         dom.write_time_info(v.id, tsc_offset);
@@ -562,31 +654,16 @@ impl Domain {
         self.vcpus.get(id as usize)
     }
 
-    /// The host address of `len` bytes at `offset` of guest frame `gfn`, if
-    /// the domain's own RAM (or its shared_info page) is there.
-    fn guest_bytes(&self, gfn: u64, offset: u32, len: u32) -> Option<*mut u8> {
-        if offset as u64 + len as u64 > 4096 {
-            return None;
-        }
-        let i = self.inner.lock();
-        let (mfn, t) = i.p2m.as_ref()?.lookup(gfn)?;
-        if !(t == P2mType::Ram || mfn == i.shared_info_mfn) {
-            return None;
-        }
-        phys_to_virt((mfn << 12) + offset as u64).map(|v| v as *mut u8)
-    }
-
     /// Where vCPU `id`'s vcpu_info lives: where the guest registered it,
     /// else its slot in shared_info (the first 32 vCPUs have one).
     pub fn vcpu_info_ptr(&self, id: u32) -> Option<*mut u8> {
-        if let Some((gfn, off)) = *self.vcpu(id)?.vcpu_info.lock() {
-            return self.guest_bytes(gfn, off, xs::VCPU_INFO_SIZE as u32);
-        }
-        if id >= xs::LEGACY_MAX_VCPUS {
-            return None;
-        }
-        let mfn = self.inner.lock().shared_info_mfn;
-        phys_to_virt((mfn << 12) + id as u64 * xs::VCPU_INFO_SIZE as u64).map(|v| v as *mut u8)
+        self.vcpu_info_va(id).map(|v| v as *mut u8)
+    }
+
+    /// The hypervisor's address of vCPU `id`'s vcpu_info, if it has one.
+    pub fn vcpu_info_va(&self, id: u32) -> Option<u64> {
+        let va = self.vcpu(id)?.vcpu_info_va.load(Ordering::Acquire);
+        (va != 0).then_some(va)
     }
 
     /// Writes vCPU `id`'s vcpu_time_info (Xen's pvclock) with the version
@@ -654,7 +731,19 @@ impl Domain {
         if v.vcpu_info.lock().is_some() {
             return Err(-EBUSY);
         }
-        let dst = self.guest_bytes(gfn, offset, xs::VCPU_INFO_SIZE as u32).ok_or(-EINVAL)?;
+        // The frame must be the domain's RAM; it is referenced while
+        // registered, so that ballooning it out cannot free it.
+        let mfn = {
+            let i = self.inner.lock();
+            match i.p2m.as_ref().and_then(|p| p.lookup(gfn)) {
+                Some((mfn, P2mType::Ram)) => {
+                    crate::common::interdomain::frame_get(mfn);
+                    mfn
+                }
+                _ => return Err(-EINVAL),
+            }
+        };
+        let dst = phys_to_virt((mfn << 12) + offset as u64).ok_or(-EINVAL)? as *mut u8;
         let mut cur = [0u8; xs::VCPU_INFO_SIZE];
         if let Some(src) = self.vcpu_info_ptr(id) {
             // SAFETY: both point at 64 bytes of domain memory (checked).
@@ -662,7 +751,8 @@ impl Domain {
         }
         // SAFETY: as above.
         unsafe { core::ptr::copy_nonoverlapping(cur.as_ptr(), dst, cur.len()) };
-        *v.vcpu_info.lock() = Some((gfn, offset));
+        *v.vcpu_info.lock() = Some((gfn, offset, mfn));
+        v.vcpu_info_va.store(dst as u64, Ordering::Release);
         v.set_flag(vflags::TIME);
         Ok(())
     }
@@ -670,6 +760,10 @@ impl Domain {
     /// Shuts the domain down for `reason` (SHUTDOWN_*); its vCPUs stop at
     /// their next exit and its memory is released by [`destroy`].
     pub fn shutdown(&self, reason: u8) {
+        if self.inner.lock().state != DomainState::Running {
+            return;
+        }
+        crate::common::interdomain::drain_console(self);
         let mut i = self.inner.lock();
         if i.state != DomainState::Running {
             return;
@@ -717,20 +811,42 @@ impl Domain {
 /// Releases a dead domain's memory and removes it. Its vCPUs must not be
 /// running.
 pub fn destroy(dom: &Arc<Domain>) {
+    use crate::common::interdomain as idom;
+    // Peers see their channels unbound; grants this domain mapped are
+    // released (its vCPUs no longer run, so nothing caches them).
+    idom::close_all_ports(dom);
+    idom::release_mappings(dom);
     DOMAINS.lock().retain(|d| d.id != dom.id);
+    let frames = dom.grants.lock().take_frames();
+    idom::free_grant_frames(frames);
     let mut i = dom.inner.lock();
     if let Some(p2m) = i.p2m.take() {
-        p2m.destroy(&mut |mfn, n| {
-            let _ = free_frames(mfn << 12, n);
-        });
+        // Frames another domain still maps stay until it lets go.
+        p2m.destroy(&mut |mfn, n| idom::release_frames(mfn, n));
     }
-    let _ = free_frames(i.shared_info_mfn << 12, 1);
+    for (mfn, n) in core::mem::take(&mut i.unplaced) {
+        idom::release_frames(mfn, n);
+    }
     i.ram_pages = 0;
+}
+
+impl Drop for Domain {
+    /// The pages other CPUs may still write while they hold the domain
+    /// (an event raised, a console drained) go with the last reference.
+    fn drop(&mut self) {
+        let _ = free_frames(self.inner.get_mut().shared_info_mfn << 12, 1);
+        let _ = free_frames(self.console_mfn << 12, 1);
+        for v in &mut self.vcpus {
+            if let Some((_, _, mfn)) = v.vcpu_info.get_mut().take() {
+                crate::common::interdomain::frame_put(mfn);
+            }
+        }
+    }
 }
 
 /// The calling vCPU's view for hypercalls.
 pub struct HcEnv<'a> {
-    pub dom: &'a Domain,
+    pub dom: &'a Arc<Domain>,
     pub shared: &'a VcpuShared,
     pub vcpu_id: u32,
     /// The calling vCPU's registers, for its paging mode when a hypercall
@@ -738,13 +854,13 @@ pub struct HcEnv<'a> {
     pub arch: &'a HvmVcpu,
     /// Guest translations must be dropped on every vCPU of the domain.
     pub flush_tlb: bool,
-    /// Frames to free once that flush is done.
-    pub deferred_free: Vec<u64>,
+    /// Work for once that flush is done.
+    pub deferred: Vec<Deferred>,
 }
 
 impl<'a> HcEnv<'a> {
-    pub fn new(dom: &'a Domain, shared: &'a VcpuShared, arch: &'a HvmVcpu) -> HcEnv<'a> {
-        HcEnv { dom, shared, vcpu_id: shared.id, arch, flush_tlb: false, deferred_free: Vec::new() }
+    pub fn new(dom: &'a Arc<Domain>, shared: &'a VcpuShared, arch: &'a HvmVcpu) -> HcEnv<'a> {
+        HcEnv { dom, shared, vcpu_id: shared.id, arch, flush_tlb: false, deferred: Vec::new() }
     }
 
     fn with_mem<R>(&self, f: impl FnOnce(&DomainMemory<'_>) -> Result<R, MemFault>) -> Result<R, MemFault> {
@@ -791,7 +907,20 @@ impl Env for HcEnv<'_> {
         if domid == self.dom.id { read(self.dom) } else { find(domid).map_or(0, |d| read(&d)) }
     }
     fn set_param(&mut self, domid: u16, index: u32, value: u64) {
-        let write = |d: &Domain| d.inner.lock().params[index as usize] = value;
+        let write = |d: &Domain| {
+            d.inner.lock().params[index as usize] = value;
+            if index == hvm::PARAM_CALLBACK_IRQ {
+                // Only the vector type reaches a PVH domain: it has no
+                // emulated interrupt controller to route a GSI or an INTx.
+                let vector = if value >> hvm::CALLBACK_VIA_TYPE_SHIFT == hvm::CALLBACK_VIA_TYPE_VECTOR {
+                    value as u8
+                } else {
+                    0
+                };
+                d.callback_vector.store(vector, Ordering::Release);
+                d.reassert_upcalls();
+            }
+        };
         if domid == self.dom.id {
             write(self.dom);
         } else if let Some(d) = find(domid) {
@@ -816,7 +945,7 @@ impl Env for HcEnv<'_> {
         if let Some((old_mfn, t)) = old
             && t.owned()
         {
-            self.deferred_free.push(old_mfn);
+            self.deferred.push(Deferred::Release(old_mfn));
             freed = 1;
         }
         if let Some(prev) = i.shared_info_gfn.take()
@@ -845,6 +974,7 @@ impl Env for HcEnv<'_> {
     fn set_upcall_vector(&mut self, vcpu: u32, vector: u8) {
         if let Some(v) = self.dom.vcpus.get(vcpu as usize) {
             v.upcall_vector.store(vector, Ordering::Release);
+            self.dom.reassert_upcalls();
         }
     }
     fn flush_guest_tlbs(&mut self) {
@@ -912,6 +1042,7 @@ impl Env for HcEnv<'_> {
             Some(d) if d <= now => {
                 t.timers.lock().singleshot = None;
                 t.set_flag(vflags::TIMER);
+                self.dom.send_virq(t.id, xen_abi::event_channel::VIRQ_TIMER);
             }
             _ => t.timers.lock().singleshot = deadline,
         }
@@ -928,14 +1059,107 @@ impl Env for HcEnv<'_> {
         0x7ff | 1 << 16 | 1 << 17 | 1 << 20 | 1 << 21
     }
     fn port_pending(&self, port: u32) -> Result<bool, i64> {
-        // 2-level event channels: 4096 ports; none can be pending until
-        // event channels exist.
-        if port >= 4096 { Err(-xen_abi::errno::EINVAL) } else { Ok(false) }
+        self.dom.port_pending(port)
     }
-    fn set_poll_deadline(&mut self, deadline: u64) {
+    fn set_poll(&mut self, port: Option<u32>, deadline: u64) {
         let t = self.shared;
+        let p = port.map_or(crate::common::interdomain::POLL_ANY, |p| p.wrapping_add(1));
+        if t.poll_port.swap(p, Ordering::AcqRel) == 0 {
+            self.dom.pollers.fetch_add(1, Ordering::AcqRel);
+        }
         t.timers.lock().poll_deadline = (deadline != 0).then_some(deadline);
         crate::common::sched::rearm_vcpu_timers(self.dom.id, t);
+    }
+    fn cancel_poll(&mut self) {
+        if self.shared.poll_port.swap(0, Ordering::AcqRel) != 0 {
+            self.dom.pollers.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.shared.timers.lock().poll_deadline = None;
+    }
+    fn evtchn(&mut self, req: crate::common::evtchn::Request) -> Result<crate::common::evtchn::Reply, i64> {
+        crate::common::interdomain::evtchn_op(self.dom, req)
+    }
+    fn grant_map(&mut self, op: &xen_abi::grant_table::MapGrantRef) -> (i16, u32) {
+        let n = self.deferred.len();
+        let r = crate::common::interdomain::grant_map(self.dom, op, &mut self.deferred);
+        if self.deferred.len() != n {
+            self.flush_tlb = true;
+        }
+        r
+    }
+    fn grant_unmap(&mut self, op: &xen_abi::grant_table::UnmapGrantRef) -> i16 {
+        let r = crate::common::interdomain::grant_unmap(self.dom, op, &mut self.deferred);
+        if r == xen_abi::grant_table::GNTST_OKAY {
+            self.flush_tlb = true;
+        }
+        r
+    }
+    fn grant_copy(&mut self, op: &xen_abi::grant_table::Copy) -> i16 {
+        crate::common::interdomain::grant_copy(self.dom, op)
+    }
+    fn grant_table_size(&mut self, domid: u16, grow_to: Option<u32>) -> Result<(u32, u32), i16> {
+        let d = if domid == self.dom.id {
+            self.dom.clone()
+        } else {
+            find(domid).ok_or(xen_abi::grant_table::GNTST_BAD_DOMAIN)?
+        };
+        if let Some(n) = grow_to
+            && !crate::common::interdomain::grant_grow(&d, n)
+        {
+            return Err(xen_abi::grant_table::GNTST_GENERAL_ERROR);
+        }
+        let g = d.grants.lock();
+        Ok((g.nr_frames(), g.max_frames()))
+    }
+    fn grant_frame_gfn(&self, domid: u16, idx: u32) -> u64 {
+        let d = if domid == self.dom.id { Some(self.dom.clone()) } else { find(domid) };
+        d.and_then(|d| d.grants.lock().frame_gfn(idx)).unwrap_or(crate::common::gnttab_op::INVALID_GFN)
+    }
+    fn map_grant_frame(&mut self, idx: u32, gpfn: u64) -> Result<(), i64> {
+        if crate::common::interdomain::map_grant_frame(self.dom, idx, gpfn, &mut self.deferred)? {
+            self.flush_tlb = true;
+        }
+        Ok(())
+    }
+    fn reservation(&self, domid: u16) -> (u64, u64) {
+        let d = if domid == self.dom.id { Some(self.dom.clone()) } else { find(domid) };
+        d.map_or((0, 0), |d| {
+            let i = d.inner.lock();
+            (i.ram_pages, i.max_pages)
+        })
+    }
+    fn extent(&mut self, op: crate::common::hypercall::Extent, domid: u16, gfn: u64, order: u32) -> bool {
+        let d = if domid == self.dom.id { Some(self.dom.clone()) } else { find(domid) };
+        let Some(d) = d else { return false };
+        let n = self.deferred.len();
+        let ok = crate::common::interdomain::extent(&d, op, gfn, order, &mut self.deferred);
+        if self.deferred.len() != n || op == crate::common::hypercall::Extent::Decrease {
+            self.flush_tlb = true;
+            if d.id != self.dom.id {
+                // Another domain's p2m changed: its vCPUs drop their
+                // translations before any frame it gave up is freed.
+                let mut running = CpuMask::empty();
+                for v in &d.vcpus {
+                    v.set_flag(vflags::FLUSH);
+                    let on = v.running_on.load(Ordering::Acquire);
+                    if on != 0 {
+                        running.set(on as usize - 1);
+                    }
+                }
+                crate::common::sched::kick_and_wait(&running);
+            }
+        }
+        ok
+    }
+    fn maximum_gpfn(&self, domid: u16) -> u64 {
+        let d = if domid == self.dom.id { Some(self.dom.clone()) } else { find(domid) };
+        d.map_or(0, |d| {
+            let hi = d.memmap.iter().map(|e| (e.addr + e.size) >> 12).max().unwrap_or(1);
+            hi.max(crate::common::interdomain::CONSOLE_GFN + 1) - 1
+        })
+    }
+    fn maximum_ram_page(&self) -> u64 {
+        crate::mm::phys::max_frame()
     }
 }
 

@@ -6,6 +6,7 @@
 //! `common::domain`. Behaviour follows Xen 4.17 (see docs/abi-coverage.md
 //! for what is implemented and how it differs).
 
+use crate::common::evtchn::{Reply, Request};
 use crate::common::guest_mem::MemFault;
 use crate::common::vcpu_init::InitialState;
 use xen_abi::errno::*;
@@ -108,11 +109,56 @@ pub trait Env {
     /// Whether event channel `port` is pending (-EINVAL for a port the
     /// domain cannot have).
     fn port_pending(&self, port: u32) -> Result<bool, i64>;
-    /// Blocks the caller until an event or `deadline` (0: none).
-    fn set_poll_deadline(&mut self, deadline: u64);
+    /// Starts a poll: the caller wakes when `port` (None: any port) turns
+    /// pending, or at `deadline` (0: none).
+    fn set_poll(&mut self, port: Option<u32>, deadline: u64);
+    /// Ends a poll that found a port pending before it blocked.
+    fn cancel_poll(&mut self);
+
+    // Event channels (`common::evtchn`): domains resolved and known to
+    // exist; the caller's permission checks are done by the parser.
+    fn evtchn(&mut self, req: Request) -> Result<Reply, i64>;
+
+    // Grant tables (`common::grant`), each returning a GNTST_* status.
+    /// Maps a grant; the handle on success.
+    fn grant_map(&mut self, op: &xen_abi::grant_table::MapGrantRef) -> (i16, u32);
+    fn grant_unmap(&mut self, op: &xen_abi::grant_table::UnmapGrantRef) -> i16;
+    fn grant_copy(&mut self, op: &xen_abi::grant_table::Copy) -> i16;
+    /// Frames and maximum frames of `domid`'s table, grown to `grow_to`
+    /// frames first if asked.
+    fn grant_table_size(&mut self, domid: u16, grow_to: Option<u32>) -> Result<(u32, u32), i16>;
+    /// Where grant frame `idx` of `domid` is mapped (INVALID_GFN if not).
+    fn grant_frame_gfn(&self, domid: u16, idx: u32) -> u64;
+    /// XENMAPSPACE_grant_table: maps the caller's grant frame `idx` at
+    /// `gpfn`, growing the table to it.
+    fn map_grant_frame(&mut self, idx: u32, gpfn: u64) -> Result<(), i64>;
+
+    // Memory reservation of `domid` (checked to exist and be the caller's
+    // to change).
+    /// (pages it has, pages it may have).
+    fn reservation(&self, domid: u16) -> (u64, u64);
+    /// One extent of increase/decrease_reservation or populate_physmap:
+    /// false stops the operation there.
+    fn extent(&mut self, op: Extent, domid: u16, gfn: u64, order: u32) -> bool;
+    /// The highest guest frame `domid` has mapped.
+    fn maximum_gpfn(&self, domid: u16) -> u64;
+    /// The highest host frame number (XENMEM_maximum_ram_page).
+    fn maximum_ram_page(&self) -> u64;
 }
 
-fn fault(_: MemFault) -> i64 {
+/// What an extent operation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extent {
+    /// Adds pages to the domain without placing them (what
+    /// increase_reservation does for a translated guest).
+    Increase,
+    /// Takes the domain's RAM at the extent away.
+    Decrease,
+    /// Gives the domain new zeroed RAM at the extent.
+    Populate,
+}
+
+pub(crate) fn fault(_: MemFault) -> i64 {
     -EFAULT
 }
 
@@ -134,9 +180,11 @@ pub fn dispatch(env: &mut impl Env, call: Call, cpl: u8) -> Outcome {
         nr::XEN_VERSION => xen_version(env, a[0], a[1], call.long_mode),
         nr::SCHED_OP => return sched_op(env, a[0], a[1]),
         nr::HVM_OP => hvm_op(env, a[0], a[1]),
-        nr::MEMORY_OP => memory_op(env, a[0], a[1], call.long_mode),
         nr::VCPU_OP => return vcpu_op(env, a[0], a[1], a[2], call.long_mode),
         nr::SET_TIMER_OP => set_timer_op(env, if call.long_mode { call.args[0] } else { a[0] | (a[1] << 32) }),
+        nr::EVENT_CHANNEL_OP => crate::common::evtchn_op::event_channel_op(env, a[0], a[1]),
+        nr::GRANT_TABLE_OP => return crate::common::gnttab_op::grant_table_op(env, a[0], a[1], a[2], call.long_mode),
+        nr::MEMORY_OP => return memory_op_outer(env, a[0], a[1], call.long_mode),
         _ => Err(-ENOSYS),
     };
     Outcome::Done(r.unwrap_or_else(|e| e))
@@ -299,18 +347,30 @@ fn poll(env: &mut impl Env, arg: u64) -> Outcome {
     if p.nr_ports > POLL_MAX_PORTS {
         return Outcome::Done(-EINVAL);
     }
-    for i in 0..p.nr_ports as u64 {
-        let port = match read_arg::<u32>(env, p.ports.wrapping_add(4 * i)) {
-            Ok(port) => port,
-            Err(e) => return Outcome::Done(e),
-        };
-        match env.port_pending(port) {
-            Ok(true) => return Outcome::Done(0),
-            Ok(false) => {}
+    let mut ports = [0u32; POLL_MAX_PORTS as usize];
+    for (i, slot) in ports.iter_mut().take(p.nr_ports as usize).enumerate() {
+        match read_arg::<u32>(env, p.ports.wrapping_add(4 * i as u64)) {
+            Ok(port) => *slot = port,
             Err(e) => return Outcome::Done(e),
         }
     }
-    env.set_poll_deadline(p.timeout);
+    let ports = &ports[..p.nr_ports as usize];
+    // Registered first, then checked: an event between the two ends the
+    // poll through the registration (Xen's order).
+    env.set_poll(if ports.len() == 1 { Some(ports[0]) } else { None }, p.timeout);
+    for &port in ports {
+        match env.port_pending(port) {
+            Ok(true) => {
+                env.cancel_poll();
+                return Outcome::Done(0);
+            }
+            Ok(false) => {}
+            Err(e) => {
+                env.cancel_poll();
+                return Outcome::Done(e);
+            }
+        }
+    }
     Outcome::Block
 }
 
@@ -530,6 +590,96 @@ fn hvm_op(env: &mut impl Env, op: u64, arg: u64) -> Result<i64, i64> {
     }
 }
 
+/// Largest extent order a domU may ask for (Xen's default
+/// `memop-max-order` for domUs); the control domain may use more.
+const DOMU_MAX_ORDER: u32 = 9;
+const CTLDOM_MAX_ORDER: u32 = 12;
+/// Extents handled before a reservation operation continues.
+const EXTENTS_PER_CALL: u64 = 512;
+
+fn memory_op_outer(env: &mut impl Env, cmd: u64, arg: u64, long_mode: bool) -> Outcome {
+    let op = cmd & memory::MEMOP_CMD_MASK;
+    match op {
+        memory::XENMEM_INCREASE_RESERVATION | memory::XENMEM_DECREASE_RESERVATION | memory::XENMEM_POPULATE_PHYSMAP => {
+            reservation_op(env, op, cmd >> memory::MEMOP_EXTENT_SHIFT, arg, long_mode)
+        }
+        _ => Outcome::Done(memory_op(env, cmd, arg, long_mode).unwrap_or_else(|e| e)),
+    }
+}
+
+/// increase/decrease_reservation and populate_physmap: they return how
+/// many extents were done, stopping at the first that cannot be (errors
+/// included, as in Xen, except a bad flag).
+fn reservation_op(env: &mut impl Env, op: u64, start: u64, arg: u64, long_mode: bool) -> Outcome {
+    let r = if long_mode {
+        match read_arg::<memory::MemoryReservation>(env, arg) {
+            Ok(r) => r,
+            Err(_) => return Outcome::Done(start as i64),
+        }
+    } else {
+        let mut b = [0u8; 20];
+        if env.read(arg, &mut b).is_err() {
+            return Outcome::Done(start as i64);
+        }
+        let w = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        memory::MemoryReservation {
+            extent_start: w(0) as u64,
+            nr_extents: w(4) as u64,
+            extent_order: w(8),
+            mem_flags: w(12),
+            domid: u16::from_le_bytes([b[16], b[17]]),
+            _pad: [0; 3],
+        }
+    };
+    if r.nr_extents > (u32::MAX >> memory::MEMOP_EXTENT_SHIFT) as u64 || start >= r.nr_extents {
+        return Outcome::Done(start as i64);
+    }
+    if op == memory::XENMEM_POPULATE_PHYSMAP && r.mem_flags & memory::XENMEMF_POPULATE_ON_DEMAND != 0 {
+        // Populate-on-demand is for HVM guests started ballooned; not here.
+        return Outcome::Done(-EOPNOTSUPP);
+    }
+    let address_bits = r.mem_flags & 0xff;
+    if address_bits != 0 && address_bits < 12 {
+        return Outcome::Done(start as i64);
+    }
+    let target = if r.domid == DOMID_SELF { env.domid() } else { r.domid };
+    if !env.domain_exists(target) || (target != env.domid() && !env.privileged()) {
+        return Outcome::Done(start as i64);
+    }
+    let max_order = if env.privileged() { CTLDOM_MAX_ORDER } else { DOMU_MAX_ORDER };
+    if r.extent_order > max_order {
+        return Outcome::Done(start as i64);
+    }
+    let width = if long_mode { 8 } else { 4 };
+    let kind = match op {
+        memory::XENMEM_INCREASE_RESERVATION => Extent::Increase,
+        memory::XENMEM_DECREASE_RESERVATION => Extent::Decrease,
+        _ => Extent::Populate,
+    };
+    let mut i = start;
+    while i < r.nr_extents {
+        if i - start == EXTENTS_PER_CALL {
+            let next = op | i << memory::MEMOP_EXTENT_SHIFT;
+            return Outcome::Continue([next, arg, 0, 0, 0]);
+        }
+        let gfn = if kind == Extent::Increase {
+            0
+        } else {
+            let at = r.extent_start.wrapping_add(i * width);
+            let mut b = [0u8; 8];
+            if env.read(at, &mut b[..width as usize]).is_err() {
+                break;
+            }
+            u64::from_le_bytes(b)
+        };
+        if !env.extent(kind, target, gfn, r.extent_order) {
+            break;
+        }
+        i += 1;
+    }
+    Outcome::Done(i as i64)
+}
+
 fn memory_op(env: &mut impl Env, cmd: u64, arg: u64, long_mode: bool) -> Result<i64, i64> {
     match cmd & memory::MEMOP_CMD_MASK {
         memory::XENMEM_ADD_TO_PHYSMAP => {
@@ -563,11 +713,12 @@ fn memory_op(env: &mut impl Env, cmd: u64, arg: u64, long_mode: bool) -> Result<
                 memory::XENMAPSPACE_SHARED_INFO if x.idx != 0 => Err(-EINVAL),
                 memory::XENMAPSPACE_SHARED_INFO => env.map_shared_info(x.gpfn).map(|_| 0),
                 memory::XENMAPSPACE_GMFN_FOREIGN => Err(-ENOSYS),
-                // Grant-table frames and gmfn moves arrive with the
-                // inter-domain primitives.
-                memory::XENMAPSPACE_GRANT_TABLE | memory::XENMAPSPACE_GMFN | memory::XENMAPSPACE_GMFN_RANGE => {
-                    Err(-EOPNOTSUPP)
-                }
+                // Status frames belong to grant tables v2, not offered.
+                memory::XENMAPSPACE_GRANT_TABLE if x.idx & memory::XENMAPIDX_GRANT_TABLE_STATUS != 0 => Err(-EINVAL),
+                memory::XENMAPSPACE_GRANT_TABLE if x.idx > u32::MAX as u64 => Err(-EINVAL),
+                memory::XENMAPSPACE_GRANT_TABLE => env.map_grant_frame(x.idx as u32, x.gpfn).map(|_| 0),
+                // Moving RAM around the physmap is not offered yet.
+                memory::XENMAPSPACE_GMFN | memory::XENMAPSPACE_GMFN_RANGE => Err(-EOPNOTSUPP),
                 _ => Err(-EINVAL),
             }
         }
@@ -592,6 +743,23 @@ fn memory_op(env: &mut impl Env, cmd: u64, arg: u64, long_mode: bool) -> Result<
             env.write(arg, &(n as u32).to_le_bytes()).map_err(fault)?;
             Ok(0)
         }
+        memory::XENMEM_CURRENT_RESERVATION | memory::XENMEM_MAXIMUM_RESERVATION | memory::XENMEM_MAXIMUM_GPFN => {
+            let dom: u16 = read_arg(env, arg)?;
+            let target = if dom == DOMID_SELF { env.domid() } else { dom };
+            if !env.domain_exists(target) {
+                return Err(-ESRCH);
+            }
+            if target != env.domid() && !env.privileged() {
+                return Err(-EPERM);
+            }
+            let (cur, max) = env.reservation(target);
+            Ok(match cmd & memory::MEMOP_CMD_MASK {
+                memory::XENMEM_CURRENT_RESERVATION => cur,
+                memory::XENMEM_MAXIMUM_RESERVATION => max,
+                _ => env.maximum_gpfn(target),
+            } as i64)
+        }
+        memory::XENMEM_MAXIMUM_RAM_PAGE => Ok(env.maximum_ram_page() as i64),
         // Not for HVM guests in Xen either.
         memory::XENMEM_MACHINE_MEMORY_MAP | memory::XENMEM_MACHPHYS_MAPPING => Err(-ENOSYS),
         _ => Err(-ENOSYS),
@@ -648,6 +816,12 @@ pub(crate) mod tests {
         pub areas: Vec<(u32, u64)>,
         pub infos: Vec<(u32, u64, u32)>,
         pub pending_ports: Vec<u32>,
+        pub evtchn_reply: Result<Reply, i64>,
+        pub evtchn_requests: Vec<Request>,
+        pub grant_maps: Vec<xen_abi::grant_table::MapGrantRef>,
+        pub grant_status: i16,
+        pub extents: Vec<(Extent, u16, u64, u32)>,
+        pub extents_left: u32,
     }
 
     impl Fake {
@@ -673,12 +847,18 @@ pub(crate) mod tests {
                 areas: Vec::new(),
                 infos: Vec::new(),
                 pending_ports: Vec::new(),
+                evtchn_reply: Ok(Reply::Done),
+                evtchn_requests: Vec::new(),
+                grant_maps: Vec::new(),
+                grant_status: 0,
+                extents: Vec::new(),
+                extents_left: u32::MAX,
             }
         }
-        fn put(&mut self, at: u64, bytes: &[u8]) {
+        pub fn put(&mut self, at: u64, bytes: &[u8]) {
             self.mem[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
         }
-        fn get(&self, at: u64, n: usize) -> &[u8] {
+        pub fn get(&self, at: u64, n: usize) -> &[u8] {
             &self.mem[at as usize..at as usize + n]
         }
     }
@@ -805,8 +985,55 @@ pub(crate) mod tests {
         fn port_pending(&self, port: u32) -> Result<bool, i64> {
             if port >= 4096 { Err(-EINVAL) } else { Ok(self.pending_ports.contains(&port)) }
         }
-        fn set_poll_deadline(&mut self, deadline: u64) {
+        fn set_poll(&mut self, _port: Option<u32>, deadline: u64) {
             self.poll_deadline = Some(deadline);
+        }
+        fn cancel_poll(&mut self) {
+            self.poll_deadline = None;
+        }
+        fn evtchn(&mut self, req: Request) -> Result<Reply, i64> {
+            self.evtchn_requests.push(req);
+            self.evtchn_reply
+        }
+        fn grant_map(&mut self, op: &xen_abi::grant_table::MapGrantRef) -> (i16, u32) {
+            self.grant_maps.push(*op);
+            (self.grant_status, self.grant_maps.len() as u32 - 1)
+        }
+        fn grant_unmap(&mut self, _op: &xen_abi::grant_table::UnmapGrantRef) -> i16 {
+            self.grant_status
+        }
+        fn grant_copy(&mut self, _op: &xen_abi::grant_table::Copy) -> i16 {
+            self.grant_status
+        }
+        fn grant_table_size(&mut self, _d: u16, grow_to: Option<u32>) -> Result<(u32, u32), i16> {
+            match grow_to {
+                Some(n) if n > 64 => Err(xen_abi::grant_table::GNTST_GENERAL_ERROR),
+                Some(n) => Ok((n.max(1), 64)),
+                None => Ok((1, 64)),
+            }
+        }
+        fn grant_frame_gfn(&self, _d: u16, idx: u32) -> u64 {
+            if idx == 0 { 0x1000 } else { u64::MAX }
+        }
+        fn map_grant_frame(&mut self, idx: u32, _gpfn: u64) -> Result<(), i64> {
+            if idx >= 64 { Err(-EINVAL) } else { Ok(()) }
+        }
+        fn reservation(&self, _d: u16) -> (u64, u64) {
+            (2000, 2048)
+        }
+        fn extent(&mut self, op: Extent, d: u16, gfn: u64, order: u32) -> bool {
+            if self.extents_left == 0 {
+                return false;
+            }
+            self.extents_left -= 1;
+            self.extents.push((op, d, gfn, order));
+            true
+        }
+        fn maximum_gpfn(&self, _d: u16) -> u64 {
+            0x7ff
+        }
+        fn maximum_ram_page(&self) -> u64 {
+            0x12345
         }
     }
 
@@ -819,7 +1046,7 @@ pub(crate) mod tests {
         let mut f = Fake::new(3);
         assert_eq!(call(&mut f, 11, [0; 5]), Outcome::Done(-ENOSYS));
         assert_eq!(call(&mut f, 99_999, [1, 2, 3, 4, 5]), Outcome::Done(-ENOSYS));
-        assert_eq!(call(&mut f, nr::GRANT_TABLE_OP, [0; 5]), Outcome::Done(-ENOSYS));
+        assert_eq!(call(&mut f, nr::PHYSDEV_OP, [0; 5]), Outcome::Done(-ENOSYS));
         let r = dispatch(&mut f, Call { nr: nr::XEN_VERSION, args: [0; 5], long_mode: true }, 3);
         assert_eq!(r, Outcome::Done(-EPERM));
     }
@@ -981,6 +1208,7 @@ pub(crate) mod tests {
             (AddToPhysmap { domid: 7, size: 0, space: 0, idx: 0, gpfn: 1 }, -EPERM),
             (AddToPhysmap { domid: 99, size: 0, space: 0, idx: 0, gpfn: 1 }, -ESRCH),
             (AddToPhysmap { domid: DOMID_SELF, size: 0, space: 4, idx: 0, gpfn: 1 }, -ENOSYS),
+            (AddToPhysmap { domid: DOMID_SELF, size: 0, space: 2, idx: 0, gpfn: 1 }, -EOPNOTSUPP),
         ] {
             f.put(0x300, x.as_bytes());
             assert_eq!(call(&mut f, nr::MEMORY_OP, [7, 0x300, 0, 0, 0]), Outcome::Done(want), "{x:?}");
@@ -1016,6 +1244,59 @@ pub(crate) mod tests {
         assert_eq!(call(&mut f, nr::MEMORY_OP, [9, 0x500, 0, 0, 0]), Outcome::Done(-ENOSYS));
         assert_eq!(call(&mut f, nr::MEMORY_OP, [10, 0x500, 0, 0, 0]), Outcome::Done(-ENOSYS));
         assert_eq!(call(&mut f, nr::MEMORY_OP, [63, 0x500, 0, 0, 0]), Outcome::Done(-ENOSYS));
+    }
+
+    #[test]
+    fn reservation_ops_count_extents_and_continue() {
+        let mut f = Fake::new(5);
+        for i in 0..4u64 {
+            f.put(0x900 + 8 * i, &(0x100 + i).to_le_bytes());
+        }
+        let r = |n, order, domid| memory::MemoryReservation {
+            extent_start: 0x900,
+            nr_extents: n,
+            extent_order: order,
+            mem_flags: 0,
+            domid,
+            _pad: [0; 3],
+        };
+        f.put(0x800, r(4, 0, DOMID_SELF).as_bytes());
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [1, 0x800, 0, 0, 0]), Outcome::Done(4));
+        assert_eq!(f.extents[3], (Extent::Decrease, 5, 0x103, 0));
+        // Stops at the first extent that fails, saying how many were done.
+        f.extents_left = 2;
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [6, 0x800, 0, 0, 0]), Outcome::Done(2));
+        f.extents_left = u32::MAX;
+        // A continued call starts where the command's upper bits say.
+        f.extents.clear();
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [6 | 3 << 6, 0x800, 0, 0, 0]), Outcome::Done(4));
+        assert_eq!(f.extents, vec![(Extent::Populate, 5, 0x103, 0)]);
+        // Too large an order, another domain, a bad buffer: nothing done.
+        f.put(0x800, r(4, 10, DOMID_SELF).as_bytes());
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [6, 0x800, 0, 0, 0]), Outcome::Done(0));
+        f.put(0x800, r(4, 0, 7).as_bytes());
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [1, 0x800, 0, 0, 0]), Outcome::Done(0));
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [1, 0xffff_0000, 0, 0, 0]), Outcome::Done(0));
+        // Many extents continue after a bounded number.
+        f.put(0x800, r(600, 0, DOMID_SELF).as_bytes());
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [0, 0x800, 0, 0, 0]), Outcome::Continue([512 << 6, 0x800, 0, 0, 0]));
+        // Reservation queries.
+        f.put(0xa00, &DOMID_SELF.to_le_bytes());
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [3, 0xa00, 0, 0, 0]), Outcome::Done(2000));
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [4, 0xa00, 0, 0, 0]), Outcome::Done(2048));
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [14, 0xa00, 0, 0, 0]), Outcome::Done(0x7ff));
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [2, 0, 0, 0, 0]), Outcome::Done(0x12345));
+        f.put(0xa00, &7u16.to_le_bytes());
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [3, 0xa00, 0, 0, 0]), Outcome::Done(-EPERM));
+        f.put(0xa00, &9u16.to_le_bytes());
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [3, 0xa00, 0, 0, 0]), Outcome::Done(-ESRCH));
+        // Grant frames through add_to_physmap.
+        let x = AddToPhysmap { domid: DOMID_SELF, size: 0, space: 1, idx: 3, gpfn: 0x2000 };
+        f.put(0x300, x.as_bytes());
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [7, 0x300, 0, 0, 0]), Outcome::Done(0));
+        let x = AddToPhysmap { domid: DOMID_SELF, size: 0, space: 1, idx: 1 << 31, gpfn: 0x2000 };
+        f.put(0x300, x.as_bytes());
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [7, 0x300, 0, 0, 0]), Outcome::Done(-EINVAL));
     }
 
     #[test]
@@ -1121,6 +1402,7 @@ pub(crate) mod tests {
         assert_eq!(f.poll_deadline, Some(777));
         f.pending_ports.push(9);
         assert_eq!(call(&mut f, nr::SCHED_OP, [sched::SCHEDOP_POLL, 0x680, 0, 0, 0]), Outcome::Done(0));
+        assert_eq!(f.poll_deadline, None, "a pending port cancels the poll");
         f.put(0x700, &[0, 0x10, 0, 0]);
         assert_eq!(call(&mut f, nr::SCHED_OP, [sched::SCHEDOP_POLL, 0x680, 0, 0, 0]), Outcome::Done(-EINVAL));
         let p = sched::SchedPoll { ports: 0x700, nr_ports: 129, _pad: 0, timeout: 0 };

@@ -8,7 +8,11 @@ pub mod console;
 pub mod cpuid;
 pub mod cpumask;
 pub mod credit;
+pub mod evtchn;
+pub mod evtchn_op;
 pub mod exit;
+pub mod gnttab_op;
+pub mod grant;
 pub mod guest_mem;
 pub mod hypercall;
 pub mod msr;
@@ -21,6 +25,8 @@ pub mod vlapic;
 
 #[cfg(target_os = "none")]
 pub mod domain;
+#[cfg(target_os = "none")]
+pub mod interdomain;
 #[cfg(target_os = "none")]
 pub mod run;
 #[cfg(target_os = "none")]

@@ -47,8 +47,7 @@ pub fn run_vcpu(dom: &Arc<Domain>, vid: u32) {
     v.arch.switch_in();
     if core::mem::take(&mut v.resumed_from_block) {
         // What woke it from SCHEDOP_block/poll has been seen.
-        shared.take_flags(vflags::TIMER | vflags::POLL_DONE);
-        shared.timers.lock().poll_deadline = None;
+        end_block(dom, shared);
     }
     update_runstate_area(dom, shared, v);
     // This CPU's scheduler state, for the whole run (a vCPU does not
@@ -62,7 +61,7 @@ pub fn run_vcpu(dom: &Arc<Domain>, vid: u32) {
             }
             apply_requests(dom, shared, v);
         }
-        deliver_interrupts(shared, v);
+        deliver_interrupts(dom, shared, v);
         let exit = v.arch.run(&mut v.regs);
         pcpu.count_exit();
         irq_window();
@@ -84,8 +83,7 @@ pub fn run_vcpu(dom: &Arc<Domain>, vid: u32) {
                     break;
                 }
                 // Something was already pending: the block ends at once.
-                shared.take_flags(vflags::TIMER | vflags::POLL_DONE);
-                shared.timers.lock().poll_deadline = None;
+                end_block(dom, shared);
             }
             Next::Down => {
                 go_down(dom, shared);
@@ -99,6 +97,16 @@ pub fn run_vcpu(dom: &Arc<Domain>, vid: u32) {
     v.fpu.save();
     drop(guard);
     sched::exit_vcpu(shared);
+}
+
+/// A block or poll is over: its wake-up reasons are consumed and a poll's
+/// registration dropped.
+fn end_block(dom: &Domain, shared: &VcpuShared) {
+    shared.take_flags(vflags::TIMER | vflags::POLL_DONE | vflags::EVENT);
+    shared.timers.lock().poll_deadline = None;
+    if shared.poll_port.swap(0, core::sync::atomic::Ordering::AcqRel) != 0 {
+        dom.pollers.fetch_sub(1, core::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// Writes the vCPU's runstate to where the guest registered it (Xen
@@ -176,20 +184,31 @@ pub fn load_state(dom: &Domain, v: &mut Vcpu, st: &InitialState) {
 /// Injects the interrupt the vLAPIC wants delivered if the guest can take
 /// it now, else asks to exit as soon as it can (NMIs are injected by
 /// `apply_requests`, before this).
-fn deliver_interrupts(shared: &VcpuShared, v: &mut Vcpu) {
-    if !shared.irq_hint.load(core::sync::atomic::Ordering::Acquire) {
+fn deliver_interrupts(dom: &Domain, shared: &VcpuShared, v: &mut Vcpu) {
+    use core::sync::atomic::Ordering;
+    if !shared.irq_hint.load(Ordering::Acquire) {
         if v.window_requested {
             v.arch.set_interrupt_window(false);
             v.window_requested = false;
         }
         return;
     }
+    // Cleared first, set again below while anything is left: a request
+    // made meanwhile sets it after this store.
+    shared.irq_hint.store(false, Ordering::Release);
+    // The callback vector comes before the local APIC (Xen's order), for
+    // as long as evtchn_upcall_pending is set: the guest's handler clears
+    // it.
+    let callback = dom.callback_vector.load(Ordering::Acquire);
+    let upcall = callback != 0 && crate::common::interdomain::upcall_pending(dom, v.id);
     let mut l = shared.vlapic.lock();
     l.set_cr8(v.arch.tpr());
-    let pending = l.pending();
+    let pending = if upcall { Some(callback) } else { l.pending() };
     match pending {
         Some(vector) if v.arch.interrupt_window_open() => {
-            l.ack(vector);
+            if !upcall {
+                l.ack(vector);
+            }
             v.arch.inject_interrupt(vector);
             if v.window_requested {
                 v.arch.set_interrupt_window(false);
@@ -209,8 +228,8 @@ fn deliver_interrupts(shared: &VcpuShared, v: &mut Vcpu) {
             }
         }
     }
-    if !l.has_irr() {
-        shared.irq_hint.store(false, core::sync::atomic::Ordering::Release);
+    if upcall || l.has_irr() {
+        shared.irq_hint.store(true, Ordering::Release);
     }
 }
 
@@ -473,9 +492,9 @@ fn complete_hypercall(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, rip:
     let cpl = v.arch.cpl();
     let mut env = HcEnv::new(dom, shared, &v.arch);
     let outcome = hypercall::dispatch(&mut env, call, cpl);
-    let HcEnv { flush_tlb, deferred_free, .. } = env;
-    if flush_tlb || !deferred_free.is_empty() {
-        flush_then_free(dom, v, flush_tlb, deferred_free);
+    let HcEnv { flush_tlb, deferred, .. } = env;
+    if flush_tlb || !deferred.is_empty() {
+        flush_then_free(dom, v, flush_tlb, deferred);
     }
     match outcome {
         Outcome::Done(r) => {
@@ -513,7 +532,7 @@ fn complete_hypercall(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, rip:
 /// stale entry); only then are the frames it unmapped freed.
 #[cold]
 #[inline(never)]
-fn flush_then_free(dom: &Domain, v: &mut Vcpu, flush_tlb: bool, deferred_free: alloc::vec::Vec<u64>) {
+fn flush_then_free(dom: &Domain, v: &mut Vcpu, flush_tlb: bool, deferred: alloc::vec::Vec<domain::Deferred>) {
     if flush_tlb {
         v.arch.flush_tlb();
         v.fetch_cache = None;
@@ -527,8 +546,8 @@ fn flush_then_free(dom: &Domain, v: &mut Vcpu, flush_tlb: bool, deferred_free: a
         }
         sched::kick_and_wait(&running);
     }
-    for mfn in deferred_free {
-        let _ = crate::mm::phys::free_frames(mfn << 12, 1);
+    for d in deferred {
+        d.run();
     }
 }
 

@@ -34,6 +34,8 @@ pub enum TimerKind {
     Periodic,
     Vlapic,
     Poll,
+    /// The boot CPU looks at the serial line for console input.
+    SerialInput,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -384,7 +386,23 @@ impl Pcpu {
     }
 }
 
+/// How often serial input is looked for.
+const SERIAL_POLL_NS: u64 = 20_000_000;
+
+/// Starts looking for serial input for domain consoles (on the boot CPU).
+pub fn start_serial_input() {
+    add_timer(
+        time::now_ns() + SERIAL_POLL_NS,
+        TimerItem { dom: 0, vcpu: 0, kind: TimerKind::SerialInput, generation: 0 },
+    );
+}
+
 fn fire(item: TimerItem, now: u64) {
+    if item.kind == TimerKind::SerialInput {
+        super::interdomain::poll_serial_input();
+        add_timer(now + SERIAL_POLL_NS, item);
+        return;
+    }
     let Some(dom) = domain::find(item.dom) else { return };
     let Some(v) = dom.vcpu(item.vcpu) else { return };
     let mut t = v.timers.lock();
@@ -399,6 +417,7 @@ fn fire(item: TimerItem, now: u64) {
             }
             drop(t);
             v.set_flag(vflags::TIMER);
+            dom.send_virq(v.id, xen_abi::event_channel::VIRQ_TIMER);
         }
         TimerKind::Periodic => {
             let Some((period, next)) = t.periodic else { return };
@@ -411,6 +430,7 @@ fn fire(item: TimerItem, now: u64) {
             drop(t);
             add_timer(following, TimerItem { generation: g, ..item });
             v.set_flag(vflags::TIMER);
+            dom.send_virq(v.id, xen_abi::event_channel::VIRQ_TIMER);
         }
         TimerKind::Poll => {
             if t.poll_deadline.take().is_none() {
@@ -419,6 +439,7 @@ fn fire(item: TimerItem, now: u64) {
             drop(t);
             v.set_flag(vflags::POLL_DONE);
         }
+        TimerKind::SerialInput => return,
         TimerKind::Vlapic => {
             drop(t);
             let mut l = v.vlapic.lock();

@@ -104,6 +104,11 @@ impl<'t> FrameAllocator<'t> {
         self.managed_frames
     }
 
+    /// The highest frame number the allocator covers.
+    pub fn highest_frame(&self) -> u64 {
+        self.base_pfn + self.table.len() as u64 - 1
+    }
+
     /// Free blocks in each order's list, for reports.
     pub fn free_blocks_by_order(&self) -> [u64; MAX_ORDER + 1] {
         let mut out = [0; MAX_ORDER + 1];

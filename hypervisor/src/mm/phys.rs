@@ -88,6 +88,11 @@ pub fn frame_counts() -> (u64, u64) {
     FRAMES.lock().as_ref().map_or((0, 0), |f| (f.free_frames(), f.managed_frames()))
 }
 
+/// The highest host frame number of RAM (XENMEM_maximum_ram_page).
+pub fn max_frame() -> u64 {
+    FRAMES.lock().as_ref().map_or(0, |f| f.highest_frame())
+}
+
 /// Page-table pages from the frame allocator, reached through the direct
 /// map: for the hypervisor's own tables and for nested page tables.
 pub struct FrameTables;

@@ -29,8 +29,13 @@ pub enum P2mType {
     Ram,
     /// The domain's own RAM, read-only to it.
     RamReadOnly,
-    /// A page the hypervisor owns and lets the domain use (shared_info).
+    /// A page the hypervisor owns and lets the domain use (shared_info,
+    /// grant frames, the console ring).
     Special,
+    /// Another domain's page mapped through a grant, writable.
+    GrantRw,
+    /// Another domain's page mapped through a read-only grant.
+    GrantRo,
 }
 
 impl P2mType {
@@ -39,6 +44,8 @@ impl P2mType {
             P2mType::Ram => 1 << 9,
             P2mType::RamReadOnly => 2 << 9,
             P2mType::Special => 3 << 9,
+            P2mType::GrantRw => 4 << 9,
+            P2mType::GrantRo => 5 << 9,
         }
     }
 
@@ -47,6 +54,8 @@ impl P2mType {
             1 => Some(P2mType::Ram),
             2 => Some(P2mType::RamReadOnly),
             3 => Some(P2mType::Special),
+            4 => Some(P2mType::GrantRw),
+            5 => Some(P2mType::GrantRo),
             _ => None,
         }
     }
@@ -55,7 +64,7 @@ impl P2mType {
     /// write-back memory type (the guest's PAT still applies).
     fn flags(self, format: P2mFormat) -> PteFlags {
         let rw = match self {
-            P2mType::RamReadOnly => PteFlags::empty(),
+            P2mType::RamReadOnly | P2mType::GrantRo => PteFlags::empty(),
             _ => PteFlags::WRITABLE,
         };
         let memtype = match format {
@@ -66,7 +75,11 @@ impl P2mType {
     }
 
     pub fn writable(self) -> bool {
-        self != P2mType::RamReadOnly
+        !matches!(self, P2mType::RamReadOnly | P2mType::GrantRo)
+    }
+
+    pub fn is_grant(self) -> bool {
+        matches!(self, P2mType::GrantRw | P2mType::GrantRo)
     }
 
     /// Frames the domain owns (freed with it).

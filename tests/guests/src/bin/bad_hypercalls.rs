@@ -46,8 +46,8 @@ extern "C" fn pvh_main(si_paddr: u64) -> ! {
     for n in [11u64, 43, 47, 48, 55, 64, 1000, 0xffff_ffff, u64::MAX] {
         c.eq("unknown hypercall", hc(n, [1, 2, 3, 4, 5]), -ENOSYS);
     }
-    // Hypercalls Xen has but this hypervisor does not (yet).
-    c.eq("grant_table_op", hc(nr::GRANT_TABLE_OP, [0, 0, 0, 0, 0]), -ENOSYS);
+    // Sub-operations Xen has but this hypervisor does not (yet).
+    c.eq("grant_table_op unknown command", hc(nr::GRANT_TABLE_OP, [99, 0, 1, 0, 0]), -ENOSYS);
 
     // Garbage sub-commands and arguments.
     c.eq("xen_version garbage", hc(nr::XEN_VERSION, [0xdead_beef, buf, 0, 0, 0]), -ENOSYS);

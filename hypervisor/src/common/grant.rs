@@ -1,0 +1,405 @@
+//! Grant tables, version 1: each domain's shared grant frames (the guest
+//! writes entries there), the hypervisor's record of which entries are
+//! pinned by mappings and copies (Xen's active entries), and the maptrack
+//! handles a mapping domain holds.
+//!
+//! The logic only: frames are given to the table by the caller (who owns
+//! the memory), guest frames are translated by the caller, and an
+//! operation that involves two domains calls into both tables in turn
+//! without holding both locks. The shared entries are changed with atomic
+//! compare-and-exchange on the 32-bit (flags, domid) pair, as Xen does,
+//! since the granting guest writes them concurrently.
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
+use xen_abi::grant_table::*;
+
+/// Xen's defaults (`gnttab_max_frames`, `gnttab_max_maptrack_frames`).
+pub const DEFAULT_MAX_FRAMES: u32 = 64;
+pub const DEFAULT_MAX_MAPTRACK: u32 = 1024 * (4096 / 16);
+/// Retries of a compare-and-exchange the guest keeps spoiling before the
+/// operation fails (Xen allows a few).
+const CMPXCHG_RETRIES: u32 = 4;
+
+/// A grant frame: its host frame number and where the hypervisor reaches
+/// it (a direct-map address of a 4 KiB page the table owns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    pub mfn: u64,
+    pub va: usize,
+}
+
+/// Pins on one grant entry by the domain it grants to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Active {
+    /// Read-only and writable pins (mappings and copies in progress).
+    pub readers: u32,
+    pub writers: u32,
+    /// The domain that pinned it.
+    pub domid: u16,
+    /// The granted guest frame and its host frame while pinned.
+    pub gfn: u64,
+    pub mfn: u64,
+}
+
+impl Active {
+    pub fn pinned(&self) -> bool {
+        self.readers + self.writers != 0
+    }
+}
+
+/// A mapping the mapping domain holds (a maptrack entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mapping {
+    pub granter: u16,
+    pub gref: u32,
+    pub readonly: bool,
+    /// Where it is mapped in the mapping domain (guest frame).
+    pub gfn: u64,
+    pub mfn: u64,
+}
+
+/// What a first pin must be completed with: the granted guest frame,
+/// which the caller translates and passes to [`Grants::set_frame`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pinned {
+    /// Already pinned: the host frame is known.
+    Frame(u64),
+    /// First pin of the entry: translate this guest frame.
+    Translate(u64),
+}
+
+pub struct Grants {
+    frames: Vec<Frame>,
+    /// Where each frame is mapped in the domain (XENMAPSPACE_grant_table).
+    frame_gfns: Vec<Option<u64>>,
+    max_frames: u32,
+    active: Vec<Active>,
+    maps: Vec<Option<Mapping>>,
+    free_handles: Vec<u32>,
+    max_maps: u32,
+}
+
+impl Grants {
+    pub const fn new(max_frames: u32, max_maps: u32) -> Grants {
+        Grants {
+            frames: Vec::new(),
+            frame_gfns: Vec::new(),
+            max_frames,
+            active: Vec::new(),
+            maps: Vec::new(),
+            free_handles: Vec::new(),
+            max_maps,
+        }
+    }
+
+    pub fn nr_frames(&self) -> u32 {
+        self.frames.len() as u32
+    }
+
+    pub fn max_frames(&self) -> u32 {
+        self.max_frames
+    }
+
+    pub fn nr_entries(&self) -> u32 {
+        self.nr_frames() * ENTRIES_PER_FRAME_V1
+    }
+
+    pub fn frame(&self, idx: u32) -> Option<Frame> {
+        self.frames.get(idx as usize).copied()
+    }
+
+    pub fn frame_gfn(&self, idx: u32) -> Option<u64> {
+        self.frame_gfns.get(idx as usize).copied().flatten()
+    }
+
+    pub fn set_frame_gfn(&mut self, idx: u32, gfn: Option<u64>) {
+        if let Some(g) = self.frame_gfns.get_mut(idx as usize) {
+            *g = gfn;
+        }
+    }
+
+    /// Grows the table to `n` frames with zeroed pages from `alloc`
+    /// (false if `n` is over the limit or memory ran out; frames added
+    /// before that stay).
+    pub fn grow(&mut self, n: u32, alloc: &mut dyn FnMut() -> Option<Frame>) -> bool {
+        if n > self.max_frames {
+            return false;
+        }
+        while self.nr_frames() < n {
+            let Some(f) = alloc() else { return false };
+            self.frames.push(f);
+            self.frame_gfns.push(None);
+            self.active.resize(self.nr_entries() as usize, Active::default());
+        }
+        true
+    }
+
+    /// The frames, for the owner to free once nothing refers to them.
+    pub fn take_frames(&mut self) -> Vec<Frame> {
+        self.frame_gfns.clear();
+        self.active.clear();
+        core::mem::take(&mut self.frames)
+    }
+
+    /// The (flags, domid) word and the frame word of entry `gref`.
+    fn words(&self, gref: u32) -> Option<(&AtomicU32, &AtomicU32)> {
+        let f = self.frames.get((gref / ENTRIES_PER_FRAME_V1) as usize)?;
+        let at = f.va + (gref % ENTRIES_PER_FRAME_V1) as usize * 8;
+        // SAFETY: `va` is a 4 KiB page this table owns for its lifetime and
+        // the entry lies inside it, 8-byte aligned; the guest changes it
+        // concurrently, hence atomics.
+        unsafe { Some((AtomicU32::from_ptr(at as *mut u32), AtomicU32::from_ptr((at + 4) as *mut u32))) }
+    }
+
+    /// Reads entry `gref` as the guest last wrote it.
+    pub fn entry(&self, gref: u32) -> Option<GrantEntryV1> {
+        let (head, frame) = self.words(gref)?;
+        let h = head.load(Ordering::Acquire);
+        Some(GrantEntryV1 { flags: h as u16, domid: (h >> 16) as u16, frame: frame.load(Ordering::Acquire) })
+    }
+
+    /// Writes entry `gref` (static grants at boot): frame first, flags last.
+    pub fn write_entry(&self, gref: u32, e: GrantEntryV1) -> bool {
+        let Some((head, frame)) = self.words(gref) else { return false };
+        frame.store(e.frame, Ordering::Release);
+        head.store(e.flags as u32 | (e.domid as u32) << 16, Ordering::Release);
+        true
+    }
+
+    pub fn active(&self, gref: u32) -> Option<&Active> {
+        self.active.get(gref as usize)
+    }
+
+    /// Pins entry `gref` for domain `by` (a map or a copy), setting
+    /// GTF_reading, and GTF_writing unless `readonly`, in the shared entry
+    /// (Xen's `_set_status_v1`). `sub_page_ok`: copies may use sub-page
+    /// grants, mappings may not.
+    pub fn pin(&mut self, gref: u32, by: u16, readonly: bool, sub_page_ok: bool) -> Result<Pinned, i16> {
+        if gref >= self.nr_entries() {
+            return Err(GNTST_BAD_GNTREF);
+        }
+        let act = self.active[gref as usize];
+        if act.pinned() && act.domid != by {
+            return Err(GNTST_GENERAL_ERROR);
+        }
+        // Writable pins on an entry only read so far need the flags
+        // checked again; so does every first pin.
+        if !act.pinned() || (!readonly && act.writers == 0) {
+            self.set_status(gref, by, readonly, act.pinned(), sub_page_ok)?;
+        }
+        let a = &mut self.active[gref as usize];
+        let first = !a.pinned();
+        if readonly {
+            a.readers += 1;
+        } else {
+            a.writers += 1;
+        }
+        if first {
+            a.domid = by;
+            let gfn = self.entry(gref).map_or(0, |e| e.frame as u64);
+            self.active[gref as usize].gfn = gfn;
+            return Ok(Pinned::Translate(gfn));
+        }
+        Ok(Pinned::Frame(a.mfn))
+    }
+
+    /// Completes a first pin with the granted frame's host frame.
+    pub fn set_frame(&mut self, gref: u32, mfn: u64) {
+        if let Some(a) = self.active.get_mut(gref as usize) {
+            a.mfn = mfn;
+        }
+    }
+
+    fn set_status(&self, gref: u32, by: u16, readonly: bool, pinned: bool, sub_page_ok: bool) -> Result<(), i16> {
+        let (head, _) = self.words(gref).ok_or(GNTST_BAD_GNTREF)?;
+        let mask = if sub_page_ok { GTF_TYPE_MASK } else { GTF_TYPE_MASK | GTF_SUB_PAGE };
+        let mut cur = head.load(Ordering::Acquire);
+        for _ in 0..=CMPXCHG_RETRIES {
+            let (flags, domid) = (cur as u16, (cur >> 16) as u16);
+            if !pinned && (flags & mask != GTF_PERMIT_ACCESS || domid != by) {
+                return Err(GNTST_GENERAL_ERROR);
+            }
+            let mut new = flags | GTF_READING;
+            if !readonly {
+                if flags & GTF_READONLY != 0 {
+                    return Err(GNTST_GENERAL_ERROR);
+                }
+                new |= GTF_WRITING;
+            }
+            match head.compare_exchange(cur, new as u32 | (domid as u32) << 16, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(()),
+                Err(now) => cur = now,
+            }
+        }
+        // The guest keeps changing the entry under us.
+        Err(GNTST_GENERAL_ERROR)
+    }
+
+    /// Drops one pin; the shared entry loses GTF_writing with the last
+    /// writer and GTF_reading with the last pin. Returns the host frame if
+    /// that was the last pin (the caller drops its reference on it).
+    pub fn unpin(&mut self, gref: u32, readonly: bool) -> Option<u64> {
+        let a = self.active.get_mut(gref as usize)?;
+        if readonly {
+            a.readers = a.readers.checked_sub(1)?;
+        } else {
+            a.writers = a.writers.checked_sub(1)?;
+        }
+        let (writers, pinned, mfn) = (a.writers, a.pinned(), a.mfn);
+        let mut clear = 0u16;
+        if writers == 0 {
+            clear |= GTF_WRITING;
+        }
+        if !pinned {
+            clear |= GTF_READING;
+            *a = Active::default();
+        }
+        if let Some((head, _)) = self.words(gref) {
+            head.fetch_and(!(clear as u32), Ordering::AcqRel);
+        }
+        (!pinned).then_some(mfn)
+    }
+
+    /// Undoes a first pin whose frame could not be used.
+    pub fn abort_pin(&mut self, gref: u32, readonly: bool) {
+        self.unpin(gref, readonly);
+    }
+
+    /// Records a mapping and returns its handle (None when the maptrack
+    /// is full: GNTST_no_space).
+    pub fn add_mapping(&mut self, m: Mapping) -> Option<u32> {
+        if let Some(h) = self.free_handles.pop() {
+            self.maps[h as usize] = Some(m);
+            return Some(h);
+        }
+        if self.maps.len() as u32 >= self.max_maps {
+            return None;
+        }
+        self.maps.push(Some(m));
+        Some(self.maps.len() as u32 - 1)
+    }
+
+    pub fn mapping(&self, handle: u32) -> Option<Mapping> {
+        self.maps.get(handle as usize).copied().flatten()
+    }
+
+    /// Forgets a mapping (its handle is free again).
+    pub fn remove_mapping(&mut self, handle: u32) -> Option<Mapping> {
+        let m = self.maps.get_mut(handle as usize)?.take()?;
+        self.free_handles.push(handle);
+        Some(m)
+    }
+
+    /// Every mapping still held (for releasing them when the domain dies).
+    pub fn take_mappings(&mut self) -> Vec<Mapping> {
+        self.free_handles.clear();
+        core::mem::take(&mut self.maps).into_iter().flatten().collect()
+    }
+
+    /// How many mappings are held.
+    pub fn mappings(&self) -> usize {
+        self.maps.iter().filter(|m| m.is_some()).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Pages(Vec<Box<[u64; 512]>>);
+
+    impl Pages {
+        fn alloc(&mut self) -> Option<Frame> {
+            let mut b = Box::new([0u64; 512]);
+            let va = b.as_mut_ptr() as usize;
+            self.0.push(b);
+            Some(Frame { mfn: 0x1000 + self.0.len() as u64, va })
+        }
+    }
+
+    fn table(frames: u32) -> (Grants, Pages) {
+        let mut p = Pages(Vec::new());
+        let mut g = Grants::new(4, 8);
+        assert!(g.grow(frames, &mut || p.alloc()));
+        (g, p)
+    }
+
+    fn grant(g: &Grants, gref: u32, to: u16, frame: u32, flags: u16) {
+        assert!(g.write_entry(gref, GrantEntryV1 { flags, domid: to, frame }));
+    }
+
+    #[test]
+    fn tables_grow_to_their_limit() {
+        let (mut g, mut p) = table(1);
+        assert_eq!((g.nr_frames(), g.nr_entries()), (1, 512));
+        assert!(g.grow(3, &mut || p.alloc()));
+        assert_eq!(g.nr_entries(), 1536);
+        assert!(!g.grow(5, &mut || p.alloc()), "max 4 frames");
+        assert_eq!(g.nr_frames(), 3);
+        assert!(!g.grow(4, &mut || None), "out of memory");
+        assert_eq!(g.take_frames().len(), 3);
+    }
+
+    #[test]
+    fn pins_check_the_entry_and_set_reading_and_writing() {
+        let (mut g, _p) = table(1);
+        assert_eq!(g.pin(512, 2, false, false), Err(GNTST_BAD_GNTREF));
+        assert_eq!(g.pin(5, 2, true, false), Err(GNTST_GENERAL_ERROR), "no grant there");
+        grant(&g, 5, 3, 0x77, GTF_PERMIT_ACCESS);
+        assert_eq!(g.pin(5, 2, true, false), Err(GNTST_GENERAL_ERROR), "granted to someone else");
+        grant(&g, 5, 2, 0x77, GTF_ACCEPT_TRANSFER);
+        assert_eq!(g.pin(5, 2, true, false), Err(GNTST_GENERAL_ERROR), "not an access grant");
+        grant(&g, 5, 2, 0x77, GTF_PERMIT_ACCESS | GTF_READONLY);
+        assert_eq!(g.pin(5, 2, false, false), Err(GNTST_GENERAL_ERROR), "read-only grant pinned writable");
+        assert_eq!(g.entry(5).unwrap().flags, GTF_PERMIT_ACCESS | GTF_READONLY, "a refused pin changes nothing");
+        assert_eq!(g.pin(5, 2, true, false), Ok(Pinned::Translate(0x77)));
+        g.set_frame(5, 0x9000);
+        assert_eq!(g.entry(5).unwrap().flags, GTF_PERMIT_ACCESS | GTF_READONLY | GTF_READING);
+        assert_eq!(g.pin(5, 2, true, false), Ok(Pinned::Frame(0x9000)));
+        assert_eq!(g.pin(5, 4, true, false), Err(GNTST_GENERAL_ERROR), "pinned by another domain");
+        assert_eq!(g.unpin(5, true), None);
+        assert_eq!(g.unpin(5, true), Some(0x9000), "the last pin returns the frame");
+        assert_eq!(g.entry(5).unwrap().flags, GTF_PERMIT_ACCESS | GTF_READONLY);
+        assert_eq!(g.unpin(5, true), None, "nothing left to unpin");
+        // Sub-page grants can be copied from but not mapped.
+        grant(&g, 6, 2, 1, GTF_PERMIT_ACCESS | GTF_SUB_PAGE);
+        assert_eq!(g.pin(6, 2, true, false), Err(GNTST_GENERAL_ERROR));
+        assert_eq!(g.pin(6, 2, true, true), Ok(Pinned::Translate(1)));
+    }
+
+    #[test]
+    fn writing_is_cleared_with_the_last_writer_reading_with_the_last_pin() {
+        let (mut g, _p) = table(1);
+        grant(&g, 1, 2, 0x10, GTF_PERMIT_ACCESS);
+        assert_eq!(g.pin(1, 2, true, false), Ok(Pinned::Translate(0x10)));
+        g.set_frame(1, 0x500);
+        assert_eq!(g.pin(1, 2, false, false), Ok(Pinned::Frame(0x500)));
+        assert_eq!(g.entry(1).unwrap().flags, GTF_PERMIT_ACCESS | GTF_READING | GTF_WRITING);
+        assert_eq!(g.unpin(1, false), None);
+        assert_eq!(g.entry(1).unwrap().flags, GTF_PERMIT_ACCESS | GTF_READING);
+        assert_eq!(g.unpin(1, true), Some(0x500));
+        assert_eq!(g.entry(1).unwrap().flags, GTF_PERMIT_ACCESS);
+        // Once pinned, the guest changing the entry does not unpin it: the
+        // granting guest sees GTF_reading and must wait.
+        assert_eq!(g.pin(1, 2, true, false), Ok(Pinned::Translate(0x10)));
+        grant(&g, 1, 2, 0x10, GTF_INVALID | GTF_READING);
+        assert_eq!(g.pin(1, 2, true, false), Ok(Pinned::Frame(0)));
+    }
+
+    #[test]
+    fn maptrack_handles_are_reused_and_bounded() {
+        let (mut g, _p) = table(1);
+        let m = Mapping { granter: 1, gref: 3, readonly: false, gfn: 0x2000, mfn: 0x55 };
+        let handles: Vec<u32> = (0..8).map(|_| g.add_mapping(m).unwrap()).collect();
+        assert_eq!(handles, (0..8).collect::<Vec<_>>());
+        assert_eq!(g.add_mapping(m), None, "maptrack full");
+        assert_eq!(g.remove_mapping(3), Some(m));
+        assert_eq!(g.remove_mapping(3), None, "double unmap");
+        assert_eq!(g.mapping(3), None);
+        assert_eq!(g.remove_mapping(99), None);
+        assert_eq!(g.add_mapping(m), Some(3));
+        assert_eq!(g.mappings(), 8);
+        assert_eq!(g.take_mappings().len(), 8);
+    }
+}
