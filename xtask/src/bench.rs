@@ -143,6 +143,54 @@ pub fn run(imgs: &Images) -> Result<Vec<Figure>, String> {
         xen: "0.67-0.71 G",
     });
 
+    // Event channels and grants between two domains, on one CPU.
+    let events = |role: &str, name: &str, extra: &str| Module {
+        path: imgs.guest("events"),
+        cmdline: format!(
+            "domu name={name} memory=8 {extra} cmdline=\"role={role} mode=bench rounds=1000 peer={} me={}\"",
+            if role == "a" { 2 } else { 1 },
+            if role == "a" { 1 } else { 2 }
+        ),
+    };
+    let ev_spec = IsoSpec {
+        hypervisor: imgs.hypervisor.clone(),
+        cmdline: "loglvl=info".into(),
+        modules: vec![events("a", "ev-a", "evtchn=10:ev-b:10"), events("b", "ev-b", "grant=0:ev-a:0x500")],
+    };
+    let (log, cmd) = run_icount(&ev_spec, "events", "Powering off.")?;
+    commands.push(cmd);
+    figures.push(Figure {
+        name: "event channel send -> upcall -> reply round trip between two domains (1 CPU)",
+        value: bench_value(&log, "evtchn_round_trip"),
+        unit: "instructions",
+        target: "-",
+        xen: "-",
+    });
+    figures.push(Figure {
+        name: "grant map + unmap (one 4 KiB grant, PVH mapper)",
+        value: bench_value(&log, "grant_map_unmap"),
+        unit: "instructions",
+        target: "-",
+        xen: "-",
+    });
+    figures.push(Figure {
+        name: "grant copy of 4 KiB from a grant to a local frame",
+        value: bench_value(&log, "grant_copy_4k"),
+        unit: "instructions",
+        target: "-",
+        xen: "-",
+    });
+    figures.push(Figure {
+        name: "grant copy throughput",
+        value: log
+            .lines()
+            .find(|l| l.contains("BENCH grant_copy_4k"))
+            .and_then(|l| l.split("; ").nth(1)?.split_whitespace().next()?.parse().ok()),
+        unit: "bytes per 1000 instructions",
+        target: "-",
+        xen: "-",
+    });
+
     // The same round trips on VT-x.
     let log = run_bochs(&spec, "guest-vtx")?;
     figures.push(Figure {

@@ -47,7 +47,13 @@ pub const GUESTS: &[&str] = &[
     "hcall-page",
     "bench",
     "smp",
+    "events",
     "timers",
+    "evtchn",
+    "grants",
+    "memory",
+    "console-ring",
+    "bench-events",
 ];
 
 /// Builds every bare-metal image.

@@ -1063,6 +1063,9 @@ impl Env for HcEnv<'_> {
     }
     fn set_poll(&mut self, port: Option<u32>, deadline: u64) {
         let t = self.shared;
+        // Events and timers from before the poll do not end it (Xen wakes
+        // a poller only for its ports, its timeout or a new upcall).
+        t.take_flags(vflags::EVENT | vflags::TIMER);
         let p = port.map_or(crate::common::interdomain::POLL_ANY, |p| p.wrapping_add(1));
         if t.poll_port.swap(p, Ordering::AcqRel) == 0 {
             self.dom.pollers.fetch_add(1, Ordering::AcqRel);

@@ -183,11 +183,36 @@ pub fn dispatch(env: &mut impl Env, call: Call, cpl: u8) -> Outcome {
         nr::VCPU_OP => return vcpu_op(env, a[0], a[1], a[2], call.long_mode),
         nr::SET_TIMER_OP => set_timer_op(env, if call.long_mode { call.args[0] } else { a[0] | (a[1] << 32) }),
         nr::EVENT_CHANNEL_OP => crate::common::evtchn_op::event_channel_op(env, a[0], a[1]),
+        nr::DOMCTL => control_op(env, a[0], DOMCTL_INTERFACE_VERSION),
+        nr::SYSCTL => control_op(env, a[0], SYSCTL_INTERFACE_VERSION),
+        nr::PLATFORM_OP => control_op(env, a[0], PLATFORM_INTERFACE_VERSION),
+        nr::KEXEC_OP if !env.privileged() => Err(-EPERM),
         nr::GRANT_TABLE_OP => return crate::common::gnttab_op::grant_table_op(env, a[0], a[1], a[2], call.long_mode),
         nr::MEMORY_OP => return memory_op_outer(env, a[0], a[1], call.long_mode),
         _ => Err(-ENOSYS),
     };
     Outcome::Done(r.unwrap_or_else(|e| e))
+}
+
+/// Interface versions of the control hypercalls (Xen 4.17).
+pub const DOMCTL_INTERFACE_VERSION: u32 = 0x15;
+pub const SYSCTL_INTERFACE_VERSION: u32 = 0x15;
+pub const PLATFORM_INTERFACE_VERSION: u32 = 0x0300_0001;
+
+/// domctl, sysctl and platform_op: Xen reads the structure, checks its
+/// interface version (-EACCES), then that the caller is the control
+/// domain (-EPERM). None of their commands is offered yet (the toolstack
+/// issue brings them), so dom0 gets -ENOSYS.
+fn control_op(env: &impl Env, arg: u64, version: u32) -> Result<i64, i64> {
+    let mut hdr = [0u8; 8];
+    env.read(arg, &mut hdr).map_err(fault)?;
+    if u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]) != version {
+        return Err(-EACCES);
+    }
+    if !env.privileged() {
+        return Err(-EPERM);
+    }
+    Err(-ENOSYS)
 }
 
 fn console_io(env: &mut impl Env, a: [u64; 5]) -> Outcome {
@@ -1244,6 +1269,19 @@ pub(crate) mod tests {
         assert_eq!(call(&mut f, nr::MEMORY_OP, [9, 0x500, 0, 0, 0]), Outcome::Done(-ENOSYS));
         assert_eq!(call(&mut f, nr::MEMORY_OP, [10, 0x500, 0, 0, 0]), Outcome::Done(-ENOSYS));
         assert_eq!(call(&mut f, nr::MEMORY_OP, [63, 0x500, 0, 0, 0]), Outcome::Done(-ENOSYS));
+    }
+
+    #[test]
+    fn control_hypercalls_are_for_the_control_domain() {
+        let mut f = Fake::new(5);
+        f.put(0x40, &[1, 0, 0, 0, 0x15, 0, 0, 0]);
+        assert_eq!(call(&mut f, nr::DOMCTL, [0x40, 0, 0, 0, 0]), Outcome::Done(-EPERM));
+        assert_eq!(call(&mut f, nr::SYSCTL, [0x40, 0, 0, 0, 0]), Outcome::Done(-EPERM));
+        assert_eq!(call(&mut f, nr::PLATFORM_OP, [0x40, 0, 0, 0, 0]), Outcome::Done(-EACCES), "wrong version");
+        assert_eq!(call(&mut f, nr::DOMCTL, [0xffff_0000, 0, 0, 0, 0]), Outcome::Done(-EFAULT));
+        assert_eq!(call(&mut f, nr::KEXEC_OP, [0, 0, 0, 0, 0]), Outcome::Done(-EPERM));
+        f.privileged = true;
+        assert_eq!(call(&mut f, nr::DOMCTL, [0x40, 0, 0, 0, 0]), Outcome::Done(-ENOSYS));
     }
 
     #[test]

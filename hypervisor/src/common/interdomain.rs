@@ -181,7 +181,7 @@ impl Domain {
         if vector != 0 {
             v.raise_irq(vector);
         } else {
-            v.irq_hint.store(true, Ordering::Release);
+            v.irq_hint.store(true, Ordering::SeqCst);
         }
         v.set_flag(vflags::EVENT);
         sched::notify(v);
@@ -742,11 +742,17 @@ fn ring_u32(va: u64, off: usize) -> &'static AtomicU32 {
     unsafe { AtomicU32::from_ptr((va + off as u64) as *mut u32) }
 }
 
+/// Whether no backend domain has taken the console ring over.
+fn hypervisor_serves_console(d: &Domain) -> bool {
+    let port = d.console_port.load(Ordering::Acquire);
+    port != 0 && d.evtchn.lock().get(port).is_some_and(|c| c.consumer == Consumer::HvConsole)
+}
+
 /// Prints what the domain wrote to its console ring, with its prefix,
 /// and tells it the ring has room again.
 pub fn drain_console(d: &Domain) {
     let va = d.console_va;
-    if va == 0 {
+    if va == 0 || !hypervisor_serves_console(d) {
         return;
     }
     let cons = ring_u32(va, xc::OUT_CONS).load(Ordering::Acquire);
@@ -780,7 +786,7 @@ pub fn drain_console(d: &Domain) {
 /// Serial input for domain `d`'s console: what fits in its input ring.
 pub fn console_input(d: &Domain, bytes: &[u8]) {
     let va = d.console_va;
-    if va == 0 {
+    if va == 0 || !hypervisor_serves_console(d) {
         return;
     }
     let cons = ring_u32(va, xc::IN_CONS).load(Ordering::Acquire);

@@ -107,6 +107,12 @@ fn end_block(dom: &Domain, shared: &VcpuShared) {
     if shared.poll_port.swap(0, core::sync::atomic::Ordering::AcqRel) != 0 {
         dom.pollers.fetch_sub(1, core::sync::atomic::Ordering::AcqRel);
     }
+    // An upcall still waiting for the callback vector is delivered now.
+    if dom.callback_vector.load(core::sync::atomic::Ordering::Acquire) != 0
+        && crate::common::interdomain::upcall_pending(dom, shared.id)
+    {
+        shared.irq_hint.store(true, core::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Writes the vCPU's runstate to where the guest registered it (Xen
@@ -194,8 +200,9 @@ fn deliver_interrupts(dom: &Domain, shared: &VcpuShared, v: &mut Vcpu) {
         return;
     }
     // Cleared first, set again below while anything is left: a request
-    // made meanwhile sets it after this store.
-    shared.irq_hint.store(false, Ordering::Release);
+    // made meanwhile sets it after this. An exchange, not a store: it must
+    // not pass the loads below (x86 lets a store wait behind later loads).
+    shared.irq_hint.swap(false, Ordering::SeqCst);
     // The callback vector comes before the local APIC (Xen's order), for
     // as long as evtchn_upcall_pending is set: the guest's handler clears
     // it.

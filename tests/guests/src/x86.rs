@@ -177,6 +177,17 @@ pub fn install_idt() {
     }
 }
 
+/// Handlers for vectors that need more than counting (0: none).
+static HANDLERS: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
+
+/// Runs `f(vcpu)` for every interrupt on `vector` (after counting it,
+/// with interrupts off); `f` returns whether the local APIC needs an EOI
+/// (false for a vector the hypervisor injects directly, such as Xen's
+/// event callback vector).
+pub fn set_handler(vector: u8, f: fn(u32) -> bool) {
+    HANDLERS[vector as usize].store(f as usize as u64, Ordering::SeqCst);
+}
+
 #[unsafe(no_mangle)]
 extern "C" fn guest_interrupt(vector: u64, rip: u64) {
     if vector < 32 {
@@ -185,6 +196,20 @@ extern "C" fn guest_interrupt(vector: u64, rip: u64) {
     }
     let me = vcpu_id() as usize % MAX_VCPUS;
     COUNTS[me][vector as usize].fetch_add(1, Ordering::SeqCst);
+    let h = HANDLERS[vector as usize].load(Ordering::SeqCst);
+    if h != 0 {
+        // SAFETY: set_handler stored a `fn(u32) -> bool` there.
+        let f: fn(u32) -> bool = unsafe { core::mem::transmute(h as usize) };
+        if !f(me as u32) {
+            return;
+        }
+    }
+    // The event callback vector comes straight from the hypervisor, not
+    // through the local APIC: no EOI.
+    if crate::events::is_callback(vector) {
+        crate::events::upcall(me as u32);
+        return;
+    }
     LAST_NS[me].store(crate::x86::now_ns_raw(), Ordering::SeqCst);
     apic_eoi();
 }

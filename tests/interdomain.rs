@@ -1,0 +1,169 @@
+//! Xen's inter-domain interfaces, driven by test guests that check every
+//! result against what Xen 4.17 returns: event channels (the `evtchn`
+//! pair), grant tables v1 (the `grants` pair), the reservation operations
+//! of memory_op (`memory`) and the console ring (`console-ring`). QEMU
+//! (AMD-V with nested paging) boots each on two CPUs; Bochs (VT-x with
+//! EPT), ten times slower, boots them all together with fewer rounds.
+//!
+//! Each guest ends with `ALL n CHECKS PASSED` (or `k OF n CHECKS FAILED`
+//! with a FAIL line per failed check), so a test expects the exact count:
+//! a check that is skipped fails the test as surely as one that fails.
+
+use integration_tests::{Boot, End, Machine, Outcome};
+
+/// The evtchn pair: `ping` (domain `d`, per-vCPU upcall vector, declares
+/// the static channels and grants the mailbox) and `pong` (domain `d+1`,
+/// callback vector), two vCPUs each.
+fn evtchn_pair(b: Boot, d: u32, rounds: u32) -> Boot {
+    b.guest(
+        "evtchn",
+        &format!(
+            "name=ping memory=8 vcpus=2 evtchn=10:pong:10,11:pong:11 grant=0:pong:0x500 \
+             cmdline=\"role=ping peer={} port=10 ctl=11 gref=0 rounds={rounds} upcall=vector\"",
+            d + 1
+        ),
+    )
+    .guest(
+        "evtchn",
+        &format!("name=pong memory=8 vcpus=2 cmdline=\"role=pong peer={d} port=10 ctl=11 gref=0 rounds={rounds}\""),
+    )
+}
+
+fn check_evtchn(o: &Outcome, d: u32, rounds: u32) {
+    let (ping, pong) = (d, d + 1);
+    o.expect(&format!("domain {ping} (ping): static event channel 10 <-> domain {pong} (pong) port 10"))
+        .expect(&format!("domain {ping} (ping): static event channel 11 <-> domain {pong} (pong) port 11"))
+        .expect(&format!("domain {ping} (ping): static grant 0 of frame 0x500 to domain {pong} (pong)"))
+        .expect(&format!("(d{ping}) evtchn: ping, domain {ping}, peer {pong}, {rounds} rounds, upcalls by ApicVector"))
+        .expect(&format!("(d{pong}) evtchn: pong, domain {pong}, peer {ping}, {rounds} rounds, upcalls by Callback"))
+        .expect(&format!("(d{ping}) PASS every round trip came back"))
+        .expect(&format!("(d{pong}) PASS every ping arrived and was answered"))
+        .expect(&format!("(d{pong}) PASS the new port starts pending (Xen)"))
+        .expect(&format!("(d{pong}) PASS status: unbound again, for the domain that closed"))
+        .expect(&format!("(d{ping}) PASS the peer's send ended it, before its timeout"))
+        .expect(&format!("(d{ping}) PASS unmasking a pending port delivers it"))
+        .expect(&format!("(d{ping}) PASS the singleshot timer raised VIRQ_TIMER"))
+        .expect(&format!("(d{pong}) PASS the event arrives on vCPU 1"))
+        .expect(&format!("(d{ping}) PASS status of the peer's port"))
+        .expect(&format!("(d{ping}) ALL {EVTCHN_PING} CHECKS PASSED"))
+        .expect(&format!("(d{pong}) ALL {EVTCHN_PONG} CHECKS PASSED"))
+        .expect(&format!("domain {ping} (ping) shut down: poweroff"))
+        .expect(&format!("domain {pong} (pong) shut down: poweroff"));
+}
+
+const EVTCHN_PING: u32 = 131;
+const EVTCHN_PONG: u32 = 123;
+
+/// The grants pair: `granter` (domain `d`) and `mapper` (domain `d+1`).
+fn grants_pair(b: Boot, d: u32) -> Boot {
+    b.guest(
+        "grants",
+        &format!(
+            "name=granter memory=8 evtchn=11:mapper:11 grant=0:mapper:0x500 \
+             cmdline=\"role=granter peer={} ctl=11 gref=0\"",
+            d + 1
+        ),
+    )
+    .guest("grants", &format!("name=mapper memory=8 cmdline=\"role=mapper peer={d} ctl=11 gref=0\""))
+}
+
+fn check_grants(o: &Outcome, d: u32) {
+    let (granter, mapper) = (d, d + 1);
+    o.expect(&format!("domain {granter} (granter): static event channel 11 <-> domain {mapper} (mapper) port 11"))
+        .expect(&format!("domain {granter} (granter): static grant 0 of frame 0x500 to domain {mapper} (mapper)"))
+        .expect(&format!("(d{granter}) PASS the static grant is entry 0, mapped by the mapper"))
+        .expect(&format!("(d{granter}) PASS mapped writable: GTF_reading and GTF_writing set"))
+        .expect(&format!("(d{granter}) PASS the mapper's writes are in the granted page"))
+        .expect(&format!("(d{mapper}) PASS a read-only grant mapped writable"))
+        .expect(&format!("(d{mapper}) PASS unmap again"))
+        .expect(&format!("(d{mapper}) PASS they came back to their offset"))
+        .expect(&format!("(d{granter}) PASS the copy landed at its offset"))
+        .expect(&format!("(d{granter}) ALL {GRANTER} CHECKS PASSED"))
+        .expect(&format!("(d{mapper}) ALL {MAPPER} CHECKS PASSED"));
+}
+
+const GRANTER: u32 = 68;
+const MAPPER: u32 = 70;
+
+fn check_memory(o: &Outcome, d: u32) {
+    o.expect(&format!("(d{d}) PASS populated frames read as zero"))
+        .expect(&format!("(d{d}) PASS 512 frames came"))
+        .expect(&format!("(d{d}) PASS decrease 600 frames in one call"))
+        .expect(&format!("(d{d}) PASS increase_reservation stops at the maximum"))
+        .expect(&format!("(d{d}) ALL {MEMORY} CHECKS PASSED"));
+}
+
+const MEMORY: u32 = 48;
+
+fn check_console_ring(o: &Outcome, d: u32) {
+    for i in 0..60 {
+        o.expect(&format!("(d{d}) console ring line {i:02}: the quick brown fox jumps over the lazy dog"));
+    }
+    for i in 0..20 {
+        o.expect(&format!("(d{d}) twenty lines in one send, {i:02}"));
+    }
+    o.expect(&format!("(d{d}) split across two sends: ok"))
+        .expect(&format!("(d{d}) PASS the backend notified the port"))
+        .expect_order(
+            &format!("(d{d}) split across two sends: ok"),
+            &format!("(d{d}) after the ring, through console_io"),
+        )
+        .expect(&format!("(d{d}) ALL {CONSOLE_RING} CHECKS PASSED"));
+    // Each line once: nothing printed twice, nothing broken up.
+    if o.lines_containing(&format!("(d{d}) console ring line ")).len() != 60 {
+        o.fail("the ring's lines did not come out exactly once each");
+    }
+}
+
+const CONSOLE_RING: u32 = 16;
+
+#[test]
+fn two_domains_ping_pong_over_event_channels_as_in_xen() {
+    let o = evtchn_pair(Boot::new("evtchn_pair", Machine::QemuBios).cpus(2), 1, 1000).run();
+    o.expect_end(End::PoweredOff).expect_no_crash();
+    check_evtchn(&o, 1, 1000);
+    o.expect_absent("FAIL");
+}
+
+#[test]
+fn two_domains_map_and_copy_grants_as_in_xen() {
+    let o = grants_pair(Boot::new("grants_pair", Machine::QemuBios).cpus(2), 1).run();
+    o.expect_end(End::PoweredOff).expect_no_crash();
+    check_grants(&o, 1);
+    o.expect_absent("FAIL");
+}
+
+#[test]
+fn reservation_operations_follow_xen() {
+    let o = Boot::new("memory_ops", Machine::QemuBios).cpus(2).guest("memory", "name=mem memory=8").run();
+    o.expect_end(End::PoweredOff).expect_no_crash();
+    check_memory(&o, 1);
+    o.expect_absent("FAIL");
+}
+
+#[test]
+fn the_console_ring_prints_the_domains_lines() {
+    let o = Boot::new("console_ring", Machine::QemuBios).cpus(2).guest("console-ring", "name=cons memory=8").run();
+    o.expect_end(End::PoweredOff).expect_no_crash();
+    check_console_ring(&o, 1);
+    o.expect_absent("FAIL");
+}
+
+/// Everything above on VT-x, in one boot: the pairs run beside each
+/// other and the single guests.
+#[test]
+fn vtx_runs_the_interdomain_guests_together() {
+    let rounds = 20;
+    let b = Boot::new("vtx_interdomain", Machine::Bochs).cpus(2);
+    let b = grants_pair(evtchn_pair(b, 1, rounds), 3)
+        .guest("memory", "name=mem memory=8")
+        .guest("console-ring", "name=cons memory=8");
+    let o = b.run();
+    o.expect_end(End::PoweredOff).expect_no_crash();
+    o.expect("VT-x: VMCS revision");
+    check_evtchn(&o, 1, rounds);
+    check_grants(&o, 3);
+    check_memory(&o, 5);
+    check_console_ring(&o, 6);
+    o.expect_absent("FAIL");
+}
