@@ -1,7 +1,9 @@
 //! Xen's inter-domain interfaces, driven by test guests that check every
 //! result against what Xen 4.17 returns: event channels (the `evtchn`
 //! pair), grant tables v1 (the `grants` pair), the reservation operations
-//! of memory_op (`memory`) and the console ring (`console-ring`). QEMU
+//! of memory_op (`memory`), the console ring (`console-ring`) with serial
+//! input switched between domains (`console`), and static channels and
+//! grants that cannot be made. QEMU
 //! (AMD-V with nested paging) boots each on two CPUs; Bochs (VT-x with
 //! EPT), ten times slower, boots them all together with fewer rounds.
 //!
@@ -166,4 +168,46 @@ fn vtx_runs_the_interdomain_guests_together() {
     check_memory(&o, 5);
     check_console_ring(&o, 6);
     o.expect_absent("FAIL");
+}
+
+/// A static declaration naming a domain that does not exist refuses the
+/// declaring domain, then the domains whose declarations named it; the
+/// others run.
+#[test]
+fn static_declarations_that_cannot_be_made_refuse_their_domain() {
+    let o = Boot::new("static_refused", Machine::QemuBios)
+        .guest("hello", "name=lonely memory=8 evtchn=10:nobody:10")
+        .guest("hello", "name=friend memory=8 grant=0:lonely:0x500")
+        .guest("hello", "name=fine memory=8")
+        .guest("hello", "name=typo memory=8 evtchn=0:fine:1")
+        .run();
+    o.expect_end(End::PoweredOff).expect_no_crash();
+    o.expect("domain 1 (lonely) refused: evtchn=10:nobody:10: no domain 'nobody'")
+        .expect("domain 2 (friend) refused: grant=0:lonely:0x500: no domain 'lonely'")
+        .expect("domain refused: evtchn=\"0:fine:1\" is not valid")
+        .expect("(d3) goodbye")
+        .expect("domain 3 (fine) destroyed; 8 MiB returned");
+    o.expect_absent("(d1) hello").expect_absent("(d2) hello");
+}
+
+/// Serial input goes to the hypervisor first; Ctrl-A three times moves it
+/// to each domain's console ring in turn (a single Ctrl-A passes through),
+/// and each domain reads it from its ring.
+#[test]
+fn serial_input_reaches_the_selected_domains_console_ring() {
+    let o = Boot::new("console_input", Machine::QemuBios)
+        .guest("console", "name=con1 memory=8")
+        .guest("console", "name=con2 memory=8")
+        .serial_input(b"ignored\r\x01\x01\x01one\x01two\rquit\r\x01\x01\x01second\rquit\r")
+        .run();
+    o.expect_end(End::PoweredOff).expect_no_crash();
+    o.expect("(d1) console: ready for input")
+        .expect("(d2) console: ready for input")
+        .expect("serial input to domain 1 (type Ctrl-A three times to switch)")
+        .expect("(d1) console input: one^Atwo")
+        .expect("serial input to domain 2")
+        .expect("(d2) console input: second")
+        .expect_order("(d1) console input: quit", "domain 1 (con1) shut down: poweroff")
+        .expect("domain 2 (con2) shut down: poweroff");
+    o.expect_absent("console input: ignored").expect_absent("(d2) console input: one");
 }

@@ -54,6 +54,8 @@ pub struct Boot {
     timeout: Duration,
     /// Stop once a serial line containing the text has appeared this often.
     stop_on: Vec<(String, usize)>,
+    /// Bytes typed on the serial line (QEMU only).
+    input: Option<Vec<u8>>,
 }
 
 /// The line the hypervisor prints when it halts for good.
@@ -78,6 +80,7 @@ impl Boot {
             memory_mib: if machine == Machine::Bochs { 256 } else { 512 },
             timeout: Duration::from_secs(timeout),
             stop_on: vec![(HALTED.to_string(), 1)],
+            input: None,
         }
     }
 
@@ -94,6 +97,13 @@ impl Boot {
 
     pub fn module(mut self, path: impl AsRef<Path>, cmdline: &str) -> Boot {
         self.modules.push(Module { path: path.as_ref().to_path_buf(), cmdline: cmdline.to_string() });
+        self
+    }
+
+    /// Types `bytes` on the serial line (QEMU reads them as the machine
+    /// takes them).
+    pub fn serial_input(mut self, bytes: &[u8]) -> Boot {
+        self.input = Some(bytes.to_vec());
         self
     }
 
@@ -146,9 +156,22 @@ impl Boot {
                 q.cpus = self.cpus;
                 q.memory_mib = self.memory_mib;
                 q.accel = Accel::Tcg;
-                q.serial = Serial::File(serial.clone());
+                let (stdin, stdout) = match &self.input {
+                    Some(bytes) => {
+                        let input = dir.join("serial.in");
+                        std::fs::write(&input, bytes).expect("write the serial input");
+                        q.serial = Serial::Redirected;
+                        let i = std::fs::File::open(&input).expect("open the serial input");
+                        let o = std::fs::File::create(&serial).expect("create the serial log");
+                        (Stdio::from(i), Stdio::from(o))
+                    }
+                    None => {
+                        q.serial = Serial::File(serial.clone());
+                        (Stdio::null(), Stdio::null())
+                    }
+                };
                 let mut cmd = q.command().unwrap_or_else(|e| panic!("{}: {e}", self.name));
-                let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr).spawn();
+                let child = cmd.stdin(stdin).stdout(stdout).stderr(stderr).spawn();
                 (child.unwrap_or_else(|e| panic!("{}: cannot start QEMU: {e}", self.name)), None)
             }
             Machine::Bochs => {

@@ -144,52 +144,36 @@ pub fn run(imgs: &Images) -> Result<Vec<Figure>, String> {
     });
 
     // Event channels and grants between two domains, on one CPU.
-    let events = |role: &str, name: &str, extra: &str| Module {
-        path: imgs.guest("events"),
-        cmdline: format!(
-            "domu name={name} memory=8 {extra} cmdline=\"role={role} mode=bench rounds=1000 peer={} me={}\"",
-            if role == "a" { 2 } else { 1 },
-            if role == "a" { 1 } else { 2 }
-        ),
-    };
     let ev_spec = IsoSpec {
         hypervisor: imgs.hypervisor.clone(),
         cmdline: "loglvl=info".into(),
-        modules: vec![events("a", "ev-a", "evtchn=10:ev-b:10"), events("b", "ev-b", "grant=0:ev-a:0x500")],
+        modules: vec![
+            Module {
+                path: imgs.guest("bench-events"),
+                cmdline: "domu name=ping memory=8 evtchn=10:pong:10,11:pong:11 grant=0:pong:0x500,1:pong:0x600 \
+                          cmdline=\"role=ping peer=2 rounds=2000\""
+                    .into(),
+            },
+            Module {
+                path: imgs.guest("bench-events"),
+                cmdline: "domu name=pong memory=8 cmdline=\"role=pong peer=1 rounds=2000\"".into(),
+            },
+        ],
     };
     let (log, cmd) = run_icount(&ev_spec, "events", "Powering off.")?;
     commands.push(cmd);
-    figures.push(Figure {
-        name: "event channel send -> upcall -> reply round trip between two domains (1 CPU)",
-        value: bench_value(&log, "evtchn_round_trip"),
-        unit: "instructions",
-        target: "-",
-        xen: "-",
-    });
-    figures.push(Figure {
-        name: "grant map + unmap (one 4 KiB grant, PVH mapper)",
-        value: bench_value(&log, "grant_map_unmap"),
-        unit: "instructions",
-        target: "-",
-        xen: "-",
-    });
-    figures.push(Figure {
-        name: "grant copy of 4 KiB from a grant to a local frame",
-        value: bench_value(&log, "grant_copy_4k"),
-        unit: "instructions",
-        target: "-",
-        xen: "-",
-    });
-    figures.push(Figure {
-        name: "grant copy throughput",
-        value: log
-            .lines()
-            .find(|l| l.contains("BENCH grant_copy_4k"))
-            .and_then(|l| l.split("; ").nth(1)?.split_whitespace().next()?.parse().ok()),
-        unit: "bytes per 1000 instructions",
-        target: "-",
-        xen: "-",
-    });
+    for (name, key, unit) in [
+        (
+            "event channel send -> other domain's upcall -> send back -> upcall (1 CPU)",
+            "evtchn_round_trip",
+            "instructions",
+        ),
+        ("grant map + unmap of one page by a PVH domain", "grant_map_unmap", "instructions"),
+        ("grant copy of a whole page, grant -> local frame", "grant_copy_4k", "instructions"),
+        ("grant copy throughput", "grant_copy_throughput", "bytes per 1000 instructions"),
+    ] {
+        figures.push(Figure { name, value: bench_value(&log, key), unit, target: "-", xen: "-" });
+    }
 
     // The same round trips on VT-x.
     let log = run_bochs(&spec, "guest-vtx")?;

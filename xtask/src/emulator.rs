@@ -20,6 +20,10 @@ pub enum Serial {
     /// The terminal, with QEMU's monitor multiplexed in (Ctrl-A C; Ctrl-A X quits).
     Stdio,
     File(PathBuf),
+    /// The serial line on QEMU's stdin and stdout, which the caller points
+    /// at files (what a test types, and the log). QEMU 7.2's file backend
+    /// cannot read input.
+    Redirected,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +96,9 @@ impl Qemu {
             Serial::File(p) => {
                 c.arg("-serial").arg(format!("file:{}", p.display()));
                 c.args(["-monitor", "none"]);
+            }
+            Serial::Redirected => {
+                c.args(["-chardev", "stdio,id=serial0,signal=off", "-serial", "chardev:serial0", "-monitor", "none"]);
             }
         }
         if self.icount {

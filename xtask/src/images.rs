@@ -47,7 +47,7 @@ pub const GUESTS: &[&str] = &[
     "hcall-page",
     "bench",
     "smp",
-    "events",
+    "console",
     "timers",
     "evtchn",
     "grants",

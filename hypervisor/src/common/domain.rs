@@ -1091,8 +1091,9 @@ impl Env for HcEnv<'_> {
         r
     }
     fn grant_unmap(&mut self, op: &xen_abi::grant_table::UnmapGrantRef) -> i16 {
+        let n = self.deferred.len();
         let r = crate::common::interdomain::grant_unmap(self.dom, op, &mut self.deferred);
-        if r == xen_abi::grant_table::GNTST_OKAY {
+        if self.deferred.len() != n {
             self.flush_tlb = true;
         }
         r

@@ -149,8 +149,10 @@ impl Table {
 
     /// A table of at most `max_ports` ports (xl's `max_event_channels`).
     pub fn with_limit(nr_vcpus: u32, max_ports: u32) -> Table {
-        let mut chans = Vec::with_capacity(GROW);
-        chans.push(Channel { state: State::Reserved, ..FREE });
+        // The first bucket of ports exists from the start (Xen): ports
+        // 1-63 are valid, free ports.
+        let mut chans = alloc::vec![FREE; GROW.min(max_ports.max(1) as usize)];
+        chans[0] = Channel { state: State::Reserved, ..FREE };
         Table {
             chans,
             nr_vcpus,
@@ -168,9 +170,9 @@ impl Table {
         self.chans.get(port as usize)
     }
 
-    /// Ports in use (not free), port 0 included.
-    pub fn in_use(&self) -> usize {
-        self.chans.iter().filter(|c| c.state != State::Free).count()
+    /// Whether `port` is bound to something (SCHEDOP_poll's "usable").
+    pub fn in_use(&self, port: u32) -> bool {
+        self.get(port).is_some_and(|c| !matches!(c.state, State::Free | State::Reserved))
     }
 
     /// The lowest free port, growing the table if needed (-ENOSPC when it
@@ -538,6 +540,10 @@ mod tests {
         assert_eq!(t.close(2), Err(-EINVAL), "closing a closed port");
         assert_eq!(t.close(5000), Err(-EINVAL));
         assert_eq!(t.status(5000), Err(-EINVAL));
+        // The first 64 ports exist (closed) before any is allocated.
+        assert_eq!(t.status(63).map(|s| s.status), Ok(ev::EVTCHNSTAT_CLOSED));
+        assert_eq!(t.status(64), Err(-EINVAL));
+        assert!(t.in_use(1) && !t.in_use(2) && !t.in_use(0));
     }
 
     #[test]

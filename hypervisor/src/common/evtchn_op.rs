@@ -108,10 +108,17 @@ pub fn event_channel_op(env: &mut impl Env, cmd: u64, arg: u64) -> Result<i64, i
             env.evtchn(Request::Reset { dom }).map(|_| 0)
         }
         // The FIFO ABI is not offered: guests use the 2-level one (Linux
-        // falls back when init_control fails).
-        ev::EVTCHNOP_INIT_CONTROL | ev::EVTCHNOP_EXPAND_ARRAY => Err(-ENOSYS),
-        // 2-level ports have no priorities (Xen: -ENOSYS without FIFO).
-        ev::EVTCHNOP_SET_PRIORITY => Err(-ENOSYS),
+        // falls back when init_control fails); expanding a FIFO array that
+        // was never set up is what Xen refuses with -EOPNOTSUPP.
+        ev::EVTCHNOP_INIT_CONTROL => Err(-ENOSYS),
+        ev::EVTCHNOP_EXPAND_ARRAY => Err(-EOPNOTSUPP),
+        // 2-level ports have no priorities: the port is checked first
+        // (-EINVAL), then -ENOSYS (Xen).
+        ev::EVTCHNOP_SET_PRIORITY => {
+            let p: ev::BindVcpu = read(env, arg)?;
+            env.evtchn(Request::Status { dom: env.domid(), port: p.port })?;
+            Err(-ENOSYS)
+        }
         _ => Err(-ENOSYS),
     }
 }
@@ -165,6 +172,10 @@ mod tests {
         f.evtchn_reply = Err(-EINVAL);
         assert_eq!(op(&mut f, EVTCHNOP_SEND, 0x160), Outcome::Done(-EINVAL));
         assert_eq!(op(&mut f, EVTCHNOP_INIT_CONTROL, 0x160), Outcome::Done(-ENOSYS));
+        assert_eq!(op(&mut f, EVTCHNOP_EXPAND_ARRAY, 0x160), Outcome::Done(-EOPNOTSUPP));
+        assert_eq!(op(&mut f, EVTCHNOP_SET_PRIORITY, 0x160), Outcome::Done(-EINVAL), "bad port first");
+        f.evtchn_reply = Ok(Reply::Done);
+        assert_eq!(op(&mut f, EVTCHNOP_SET_PRIORITY, 0x160), Outcome::Done(-ENOSYS));
         assert_eq!(op(&mut f, 99, 0x160), Outcome::Done(-ENOSYS));
     }
 

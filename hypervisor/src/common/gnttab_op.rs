@@ -73,8 +73,9 @@ pub fn grant_table_op(env: &mut impl Env, cmd: u64, arg: u64, count: u64, long_m
             let v: SetVersion = read(env, arg)?;
             match v.version {
                 1 => Ok(0),
-                // Version 2 is not offered (Xen's gnttab_max_version=1).
-                2 => Err(-EACCES),
+                // Version 2 is not offered: what Xen says to a domain whose
+                // max_grant_version is 1.
+                2 => Err(-ENOSYS),
                 _ => Err(-EINVAL),
             }
         })()),
@@ -152,9 +153,13 @@ fn setup_table(env: &mut impl Env, arg: u64, count: u64, long_mode: bool) -> Res
                     } else {
                         env.write(at, &(gfn as u32).to_le_bytes())
                     };
-                    r.map_err(fault)?;
+                    // Xen reports a frame list it cannot write in the
+                    // status (a PVH guest's handle always looks fine).
+                    if r.is_err() {
+                        s.status = GNTST_BAD_VIRT_ADDR;
+                    }
                 }
-                GNTST_OKAY
+                if s.status == GNTST_BAD_VIRT_ADDR { s.status } else { GNTST_OKAY }
             }
         },
     };
@@ -228,11 +233,15 @@ mod tests {
         f.put(0x380, s.as_bytes());
         op(&mut f, GNTTABOP_SETUP_TABLE, 0x380, 1);
         assert_eq!(SetupTable::read_from(f.get(0x380, 24)).unwrap().status, GNTST_GENERAL_ERROR);
+        let s = SetupTable { dom: 0x7ff0, nr_frames: 1, frame_list: 0xffff_0000, ..Default::default() };
+        f.put(0x380, s.as_bytes());
+        assert_eq!(op(&mut f, GNTTABOP_SETUP_TABLE, 0x380, 1), Outcome::Done(0));
+        assert_eq!(SetupTable::read_from(f.get(0x380, 24)).unwrap().status, GNTST_BAD_VIRT_ADDR);
         // Versions: 1 only.
         f.put(0x500, &1u32.to_le_bytes());
         assert_eq!(op(&mut f, GNTTABOP_SET_VERSION, 0x500, 1), Outcome::Done(0));
         f.put(0x500, &2u32.to_le_bytes());
-        assert_eq!(op(&mut f, GNTTABOP_SET_VERSION, 0x500, 1), Outcome::Done(-EACCES));
+        assert_eq!(op(&mut f, GNTTABOP_SET_VERSION, 0x500, 1), Outcome::Done(-ENOSYS));
         f.put(0x500, GetVersion { dom: 0x7ff0, ..Default::default() }.as_bytes());
         assert_eq!(op(&mut f, GNTTABOP_GET_VERSION, 0x500, 1), Outcome::Done(0));
         assert_eq!(GetVersion::read_from(f.get(0x500, 8)).unwrap().version, 1);

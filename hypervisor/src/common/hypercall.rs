@@ -659,12 +659,14 @@ fn reservation_op(env: &mut impl Env, op: u64, start: u64, arg: u64, long_mode: 
     if r.nr_extents > (u32::MAX >> memory::MEMOP_EXTENT_SHIFT) as u64 || start >= r.nr_extents {
         return Outcome::Done(start as i64);
     }
+    // Populate-on-demand is for HVM guests started ballooned, not offered:
+    // nothing is done, as Xen does for a domain without a PoD pool.
     if op == memory::XENMEM_POPULATE_PHYSMAP && r.mem_flags & memory::XENMEMF_POPULATE_ON_DEMAND != 0 {
-        // Populate-on-demand is for HVM guests started ballooned; not here.
-        return Outcome::Done(-EOPNOTSUPP);
+        return Outcome::Done(start as i64);
     }
+    // An address limit of a page or less can never be met (Xen).
     let address_bits = r.mem_flags & 0xff;
-    if address_bits != 0 && address_bits < 12 {
+    if address_bits != 0 && address_bits <= 12 {
         return Outcome::Done(start as i64);
     }
     let target = if r.domid == DOMID_SELF { env.domid() } else { r.domid };
@@ -767,6 +769,15 @@ fn memory_op(env: &mut impl Env, cmd: u64, arg: u64, long_mode: bool) -> Result<
             env.write(buf, &bytes[..n * 20]).map_err(fault)?;
             env.write(arg, &(n as u32).to_le_bytes()).map_err(fault)?;
             Ok(0)
+        }
+        // These take no continuation: bits above the command are refused.
+        memory::XENMEM_CURRENT_RESERVATION
+        | memory::XENMEM_MAXIMUM_RESERVATION
+        | memory::XENMEM_MAXIMUM_GPFN
+        | memory::XENMEM_MAXIMUM_RAM_PAGE
+            if cmd >> memory::MEMOP_EXTENT_SHIFT != 0 =>
+        {
+            Err(-EINVAL)
         }
         memory::XENMEM_CURRENT_RESERVATION | memory::XENMEM_MAXIMUM_RESERVATION | memory::XENMEM_MAXIMUM_GPFN => {
             let dom: u16 = read_arg(env, arg)?;
@@ -1324,6 +1335,7 @@ pub(crate) mod tests {
         assert_eq!(call(&mut f, nr::MEMORY_OP, [4, 0xa00, 0, 0, 0]), Outcome::Done(2048));
         assert_eq!(call(&mut f, nr::MEMORY_OP, [14, 0xa00, 0, 0, 0]), Outcome::Done(0x7ff));
         assert_eq!(call(&mut f, nr::MEMORY_OP, [2, 0, 0, 0, 0]), Outcome::Done(0x12345));
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [3 | 1 << 6, 0xa00, 0, 0, 0]), Outcome::Done(-EINVAL));
         f.put(0xa00, &7u16.to_le_bytes());
         assert_eq!(call(&mut f, nr::MEMORY_OP, [3, 0xa00, 0, 0, 0]), Outcome::Done(-EPERM));
         f.put(0xa00, &9u16.to_le_bytes());

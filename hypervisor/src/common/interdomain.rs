@@ -208,7 +208,9 @@ impl Domain {
     /// Whether `port` is pending (SCHEDOP_poll): -EINVAL beyond the ports
     /// a domain may have.
     pub fn port_pending(&self, port: u32) -> Result<bool, i64> {
-        if port >= xen_abi::event_channel::EVTCHN_2L_NR_CHANNELS {
+        // Only a port bound to something can be polled (Xen's
+        // evtchn_port_poll).
+        if !self.evtchn.lock().in_use(port) {
             return Err(-EINVAL);
         }
         Ok(Words(self).test_pending(port))
@@ -282,10 +284,9 @@ pub fn evtchn_op(me: &Arc<Domain>, req: Request) -> Result<Reply, i64> {
         }
         Request::BindVcpu { port, vcpu } => me.evtchn.lock().bind_vcpu(port, vcpu).map(|_| Reply::Done),
         Request::Reset { .. } => {
-            let ports: Vec<u32> = {
-                let t = me.evtchn.lock();
-                t.bound_ports().filter(|&p| t.get(p).is_some_and(|c| c.consumer == Consumer::Guest)).collect()
-            };
+            // Every port, the console's included: it is an ordinary port
+            // to the guest (Xen's toolstack made it), so it goes too.
+            let ports: Vec<u32> = me.evtchn.lock().bound_ports().collect();
             for p in ports {
                 let _ = close_port(me, p);
             }
@@ -485,7 +486,12 @@ pub fn grant_map(me: &Arc<Domain>, op: &MapGrantRef, deferred: &mut Vec<Deferred
 /// frame reference after every vCPU of `me` has dropped its translations.
 pub fn grant_unmap(me: &Domain, op: &UnmapGrantRef, deferred: &mut Vec<Deferred>) -> i16 {
     let Some(m) = me.grants.lock().mapping(op.handle) else { return GNTST_BAD_HANDLE };
-    if op.host_addr >> 12 != m.gfn || op.host_addr == 0 {
+    // No address: Xen unmaps nothing and says it is fine (the mapping and
+    // its handle stay).
+    if op.host_addr == 0 {
+        return GNTST_OKAY;
+    }
+    if op.host_addr >> 12 != m.gfn {
         return GNTST_GENERAL_ERROR;
     }
     {
@@ -829,20 +835,18 @@ pub fn poll_serial_input() {
         return;
     }
     let mut focus = INPUT_FOCUS.lock();
-    let mut out = Vec::new();
+    let mut out: Vec<u8> = Vec::new();
     for &b in &buf[..n] {
         if b == CTRL_A {
             focus.1 += 1;
             if focus.1 == 3 {
+                // What was typed so far goes where it was typed.
+                deliver_input(focus.0, &core::mem::take(&mut out));
                 focus.1 = 0;
                 focus.0 = next_focus(focus.0);
                 match focus.0 {
-                    Some(id) => {
-                        log::info!("*** serial input to domain {id} (type 'CTRL-a' three times to switch input)")
-                    }
-                    None => {
-                        log::info!("*** serial input to the hypervisor (type 'CTRL-a' three times to switch input)")
-                    }
+                    Some(id) => log::info!("serial input to domain {id} (type Ctrl-A three times to switch)"),
+                    None => log::info!("serial input to the hypervisor (type Ctrl-A three times to switch)"),
                 }
             }
             continue;
@@ -852,11 +856,17 @@ pub fn poll_serial_input() {
         out.resize(out.len() + held, CTRL_A);
         out.push(b);
     }
-    if let Some(id) = focus.0
+    deliver_input(focus.0, &out);
+}
+
+fn deliver_input(focus: Option<u16>, bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    if let Some(id) = focus
         && let Some(d) = domain::find(id)
     {
-        drop(focus);
-        console_input(&d, &out);
+        console_input(&d, bytes);
     }
 }
 

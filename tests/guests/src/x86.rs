@@ -204,12 +204,6 @@ extern "C" fn guest_interrupt(vector: u64, rip: u64) {
             return;
         }
     }
-    // The event callback vector comes straight from the hypervisor, not
-    // through the local APIC: no EOI.
-    if crate::events::is_callback(vector) {
-        crate::events::upcall(me as u32);
-        return;
-    }
     LAST_NS[me].store(crate::x86::now_ns_raw(), Ordering::SeqCst);
     apic_eoi();
 }
