@@ -10,6 +10,13 @@ use crate::Checks;
 use crate::xen;
 use core::sync::atomic::{AtomicU32, Ordering};
 
+/// The owner's mailbox frame (statically granted) and where the peer maps
+/// it: the layout every pair of test guests uses.
+pub const MAILBOX_GFN: u64 = 0x500;
+pub const MAILBOX_AT: u64 = 0x1000;
+/// A frame outside every test guest's RAM (memory=8: 0..0x800).
+pub const NOT_RAM: u64 = 0x5000;
+
 /// Mailbox words each side owns.
 const HALF: usize = 512;
 /// How long a wait for the peer may take (Xen system time, which runs

@@ -18,13 +18,11 @@
 #![no_std]
 #![no_main]
 
-use test_guests::pair::{Link, WAIT_MS};
+use test_guests::pair::{Link, MAILBOX_AT, MAILBOX_GFN, WAIT_MS};
 use test_guests::xen::{self, Args, Upcall};
 use test_guests::*;
 use xen_abi::grant_table::GNTCOPY_SOURCE_GREF;
 
-const MAILBOX_GFN: u64 = 0x500;
-const MAILBOX_AT: u64 = 0x1000;
 const MAP_AT: u64 = 0x1010;
 const COPY_TO: u64 = 0x700;
 const HELLO: usize = 1;

@@ -23,7 +23,7 @@
 #![no_main]
 
 use core::sync::atomic::{AtomicU32, Ordering};
-use test_guests::pair::{Link, WAIT_MS};
+use test_guests::pair::{Link, MAILBOX_AT, MAILBOX_GFN, NOT_RAM, WAIT_MS};
 use test_guests::xen::{self, Args, MS, NO_DOMAIN, PortStatus, UNMAPPED, Upcall};
 use test_guests::*;
 use xen_abi::errno::*;
@@ -32,11 +32,6 @@ use xen_abi::grant_table::{GNTST_BAD_DOMAIN, GNTST_PERMISSION_DENIED};
 use xen_abi::{DOMID_SELF, hvm, memory as mem};
 
 const SELF: u16 = DOMID_SELF;
-/// Ping's mailbox frame, and where pong maps it.
-const MAILBOX_GFN: u64 = 0x500;
-const MAILBOX_AT: u64 = 0x1000;
-/// A frame no test guest has RAM at (memory=8 ends at 0x800).
-const NOT_RAM: u64 = 0x5000;
 /// A port no test guest allocates but below the first 64, which Xen
 /// creates with every domain (one bucket): free, but valid.
 const FREE_PORT: u32 = 50;

@@ -22,6 +22,7 @@
 #![no_main]
 
 use test_guests::pair::Link;
+use test_guests::pair::{MAILBOX_AT, MAILBOX_GFN, NOT_RAM};
 use test_guests::xen::{self, Args, GrantFrame, NO_DOMAIN, UNMAPPED, Upcall};
 use test_guests::*;
 use xen_abi::errno::*;
@@ -30,14 +31,9 @@ use xen_abi::hypercall as nr;
 use xen_abi::{DOMID_SELF, Pod, memory as mem};
 
 const SELF: u16 = DOMID_SELF;
-/// The granter's mailbox frame, and where the mapper maps it.
-const MAILBOX_GFN: u64 = 0x500;
-const MAILBOX_AT: u64 = 0x1000;
 /// Where the granter maps its grant frames 0 and 1.
 const FRAME0_AT: u64 = 0x1100;
 const FRAME1_AT: u64 = 0x1101;
-/// Frames outside every test guest's RAM (memory=8: 0..0x800).
-const NOT_RAM: u64 = 0x5000;
 
 /// The granter's pages and the references granting them.
 const RW_PAGE: u64 = 0x600;

@@ -9,6 +9,7 @@
 #![no_std]
 #![no_main]
 
+use test_guests::pair::NOT_RAM;
 use test_guests::xen::{self, NO_DOMAIN, UNMAPPED};
 use test_guests::*;
 use xen_abi::DOMID_SELF;
@@ -23,7 +24,6 @@ const SMALL: u64 = 0x700;
 const ORDER9: u64 = 0x600;
 const LONG: u64 = 0x400;
 const LONG_EXTENTS: usize = 600;
-const NOT_RAM: u64 = 0x5000;
 
 const DECREASE: u64 = XENMEM_DECREASE_RESERVATION;
 const POPULATE: u64 = XENMEM_POPULATE_PHYSMAP;
