@@ -13,7 +13,6 @@ use crate::common::evtchn::{self, Consumer, EventWords, Reply, Request, SendTarg
 use crate::common::grant::{Frame, Mapping, Pinned};
 use crate::common::sched;
 use crate::mm::phys::{alloc_frames, alloc_zeroed_frame, free_frames, phys_to_virt};
-use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -29,29 +28,37 @@ use xen_abi::{DOMID_SELF, console as xc};
 /// mapping or copy, a registered vcpu_info): an owner giving such a frame
 /// up (ballooning it out, dying) leaves it allocated until the last
 /// reference goes.
+#[derive(Debug, Clone, Copy)]
 struct FrameRef {
+    mfn: u64,
     count: u32,
     /// The owner let go of it: free it with the last reference.
     released: bool,
 }
 
-static FRAME_REFS: Mutex<BTreeMap<u64, FrameRef>> = Mutex::new(BTreeMap::new());
+/// Sorted by frame. A vector that keeps its capacity: references come and
+/// go on every grant copy, and a search plus a short move is far cheaper
+/// than a tree node allocated and freed each time.
+static FRAME_REFS: Mutex<Vec<FrameRef>> = Mutex::new(Vec::new());
 
 /// Takes a reference on `mfn` (the caller holds the owner's lock, so the
 /// frame cannot be released under it).
 pub fn frame_get(mfn: u64) {
-    FRAME_REFS.lock().entry(mfn).or_insert(FrameRef { count: 0, released: false }).count += 1;
+    let mut refs = FRAME_REFS.lock();
+    match refs.binary_search_by_key(&mfn, |r| r.mfn) {
+        Ok(i) => refs[i].count += 1,
+        Err(i) => refs.insert(i, FrameRef { mfn, count: 1, released: false }),
+    }
 }
 
 /// Drops a reference on `mfn`, freeing it if its owner let go of it.
 pub fn frame_put(mfn: u64) {
     let mut refs = FRAME_REFS.lock();
-    let Some(r) = refs.get_mut(&mfn) else { return };
-    r.count -= 1;
-    if r.count == 0 {
-        let released = r.released;
-        refs.remove(&mfn);
-        if released {
+    let Ok(i) = refs.binary_search_by_key(&mfn, |r| r.mfn) else { return };
+    refs[i].count -= 1;
+    if refs[i].count == 0 {
+        let r = refs.remove(i);
+        if r.released {
             let _ = free_frames(mfn << 12, 1);
         }
     }
@@ -61,24 +68,19 @@ pub fn frame_put(mfn: u64) {
 /// freed now, the others with their last reference.
 pub fn release_frames(mfn: u64, n: u64) {
     let mut refs = FRAME_REFS.lock();
-    if refs.range(mfn..mfn + n).next().is_none() {
+    let first = refs.partition_point(|r| r.mfn < mfn);
+    if refs.get(first).is_none_or(|r| r.mfn >= mfn + n) {
         let _ = free_frames(mfn << 12, n);
         return;
     }
     for f in mfn..mfn + n {
-        match refs.get_mut(&f) {
-            Some(r) => r.released = true,
-            None => {
+        match refs.binary_search_by_key(&f, |r| r.mfn) {
+            Ok(i) => refs[i].released = true,
+            Err(_) => {
                 let _ = free_frames(f << 12, 1);
             }
         }
     }
-}
-
-/// Frames kept alive for references after their owner let them go (for
-/// the destroy report).
-pub fn orphaned_frames() -> usize {
-    FRAME_REFS.lock().values().filter(|r| r.released).count()
 }
 
 // --- Event delivery ----------------------------------------------------------
