@@ -431,10 +431,12 @@ pub fn grant_map(me: &Arc<Domain>, op: &MapGrantRef, deferred: &mut Vec<Deferred
     if op.flags & (GNTMAP_DEVICE_MAP | GNTMAP_APPLICATION_MAP | GNTMAP_CONTAINS_PTE) != 0 {
         return (GNTST_GENERAL_ERROR, 0);
     }
-    let Some(granter) = domain_or_self(me, op.dom) else { return (GNTST_BAD_DOMAIN, 0) };
+    // By id only: DOMID_SELF is not a domain here (Xen's
+    // rcu_lock_domain_by_id).
     if op.dom == DOMID_SELF {
         return (GNTST_BAD_DOMAIN, 0);
     }
+    let Some(granter) = domain_or_self(me, op.dom) else { return (GNTST_BAD_DOMAIN, 0) };
     let readonly = op.flags & GNTMAP_READONLY != 0;
     let gfn = op.host_addr >> 12;
     // A handle first (Xen: GNTST_no_space before the reference is looked at).
