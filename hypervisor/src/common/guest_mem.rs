@@ -308,18 +308,29 @@ pub fn read_virt(g: &impl GuestPhysical, p: &Paging, gva: u64, buf: &mut [u8]) -
 /// Copies to guest-virtual memory. Every page is translated and checked
 /// before the first byte is written.
 pub fn write_virt(g: &impl GuestPhysical, p: &Paging, gva: u64, buf: &[u8]) -> Result<(), MemFault> {
+    // The first pages' translations are kept from the checking pass for
+    // the writing pass (hypercall results are a page or two).
+    let mut kept = [0u64; 4];
     for pass in 0..2 {
         let mut done = 0usize;
+        let mut page = 0;
         while done < buf.len() {
             let a = gva.wrapping_add(done as u64);
             let n = ((PAGE - a % PAGE) as usize).min(buf.len() - done);
-            let gpa = translate(g, p, a, Access::WRITE)?;
+            let gpa = match kept.get(page) {
+                Some(&k) if pass == 1 => k,
+                _ => translate(g, p, a, Access::WRITE)?,
+            };
             if pass == 0 {
                 g.frame(gpa / PAGE, true)?;
+                if let Some(k) = kept.get_mut(page) {
+                    *k = gpa;
+                }
             } else {
                 write_phys(g, gpa, &buf[done..done + n])?;
             }
             done += n;
+            page += 1;
         }
     }
     Ok(())
