@@ -909,15 +909,13 @@ impl Env for HcEnv<'_> {
     fn set_param(&mut self, domid: u16, index: u32, value: u64) {
         let write = |d: &Domain| {
             d.inner.lock().params[index as usize] = value;
-            if index == hvm::PARAM_CALLBACK_IRQ {
-                // Only the vector type reaches a PVH domain: it has no
-                // emulated interrupt controller to route a GSI or an INTx.
-                let vector = if value >> hvm::CALLBACK_VIA_TYPE_SHIFT == hvm::CALLBACK_VIA_TYPE_VECTOR {
-                    value as u8
-                } else {
-                    0
-                };
-                d.callback_vector.store(vector, Ordering::Release);
+            // Only the vector type means anything to a PVH domain: it has no
+            // emulated IOAPIC or PIC to route a GSI or an INTx, and Xen
+            // ignores those (and 0) there, so a vector stays once set.
+            if index == hvm::PARAM_CALLBACK_IRQ
+                && value >> hvm::CALLBACK_VIA_TYPE_SHIFT == hvm::CALLBACK_VIA_TYPE_VECTOR
+            {
+                d.callback_vector.store(value as u8, Ordering::Release);
                 d.reassert_upcalls();
             }
         };

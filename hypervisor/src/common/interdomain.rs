@@ -278,8 +278,12 @@ pub fn evtchn_op(me: &Arc<Domain>, req: Request) -> Result<Reply, i64> {
             Ok(Reply::Status(s))
         }
         Request::Unmask { port } => {
-            let vcpu = me.evtchn.lock().get(port).ok_or(-EINVAL)?.notify_vcpu;
-            if evtchn::unmask(&Words(me), port, vcpu) {
+            let (vcpu, usable) = {
+                let t = me.evtchn.lock();
+                (t.get(port).ok_or(-EINVAL)?.notify_vcpu, t.in_use(port))
+            };
+            // A free or reserved port is left alone, mask bit and all (Xen).
+            if usable && evtchn::unmask(&Words(me), port, vcpu) {
                 me.kick_upcall(vcpu);
             }
             Ok(Reply::Done)
@@ -301,6 +305,8 @@ pub fn evtchn_op(me: &Arc<Domain>, req: Request) -> Result<Reply, i64> {
 /// `me` again.
 pub fn close_port(me: &Domain, port: u32) -> Result<(), i64> {
     let other = me.evtchn.lock().close(port)?;
+    // Xen clears the closed port's pending bit (never its mask).
+    Words(me).clear_pending(port);
     if let Some((rd, rport)) = other {
         if rd == me.id {
             me.evtchn.lock().unbind_remote_end(rport, me.id, port);
