@@ -247,6 +247,52 @@ pub struct DomainInner {
     pub unplaced: Vec<(u64, u64)>,
 }
 
+/// Whether a guest frame holding `entry` may be given a new page: it is
+/// empty or the domain's own RAM (which it then gives up); hypervisor
+/// pages and grant mappings are never replaced.
+pub fn replaceable(entry: Option<(u64, P2mType)>) -> bool {
+    entry.is_none_or(|(_, t)| t.owned())
+}
+
+impl DomainInner {
+    /// Puts the hypervisor page `mfn` at guest frame `gpfn`, taking it
+    /// away from `prev` if it was mapped there: over nothing, or over the
+    /// domain's own RAM, which the domain gives up (Xen frees it too) once
+    /// no vCPU can reach it. Over another hypervisor page or a grant
+    /// mapping -EBUSY, rather than lose track of it. Returns whether
+    /// anything changed.
+    pub fn place_hypervisor_page(
+        &mut self,
+        gpfn: u64,
+        mfn: u64,
+        prev: Option<u64>,
+        deferred: &mut Vec<Deferred>,
+    ) -> Result<bool, i64> {
+        use xen_abi::errno::*;
+        if gpfn >> (crate::arch::x86_64::npt::GPA_BITS - 12) != 0 {
+            return Err(-EINVAL);
+        }
+        if prev == Some(gpfn) {
+            return Ok(false);
+        }
+        let p2m = self.p2m.as_mut().ok_or(-EINVAL)?;
+        if !replaceable(p2m.lookup(gpfn)) {
+            return Err(-EBUSY);
+        }
+        if let Some((old, t)) = p2m.set(gpfn, mfn, P2mType::Special).map_err(|_| -ENOMEM)?
+            && t.owned()
+        {
+            deferred.push(Deferred::Release(old));
+            self.ram_pages -= 1;
+        }
+        if let Some(prev) = prev {
+            let _ = p2m.clear(prev);
+        }
+        self.p2m_gen += 1;
+        Ok(true)
+    }
+}
+
 pub struct Domain {
     pub id: u16,
     pub name: String,
@@ -926,35 +972,12 @@ impl Env for HcEnv<'_> {
         }
     }
     fn map_shared_info(&mut self, gpfn: u64) -> Result<(), i64> {
-        use xen_abi::errno::*;
-        if gpfn >> (crate::arch::x86_64::npt::GPA_BITS - 12) != 0 {
-            return Err(-EINVAL);
-        }
         let mut i = self.dom.inner.lock();
-        let mfn = i.shared_info_mfn;
-        if i.shared_info_gfn == Some(gpfn) {
-            return Ok(());
+        let (mfn, prev) = (i.shared_info_mfn, i.shared_info_gfn);
+        if i.place_hypervisor_page(gpfn, mfn, prev, &mut self.deferred)? {
+            i.shared_info_gfn = Some(gpfn);
+            self.flush_tlb = true;
         }
-        let p2m = i.p2m.as_mut().ok_or(-EINVAL)?;
-        let old = p2m.set(gpfn, mfn, P2mType::Special).map_err(|_| -ENOMEM)?;
-        // The RAM page that was there goes back to the hypervisor (Xen
-        // frees it too), once no vCPU can still reach it.
-        let mut freed = 0;
-        if let Some((old_mfn, t)) = old
-            && t.owned()
-        {
-            self.deferred.push(Deferred::Release(old_mfn));
-            freed = 1;
-        }
-        if let Some(prev) = i.shared_info_gfn.take()
-            && let Some(p2m) = i.p2m.as_mut()
-        {
-            let _ = p2m.clear(prev);
-        }
-        i.shared_info_gfn = Some(gpfn);
-        i.ram_pages -= freed;
-        i.p2m_gen += 1;
-        self.flush_tlb = true;
         Ok(())
     }
     fn memory_map(&self) -> Option<&[E820Entry]> {
@@ -1100,11 +1123,8 @@ impl Env for HcEnv<'_> {
         crate::common::interdomain::grant_copy(self.dom, op)
     }
     fn grant_table_size(&mut self, domid: u16, grow_to: Option<u32>) -> Result<(u32, u32), i16> {
-        let d = if domid == self.dom.id {
-            self.dom.clone()
-        } else {
-            find(domid).ok_or(xen_abi::grant_table::GNTST_BAD_DOMAIN)?
-        };
+        let d = crate::common::interdomain::domain_or_self(self.dom, domid)
+            .ok_or(xen_abi::grant_table::GNTST_BAD_DOMAIN)?;
         if let Some(n) = grow_to
             && !crate::common::interdomain::grant_grow(&d, n)
         {
@@ -1114,7 +1134,7 @@ impl Env for HcEnv<'_> {
         Ok((g.nr_frames(), g.max_frames()))
     }
     fn grant_frame_gfn(&self, domid: u16, idx: u32) -> u64 {
-        let d = if domid == self.dom.id { Some(self.dom.clone()) } else { find(domid) };
+        let d = crate::common::interdomain::domain_or_self(self.dom, domid);
         d.and_then(|d| d.grants.lock().frame_gfn(idx)).unwrap_or(crate::common::gnttab_op::INVALID_GFN)
     }
     fn map_grant_frame(&mut self, idx: u32, gpfn: u64) -> Result<(), i64> {
@@ -1124,14 +1144,14 @@ impl Env for HcEnv<'_> {
         Ok(())
     }
     fn reservation(&self, domid: u16) -> (u64, u64) {
-        let d = if domid == self.dom.id { Some(self.dom.clone()) } else { find(domid) };
+        let d = crate::common::interdomain::domain_or_self(self.dom, domid);
         d.map_or((0, 0), |d| {
             let i = d.inner.lock();
             (i.ram_pages, i.max_pages)
         })
     }
     fn extent(&mut self, op: crate::common::hypercall::Extent, domid: u16, gfn: u64, order: u32) -> bool {
-        let d = if domid == self.dom.id { Some(self.dom.clone()) } else { find(domid) };
+        let d = crate::common::interdomain::domain_or_self(self.dom, domid);
         let Some(d) = d else { return false };
         let n = self.deferred.len();
         let ok = crate::common::interdomain::extent(&d, op, gfn, order, &mut self.deferred);
@@ -1154,7 +1174,7 @@ impl Env for HcEnv<'_> {
         ok
     }
     fn maximum_gpfn(&self, domid: u16) -> u64 {
-        let d = if domid == self.dom.id { Some(self.dom.clone()) } else { find(domid) };
+        let d = crate::common::interdomain::domain_or_self(self.dom, domid);
         d.map_or(0, |d| {
             let hi = d.memmap.iter().map(|e| (e.addr + e.size) >> 12).max().unwrap_or(1);
             hi.max(crate::common::interdomain::CONSOLE_GFN + 1) - 1

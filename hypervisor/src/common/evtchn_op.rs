@@ -3,16 +3,10 @@
 //! themselves are `common::evtchn`'s, run by the [`Env`].
 
 use crate::common::evtchn::{Reply, Request};
-use crate::common::hypercall::{Env, fault};
+use crate::common::hypercall::{Env, fault, read_arg};
 use xen_abi::errno::*;
 use xen_abi::event_channel::{self as ev};
 use xen_abi::{DOMID_SELF, Pod};
-
-fn read<T: Pod>(env: &impl Env, arg: u64) -> Result<T, i64> {
-    let mut v = T::zeroed();
-    env.read(arg, v.as_bytes_mut()).map_err(fault)?;
-    Ok(v)
-}
 
 fn port_of(r: Reply) -> u32 {
     match r {
@@ -30,7 +24,7 @@ fn existing(env: &impl Env, dom: u16) -> Result<u16, i64> {
 pub fn event_channel_op(env: &mut impl Env, cmd: u64, arg: u64) -> Result<i64, i64> {
     match cmd {
         ev::EVTCHNOP_ALLOC_UNBOUND => {
-            let mut a: ev::AllocUnbound = read(env, arg)?;
+            let mut a: ev::AllocUnbound = read_arg(env, arg)?;
             let dom = existing(env, a.dom)?;
             let permitted = dom == env.domid() || env.privileged();
             let remote = if a.remote_dom == DOMID_SELF { env.domid() } else { a.remote_dom };
@@ -39,43 +33,43 @@ pub fn event_channel_op(env: &mut impl Env, cmd: u64, arg: u64) -> Result<i64, i
             Ok(0)
         }
         ev::EVTCHNOP_BIND_INTERDOMAIN => {
-            let mut b: ev::BindInterdomain = read(env, arg)?;
+            let mut b: ev::BindInterdomain = read_arg(env, arg)?;
             let remote_dom = existing(env, b.remote_dom)?;
             b.local_port = port_of(env.evtchn(Request::BindInterdomain { remote_dom, remote_port: b.remote_port })?);
             env.write(arg, b.as_bytes()).map_err(fault)?;
             Ok(0)
         }
         ev::EVTCHNOP_BIND_VIRQ => {
-            let mut b: ev::BindVirq = read(env, arg)?;
+            let mut b: ev::BindVirq = read_arg(env, arg)?;
             b.port = port_of(env.evtchn(Request::BindVirq { virq: b.virq, vcpu: b.vcpu })?);
             env.write(arg, b.as_bytes()).map_err(fault)?;
             Ok(0)
         }
         ev::EVTCHNOP_BIND_IPI => {
-            let mut b: ev::BindIpi = read(env, arg)?;
+            let mut b: ev::BindIpi = read_arg(env, arg)?;
             b.port = port_of(env.evtchn(Request::BindIpi { vcpu: b.vcpu })?);
             env.write(arg, b.as_bytes()).map_err(fault)?;
             Ok(0)
         }
         // Physical IRQs belong to the hardware domain; PVH domUs have none.
         ev::EVTCHNOP_BIND_PIRQ => {
-            let _: ev::BindPirq = read(env, arg)?;
+            let _: ev::BindPirq = read_arg(env, arg)?;
             Err(if env.privileged() { -ENOSYS } else { -EPERM })
         }
         ev::EVTCHNOP_CLOSE => {
-            let p: ev::Port = read(env, arg)?;
+            let p: ev::Port = read_arg(env, arg)?;
             env.evtchn(Request::Close { port: p.port }).map(|_| 0)
         }
         ev::EVTCHNOP_SEND => {
-            let p: ev::Port = read(env, arg)?;
+            let p: ev::Port = read_arg(env, arg)?;
             env.evtchn(Request::Send { port: p.port }).map(|_| 0)
         }
         ev::EVTCHNOP_UNMASK => {
-            let p: ev::Port = read(env, arg)?;
+            let p: ev::Port = read_arg(env, arg)?;
             env.evtchn(Request::Unmask { port: p.port }).map(|_| 0)
         }
         ev::EVTCHNOP_STATUS => {
-            let mut s: ev::Status = read(env, arg)?;
+            let mut s: ev::Status = read_arg(env, arg)?;
             let dom = existing(env, s.dom)?;
             // Xen looks the port up before it checks the caller may see it.
             let r = env.evtchn(Request::Status { dom, port: s.port })?;
@@ -91,11 +85,11 @@ pub fn event_channel_op(env: &mut impl Env, cmd: u64, arg: u64) -> Result<i64, i
             Ok(0)
         }
         ev::EVTCHNOP_BIND_VCPU => {
-            let b: ev::BindVcpu = read(env, arg)?;
+            let b: ev::BindVcpu = read_arg(env, arg)?;
             env.evtchn(Request::BindVcpu { port: b.port, vcpu: b.vcpu }).map(|_| 0)
         }
         ev::EVTCHNOP_RESET | ev::EVTCHNOP_RESET_CONT => {
-            let r: ev::Reset = read(env, arg)?;
+            let r: ev::Reset = read_arg(env, arg)?;
             let dom = existing(env, r.dom)?;
             if dom != env.domid() && !env.privileged() {
                 return Err(-EPERM);
@@ -115,7 +109,7 @@ pub fn event_channel_op(env: &mut impl Env, cmd: u64, arg: u64) -> Result<i64, i
         // 2-level ports have no priorities: the port is checked first
         // (-EINVAL), then -ENOSYS (Xen).
         ev::EVTCHNOP_SET_PRIORITY => {
-            let p: ev::BindVcpu = read(env, arg)?;
+            let p: ev::BindVcpu = read_arg(env, arg)?;
             env.evtchn(Request::Status { dom: env.domid(), port: p.port })?;
             Err(-ENOSYS)
         }

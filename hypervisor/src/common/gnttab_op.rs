@@ -3,7 +3,7 @@
 //! after a bounded number, as Xen does), and the table-wide operations.
 //! What each operation does is the [`Env`]'s (`common::grant` underneath).
 
-use crate::common::hypercall::{Env, Outcome, fault};
+use crate::common::hypercall::{Env, Outcome, fault, read_arg};
 use xen_abi::errno::*;
 use xen_abi::grant_table::{self as gt, *};
 use xen_abi::{DOMID_SELF, Pod};
@@ -12,12 +12,6 @@ use xen_abi::{DOMID_SELF, Pod};
 const BATCH: u32 = 256;
 /// `INVALID_GFN` as setup_table reports a frame that is not mapped.
 pub const INVALID_GFN: u64 = u64::MAX;
-
-fn read<T: Pod>(env: &impl Env, arg: u64) -> Result<T, i64> {
-    let mut v = T::zeroed();
-    env.read(arg, v.as_bytes_mut()).map_err(fault)?;
-    Ok(v)
-}
 
 /// The domain a table-wide operation names, and whether the caller may
 /// act on it (Xen's XSM_TARGET): Err(status) if it does not exist.
@@ -53,7 +47,7 @@ pub fn grant_table_op(env: &mut impl Env, cmd: u64, arg: u64, count: u64, long_m
             if count != 1 {
                 return Err(-EINVAL);
             }
-            let mut q: QuerySize = read(env, arg)?;
+            let mut q: QuerySize = read_arg(env, arg)?;
             q.status = match target(env, q.dom) {
                 Err(s) => s,
                 Ok((_, false)) => GNTST_PERMISSION_DENIED,
@@ -70,7 +64,7 @@ pub fn grant_table_op(env: &mut impl Env, cmd: u64, arg: u64, count: u64, long_m
             Ok(0)
         })()),
         gt::GNTTABOP_SET_VERSION => done((|| {
-            let v: SetVersion = read(env, arg)?;
+            let v: SetVersion = read_arg(env, arg)?;
             match v.version {
                 1 => Ok(0),
                 // Version 2 is not offered: what Xen says to a domain whose
@@ -83,7 +77,7 @@ pub fn grant_table_op(env: &mut impl Env, cmd: u64, arg: u64, count: u64, long_m
             if count != 1 {
                 return Err(-EINVAL);
             }
-            let mut v: GetVersion = read(env, arg)?;
+            let mut v: GetVersion = read_arg(env, arg)?;
             let d = if v.dom == DOMID_SELF { env.domid() } else { v.dom };
             if !env.domain_exists(d) {
                 return Err(-ESRCH);
@@ -109,7 +103,7 @@ fn batch<E: Env, T: Pod>(env: &mut E, cmd: u64, arg: u64, count: u64, mut one: i
             return Outcome::Continue([cmd, arg.wrapping_add(i * size), count - i, 0, 0]);
         }
         let at = arg.wrapping_add(i * size);
-        let mut op: T = match read(env, at) {
+        let mut op: T = match read_arg(env, at) {
             Ok(op) => op,
             Err(e) => return Outcome::Done(e),
         };
@@ -126,7 +120,7 @@ fn setup_table(env: &mut impl Env, arg: u64, count: u64, long_mode: bool) -> Res
         return Err(-EINVAL);
     }
     let mut s: SetupTable = if long_mode {
-        read(env, arg)?
+        read_arg(env, arg)?
     } else {
         // 32-bit layout: the frame list handle is 4 bytes at offset 12.
         let mut b = [0u8; 16];

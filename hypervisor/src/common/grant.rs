@@ -280,6 +280,13 @@ impl Grants {
         Some(self.maps.len() as u32 - 1)
     }
 
+    /// Completes a mapping recorded with [`Grants::add_mapping`].
+    pub fn set_mapping(&mut self, handle: u32, m: Mapping) {
+        if let Some(slot) = self.maps.get_mut(handle as usize) {
+            *slot = Some(m);
+        }
+    }
+
     pub fn mapping(&self, handle: u32) -> Option<Mapping> {
         self.maps.get(handle as usize).copied().flatten()
     }

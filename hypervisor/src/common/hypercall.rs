@@ -162,7 +162,7 @@ pub(crate) fn fault(_: MemFault) -> i64 {
     -EFAULT
 }
 
-fn read_arg<T: Pod>(env: &impl Env, gva: u64) -> Result<T, i64> {
+pub(crate) fn read_arg<T: Pod>(env: &impl Env, gva: u64) -> Result<T, i64> {
     let mut v = T::zeroed();
     env.read(gva, v.as_bytes_mut()).map_err(fault)?;
     Ok(v)

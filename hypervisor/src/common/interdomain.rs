@@ -8,7 +8,7 @@
 //! domain id first; two `grants` locks are never held at once.
 
 use crate::arch::x86_64::npt::{GPA_BITS, P2mType};
-use crate::common::domain::{self, Deferred, Domain, vflags};
+use crate::common::domain::{self, Deferred, Domain, replaceable, vflags};
 use crate::common::evtchn::{self, Consumer, EventWords, Reply, Request, SendTarget, Table};
 use crate::common::grant::{Frame, Mapping, Pinned};
 use crate::common::sched;
@@ -207,8 +207,8 @@ impl Domain {
         }
     }
 
-    /// Whether `port` is pending (SCHEDOP_poll): -EINVAL beyond the ports
-    /// a domain may have.
+    /// Whether `port` is pending (SCHEDOP_poll): -EINVAL for a port bound
+    /// to nothing.
     pub fn port_pending(&self, port: u32) -> Result<bool, i64> {
         // Only a port bound to something can be polled (Xen's
         // evtchn_port_poll).
@@ -230,7 +230,8 @@ fn lock_two<'a>(a: &'a Domain, b: &'a Domain) -> (spin::MutexGuard<'a, Table>, s
     }
 }
 
-fn domain_or_self(me: &Arc<Domain>, id: u16) -> Option<Arc<Domain>> {
+/// `me` for its own id or DOMID_SELF, else the domain with that id.
+pub fn domain_or_self(me: &Arc<Domain>, id: u16) -> Option<Arc<Domain>> {
     if id == me.id || id == DOMID_SELF { Some(me.clone()) } else { domain::find(id) }
 }
 
@@ -462,21 +463,18 @@ pub fn grant_map(me: &Arc<Domain>, op: &MapGrantRef, deferred: &mut Vec<Deferred
         let mut i = me.inner.lock();
         let t = if readonly { P2mType::GrantRo } else { P2mType::GrantRw };
         match i.p2m.as_mut() {
-            Some(p2m) if gfn >> (GPA_BITS - 12) == 0 => match p2m.lookup(gfn) {
-                None | Some((_, P2mType::Ram)) | Some((_, P2mType::RamReadOnly)) => match p2m.set(gfn, mfn, t) {
-                    Ok(old) => {
-                        if let Some((old_mfn, ot)) = old
-                            && ot.owned()
-                        {
-                            deferred.push(Deferred::Release(old_mfn));
-                            i.ram_pages -= 1;
-                        }
-                        i.p2m_gen += 1;
-                        true
+            Some(p2m) if gfn >> (GPA_BITS - 12) == 0 && replaceable(p2m.lookup(gfn)) => match p2m.set(gfn, mfn, t) {
+                Ok(old) => {
+                    if let Some((old_mfn, ot)) = old
+                        && ot.owned()
+                    {
+                        deferred.push(Deferred::Release(old_mfn));
+                        i.ram_pages -= 1;
                     }
-                    Err(_) => false,
-                },
-                _ => false,
+                    i.p2m_gen += 1;
+                    true
+                }
+                Err(_) => false,
             },
             _ => false,
         }
@@ -486,10 +484,8 @@ pub fn grant_map(me: &Arc<Domain>, op: &MapGrantRef, deferred: &mut Vec<Deferred
         me.grants.lock().remove_mapping(handle);
         return (GNTST_GENERAL_ERROR, 0);
     }
-    let mut g = me.grants.lock();
-    g.remove_mapping(handle);
-    let h = g.add_mapping(Mapping { granter: granter.id, gref: op.gref, readonly, gfn, mfn });
-    (GNTST_OKAY, h.unwrap_or(handle))
+    me.grants.lock().set_mapping(handle, Mapping { granter: granter.id, gref: op.gref, readonly, gfn, mfn });
+    (GNTST_OKAY, handle)
 }
 
 /// GNTTABOP_unmap_grant_ref: the mapping goes at once; the pin and the
@@ -616,40 +612,16 @@ pub fn grant_grow(d: &Domain, n: u32) -> bool {
 
 /// XENMAPSPACE_grant_table: grant frame `idx` of `me` at `gpfn`.
 pub fn map_grant_frame(me: &Domain, idx: u32, gpfn: u64, deferred: &mut Vec<Deferred>) -> Result<bool, i64> {
-    if gpfn >> (GPA_BITS - 12) != 0 {
-        return Err(-EINVAL);
-    }
     let mut g = me.grants.lock();
     if idx >= g.max_frames() || !g.grow(idx + 1, &mut grant_frame) {
         return Err(-EINVAL);
     }
     let Some(frame) = g.frame(idx) else { return Err(-EINVAL) };
-    if g.frame_gfn(idx) == Some(gpfn) {
-        return Ok(false);
+    let placed = me.inner.lock().place_hypervisor_page(gpfn, frame.mfn, g.frame_gfn(idx), deferred)?;
+    if placed {
+        g.set_frame_gfn(idx, Some(gpfn));
     }
-    let mut i = me.inner.lock();
-    let p2m = i.p2m.as_mut().ok_or(-EINVAL)?;
-    match p2m.lookup(gpfn) {
-        None | Some((_, P2mType::Ram)) | Some((_, P2mType::RamReadOnly)) => {}
-        // Over a hypervisor page or a grant mapping: refused rather than
-        // lose track of it.
-        Some(_) => return Err(-EBUSY),
-    }
-    let old = p2m.set(gpfn, frame.mfn, P2mType::Special).map_err(|_| -ENOMEM)?;
-    if let Some((old_mfn, t)) = old
-        && t.owned()
-    {
-        deferred.push(Deferred::Release(old_mfn));
-        i.ram_pages -= 1;
-    }
-    if let Some(prev) = g.frame_gfn(idx)
-        && let Some(p2m) = i.p2m.as_mut()
-    {
-        let _ = p2m.clear(prev);
-    }
-    g.set_frame_gfn(idx, Some(gpfn));
-    i.p2m_gen += 1;
-    Ok(true)
+    Ok(placed)
 }
 
 // --- Memory reservation --------------------------------------------------------
@@ -710,14 +682,9 @@ pub fn extent(
                 let _ = free_frames(phys, n);
                 return false;
             };
-            for g in gfn..gfn + n {
-                match p2m.lookup(g) {
-                    None | Some((_, P2mType::Ram)) | Some((_, P2mType::RamReadOnly)) => {}
-                    _ => {
-                        let _ = free_frames(phys, n);
-                        return false;
-                    }
-                }
+            if !(gfn..gfn + n).all(|g| replaceable(p2m.lookup(g))) {
+                let _ = free_frames(phys, n);
+                return false;
             }
             let mut replaced = 0;
             for (k, g) in (gfn..gfn + n).enumerate() {

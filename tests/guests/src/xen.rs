@@ -235,6 +235,21 @@ pub fn set_upcall_vector(vcpu: u32, vector: u8) -> i64 {
     call(nr::HVM_OP, hvm::HVMOP_SET_EVTCHN_UPCALL_VECTOR, &mut v, 0)
 }
 
+/// What every event-using test guest does first, as checks: an IDT, the
+/// x2APIC, shared_info at gfn 0x3f0, upcalls in `mode`, interrupts on,
+/// and VIRQ_TIMER bound on vCPU 0 (so waits can time out). Returns the
+/// timer's port.
+pub fn start(c: &mut crate::Checks, mode: Upcall) -> u32 {
+    x86::install_idt();
+    x86::x2apic_enable();
+    c.eq("map shared_info", x86::map_shared_info(0x3f0), 0);
+    c.eq("take upcalls", init_upcalls(mode), 0);
+    x86::sti();
+    let (rc, port) = bind_timer();
+    c.eq("bind VIRQ_TIMER on vCPU 0", rc, 0);
+    port
+}
+
 /// Takes upcalls on [`UPCALL_VECTOR`] in `mode` (for vCPU 0; others call
 /// [`set_upcall_vector`] too in `ApicVector` mode) and returns what the
 /// hypervisor said. The IDT must be installed and the local APIC enabled

@@ -62,12 +62,7 @@ extern "C" fn pvh_main(si_paddr: u64) -> ! {
     let rounds = args.num_or("rounds", 2000) as u32;
     println!("bench-events: {role}, {rounds} rounds");
 
-    x86::install_idt();
-    x86::x2apic_enable();
-    c.eq("map shared_info", x86::map_shared_info(0x3f0), 0);
-    c.eq("take upcalls", xen::init_upcalls(Upcall::Callback), 0);
-    x86::sti();
-    c.eq("bind VIRQ_TIMER on vCPU 0", xen::bind_timer().0, 0);
+    xen::start(&mut c, Upcall::Callback);
     let total = WARM_UP + rounds;
 
     if role == "ping" {

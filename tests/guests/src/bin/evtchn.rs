@@ -106,13 +106,7 @@ extern "C" fn pvh_main(si_paddr: u64) -> ! {
     let mode = if args.get("upcall") == Some("vector") { Upcall::ApicVector } else { Upcall::Callback };
     println!("evtchn: {role}, domain {}, peer {peer}, {rounds} rounds, upcalls by {mode:?}", xen::domid());
 
-    x86::install_idt();
-    x86::x2apic_enable();
-    c.eq("map shared_info", x86::map_shared_info(0x3f0), 0);
-    c.eq("take upcalls", xen::init_upcalls(mode), 0);
-    x86::sti();
-    let (rc, timer) = xen::bind_timer();
-    c.eq("bind VIRQ_TIMER on vCPU 0", rc, 0);
+    let timer = xen::start(&mut c, mode);
 
     // The static channels, as ping's module line made them.
     eq_status(

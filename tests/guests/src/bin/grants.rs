@@ -98,12 +98,7 @@ extern "C" fn pvh_main(si_paddr: u64) -> ! {
     let gref = args.num_or("gref", 0) as u32;
     println!("grants: {role}, domain {}, peer {peer}", xen::domid());
 
-    x86::install_idt();
-    x86::x2apic_enable();
-    c.eq("map shared_info", x86::map_shared_info(0x3f0), 0);
-    c.eq("take upcalls", xen::init_upcalls(Upcall::Callback), 0);
-    x86::sti();
-    c.eq("bind VIRQ_TIMER on vCPU 0", xen::bind_timer().0, 0);
+    xen::start(&mut c, Upcall::Callback);
 
     match role {
         "granter" => {
