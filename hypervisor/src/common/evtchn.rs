@@ -423,7 +423,6 @@ pub trait EventWords {
     fn test_pending(&self, port: u32) -> bool;
     fn clear_pending(&self, port: u32);
     fn test_mask(&self, port: u32) -> bool;
-    fn set_mask(&self, port: u32);
     /// Clears mask bit `port`, returning its old value.
     fn test_and_clear_mask(&self, port: u32) -> bool;
     /// Sets selector bit `word` of `vcpu`, returning its old value (true
@@ -485,6 +484,13 @@ mod tests {
         ((port / 64) as usize, 1 << (port % 64))
     }
 
+    impl Words {
+        fn set_mask(&self, port: u32) {
+            let (i, b) = bit(port);
+            self.mask.borrow_mut()[i] |= b;
+        }
+    }
+
     impl EventWords for Words {
         fn test_and_set_pending(&self, port: u32) -> bool {
             let (i, b) = bit(port);
@@ -503,10 +509,6 @@ mod tests {
         fn test_mask(&self, port: u32) -> bool {
             let (i, b) = bit(port);
             self.mask.borrow()[i] & b != 0
-        }
-        fn set_mask(&self, port: u32) {
-            let (i, b) = bit(port);
-            self.mask.borrow_mut()[i] |= b;
         }
         fn test_and_clear_mask(&self, port: u32) -> bool {
             let (i, b) = bit(port);

@@ -261,11 +261,6 @@ impl Grants {
         (!pinned).then_some(mfn)
     }
 
-    /// Undoes a first pin whose frame could not be used.
-    pub fn abort_pin(&mut self, gref: u32, readonly: bool) {
-        self.unpin(gref, readonly);
-    }
-
     /// Records a mapping and returns its handle (None when the maptrack
     /// is full: GNTST_no_space).
     pub fn add_mapping(&mut self, m: Mapping) -> Option<u32> {

@@ -125,10 +125,6 @@ impl EventWords for Words<'_> {
         let (w, b) = self.word(xs::SHARED_EVTCHN_MASK, port);
         w.load(Ordering::SeqCst) & b != 0
     }
-    fn set_mask(&self, port: u32) {
-        let (w, b) = self.word(xs::SHARED_EVTCHN_MASK, port);
-        w.fetch_or(b, Ordering::SeqCst);
-    }
     fn test_and_clear_mask(&self, port: u32) -> bool {
         let (w, b) = self.word(xs::SHARED_EVTCHN_MASK, port);
         w.fetch_and(!b, Ordering::SeqCst) & b != 0
@@ -414,7 +410,8 @@ fn acquire(granter: &Domain, gref: u32, me: u16, readonly: bool, for_copy: bool)
                 Ok(mfn)
             }
             None => {
-                g.abort_pin(gref, readonly);
+                // Its frame cannot be used: the first pin is undone.
+                g.unpin(gref, readonly);
                 Err(GNTST_BAD_PAGE)
             }
         },
