@@ -8,14 +8,7 @@ use std::process::Command;
 
 pub const KERNEL_TARGET: &str = "x86_64-unknown-none";
 
-/// The workspace root (where the top Cargo.toml is).
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
-}
-
-pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
-}
+pub use crate::paths::{target_dir, workspace_root};
 
 /// Every bare-metal image of the workspace.
 #[derive(Debug, Clone)]
@@ -58,6 +51,7 @@ pub const GUESTS: &[&str] = &[
 
 /// Builds every bare-metal image.
 pub fn build(release: bool) -> Result<Images, String> {
+    crate::toolchain::ensure()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace_root()).args(["build", "--target", KERNEL_TARGET]);

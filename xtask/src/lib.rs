@@ -5,4 +5,6 @@ pub mod bench;
 pub mod emulator;
 pub mod host;
 pub mod images;
+pub mod paths;
 pub mod sched_report;
+pub mod toolchain;
