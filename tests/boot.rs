@@ -153,8 +153,8 @@ fn invalid_and_truncated_modules_are_refused_and_boot_goes_on() {
     let text = scratch("badmods", "notes.txt", b"this is a text file, not a kernel\n");
     // Cut the image in the middle of its first loadable segment.
     let dom0 = std::fs::read(&i.dom0).unwrap();
-    let elf = hypervisor::elf::Elf::parse(&dom0).unwrap();
-    let seg = elf.segments().find(|s| s.kind == hypervisor::elf::PT_LOAD && s.filesz > 8).unwrap();
+    let elf = hypervisor::util::elf::Elf::parse(&dom0).unwrap();
+    let seg = elf.segments().find(|s| s.kind == hypervisor::util::elf::PT_LOAD && s.filesz > 8).unwrap();
     let cut = scratch("badmods", "truncated.elf", &dom0[..(seg.offset + seg.filesz / 2) as usize]);
     let o = Boot::new("bad_modules", Machine::QemuBios)
         .module(&text, "domu name=text")

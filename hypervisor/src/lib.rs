@@ -3,9 +3,10 @@
 //!
 //! The crate builds for two targets. On the host (`cargo test`) only the
 //! logic that needs no hardware is compiled, with its unit tests: parsers,
-//! allocators, page-table builders. On `x86_64-unknown-none` the bare-metal
-//! modules join it and `main.rs` links everything into the image GRUB loads.
-//! See docs/architecture.md for the map.
+//! allocators, page-table builders, hypercall handlers against fakes. On
+//! `x86_64-unknown-none` the bare-metal modules join it and `main.rs` links
+//! everything into the image GRUB loads. See docs/architecture.md for the
+//! map and the order of layers.
 
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -19,14 +20,16 @@ pub mod acpi;
 pub mod arch;
 pub mod boot;
 pub mod cmdline;
-pub mod common;
-pub mod elf;
+pub mod console;
+pub mod domain;
+pub mod event;
+pub mod grant;
+pub mod hypercall;
+pub mod memory;
 pub mod mm;
+pub mod sched;
 pub mod time;
+pub mod util;
 
 #[cfg(target_os = "none")]
-pub mod console;
-#[cfg(target_os = "none")]
-pub mod logger;
-#[cfg(target_os = "none")]
-pub mod panic;
+pub mod interdomain;

@@ -239,7 +239,7 @@ mod hw {
         }
         let cent = conv(century);
         let y = conv(year) + if (19..=30).contains(&cent) { cent * 100 } else { 2000 };
-        let secs = crate::common::pvclock::unix_time(y, conv(month), conv(day), h, conv(min), conv(sec))?;
+        let secs = crate::arch::x86_64::hvm::pvclock::unix_time(y, conv(month), conv(day), h, conv(min), conv(sec))?;
         let boot_ns = (secs as u128 * 1_000_000_000).saturating_sub(now_ns() as u128) as u64;
         WALLCLOCK_AT_BOOT.store(boot_ns, Ordering::Relaxed);
         Some(secs)

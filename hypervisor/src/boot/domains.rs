@@ -5,11 +5,11 @@
 use super::info::BootInfo;
 use super::modules::{self, Role};
 use crate::cmdline::Options;
-use crate::common::config;
-use crate::common::cpumask::CpuMask;
-use crate::common::credit::DEFAULT_WEIGHT;
-use crate::common::domain::{self, Domain, DomainSpec};
-use crate::common::sched;
+use crate::domain::build::config;
+use crate::util::cpumask::CpuMask;
+use crate::sched::credit::DEFAULT_WEIGHT;
+use crate::domain::{self, Domain, DomainSpec};
+use crate::sched;
 use crate::mm::phys::phys_slice;
 use alloc::format;
 use alloc::string::String;
@@ -244,7 +244,7 @@ fn wire_static(built: &[Built<'_>]) -> Vec<u16> {
             let Some(peer) = find_peer(built, &refused, c.peer) else { continue };
             // Declared on both sides: made once.
             let already = peer.evtchn.lock().get(c.remote).map(|ch| ch.state)
-                == Some(crate::common::evtchn::State::Interdomain { remote_dom: b.dom.id, remote_port: c.local });
+                == Some(crate::event::table::State::Interdomain { remote_dom: b.dom.id, remote_port: c.local });
             if already {
                 continue;
             }
@@ -255,7 +255,7 @@ fn wire_static(built: &[Built<'_>]) -> Vec<u16> {
                 let z = peer.evtchn.lock();
                 (b.dom.evtchn.lock(), z)
             };
-            match crate::common::evtchn::bind_static(&mut a, b.dom.id, c.local, &mut z, peer.id, c.remote) {
+            match crate::event::table::bind_static(&mut a, b.dom.id, c.local, &mut z, peer.id, c.remote) {
                 Ok(()) => info!(
                     "domain {} ({}): static event channel {} <-> domain {} ({}) port {}",
                     b.dom.id, b.dom.name, c.local, peer.id, peer.name, c.remote

@@ -11,7 +11,7 @@
 
 use super::info::Module;
 use crate::cmdline::strip_image_path;
-use crate::elf::{Elf, ElfError};
+use crate::util::elf::{Elf, ElfError};
 use core::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +103,7 @@ pub fn check<'a>(module: &Module<'a>, bytes: &[u8], previous_kernel: bool) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::elf::tests::build_elf64;
+    use crate::util::elf::tests::build_elf64;
     use crate::mm::ranges::Range;
 
     fn module(cmdline: &str) -> Module<'_> {

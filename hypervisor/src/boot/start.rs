@@ -5,11 +5,12 @@ use super::info::{AcpiRoot, BootInfo, MemoryMapSource};
 use crate::acpi;
 use crate::arch::x86_64::{cpu, fpu, gdt, hvm, lapic, percpu, power, smp, traps};
 use crate::cmdline::{self, Diagnostic, ExitAction, Options, TestException};
-use crate::common::{domain, sched};
+use crate::{domain, sched};
 use crate::mm::phys::{phys_slice, phys_to_virt};
 use crate::mm::ranges::Range;
 use crate::mm::setup::{self, Image};
-use crate::{console, logger, panic, time};
+use crate::console::{logger, panic, serial as console};
+use crate::time;
 use log::{error, info, warn};
 use multiboot2::{BootInformation, BootInformationHeader};
 
@@ -339,8 +340,8 @@ fn start_other_cpus(info: &BootInfo<'_>, p: &acpi::Platform, max_cpus: u32) {
             info!("SMP: CPU with APIC id {apic_id} left out (maxcpus={max_cpus})");
             continue;
         }
-        if index as usize >= crate::common::cpumask::MAX_CPUS {
-            warn!("SMP: more than {} CPUs; the rest are left out", crate::common::cpumask::MAX_CPUS);
+        if index as usize >= crate::util::cpumask::MAX_CPUS {
+            warn!("SMP: more than {} CPUs; the rest are left out", crate::util::cpumask::MAX_CPUS);
             break;
         }
         match smp::start_cpu(index, apic_id, sched::cpu_loop) {

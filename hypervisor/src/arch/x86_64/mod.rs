@@ -1,5 +1,5 @@
-//! x86-64: page-table format (host-testable) and the CPU, descriptor-table,
-//! trap and power code that only runs on bare metal.
+//! x86-64: the CPU, page-table format, descriptor tables, traps, local
+//! APIC, other CPUs and power; `hvm/` runs guests on AMD-V or VT-x.
 
 pub mod insn;
 pub mod page_table;
@@ -10,12 +10,9 @@ pub mod cpu;
 pub mod fpu;
 #[cfg(target_os = "none")]
 pub mod gdt;
-#[cfg(target_os = "none")]
 pub mod hvm;
 #[cfg(target_os = "none")]
 pub mod lapic;
-#[cfg(target_os = "none")]
-pub mod npt;
 #[cfg(target_os = "none")]
 pub mod percpu;
 #[cfg(target_os = "none")]
@@ -23,10 +20,7 @@ pub mod power;
 #[cfg(target_os = "none")]
 pub mod smp;
 #[cfg(target_os = "none")]
-pub mod svm;
-#[cfg(target_os = "none")]
 pub mod traps;
-pub mod vmx;
 
 /// The CPU's maker, which decides the virtualization extension and some
 /// MSRs.

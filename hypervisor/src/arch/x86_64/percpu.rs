@@ -8,7 +8,7 @@
 //! (IPIs, kicks).
 
 use super::cpu::{MSR_GS_BASE, wrmsr};
-use crate::common::cpumask::MAX_CPUS;
+use crate::util::cpumask::MAX_CPUS;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 #[repr(C)]

@@ -57,14 +57,14 @@ fn acpi_power_off() {
 
 pub fn power_off() -> ! {
     log::info!("Powering off.");
-    crate::console::flush();
+    crate::console::serial::flush();
     acpi_power_off();
     halt()
 }
 
 pub fn reboot() -> ! {
     log::info!("Rebooting.");
-    crate::console::flush();
+    crate::console::serial::flush();
     if let Some((reg, value)) = acpi::power_info().and_then(|p| p.reset) {
         reg.write(value as u64);
         delay_us(100_000);

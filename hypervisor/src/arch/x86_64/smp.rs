@@ -12,7 +12,7 @@
 use super::cpu;
 use super::lapic;
 use super::percpu::{self, PerCpu};
-use crate::common::cpumask::{CpuMask, MAX_CPUS};
+use crate::util::cpumask::{CpuMask, MAX_CPUS};
 use crate::mm::phys::{alloc_cpu_stack, phys_to_virt};
 use crate::mm::ranges::Range;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};

@@ -226,14 +226,14 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     if depth > 2 {
         // Faulting while reporting a fault while reporting a fault: say as
         // little as possible and stop.
-        crate::console::emergency_write("\n*** recursive fault in the exception handler; CPU halted\n");
+        crate::console::serial::emergency_write("\n*** recursive fault in the exception handler; CPU halted\n");
         cpu::halt_forever();
     }
     let fatal = !matches!(v, VECTOR_BREAKPOINT | VECTOR_NMI);
     report(frame, depth > 1);
     percpu::leave_trap();
     if fatal {
-        crate::panic::fatal_stop(format_args!("fatal exception {} in the hypervisor", exception_name(v)));
+        crate::console::panic::fatal_stop(format_args!("fatal exception {} in the hypervisor", exception_name(v)));
     }
 }
 
@@ -249,7 +249,7 @@ fn describe_page_fault(code: u64) -> &'static str {
 
 /// Prints the full report of an exception.
 fn report(f: &TrapFrame, nested: bool) {
-    let mut out = crate::console::LockedWriter::new();
+    let mut out = crate::console::serial::LockedWriter::new();
     let cpu = percpu::cpu_index();
     let _ = writeln!(
         out,
@@ -285,5 +285,5 @@ fn report(f: &TrapFrame, nested: bool) {
         cpu::read_cr4(),
         cpu::rdmsr(cpu::MSR_EFER)
     );
-    crate::panic::write_backtrace(&mut out, f.rbp);
+    crate::console::panic::write_backtrace(&mut out, f.rbp);
 }

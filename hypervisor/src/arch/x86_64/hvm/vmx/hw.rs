@@ -7,10 +7,10 @@ use crate::arch::x86_64::cpu::{self, rdmsr, wrmsr};
 use crate::arch::x86_64::hvm::Seg;
 use crate::arch::x86_64::insn::Expected;
 use crate::arch::x86_64::percpu;
-use crate::common::exit::{IoExit, NpfAccess, VmExit};
-use crate::common::guest_mem::Paging;
-use crate::common::vcpu::GuestRegs;
-use crate::common::vcpu_init::{ATTR_P, InitialState};
+use crate::arch::x86_64::hvm::exit::{IoExit, NpfAccess, VmExit};
+use crate::memory::guest_mem::Paging;
+use crate::arch::x86_64::hvm::regs::GuestRegs;
+use crate::arch::x86_64::hvm::vcpu_init::{ATTR_P, InitialState};
 use crate::mm::phys::{alloc_frames, alloc_zeroed_frame, free_frames, phys_to_virt};
 use core::arch::asm;
 use core::fmt;
@@ -278,7 +278,7 @@ vmx_exit_entry:
 /// with interrupts off would keep the CPU. The preemption timer exits
 /// regardless, and the pending tick is then taken at the interrupt window.
 fn slice_backstop(shift: u8) -> u64 {
-    let tsc_per_tick = crate::time::tsc_khz() * (crate::common::credit::SLICE_NS / 1_000_000);
+    let tsc_per_tick = crate::time::tsc_khz() * (crate::sched::credit::SLICE_NS / 1_000_000);
     (tsc_per_tick >> shift).clamp(1, u32::MAX as u64)
 }
 

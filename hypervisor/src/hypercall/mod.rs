@@ -6,9 +6,12 @@
 //! `common::domain`. Behaviour follows Xen 4.17 (see docs/abi-coverage.md
 //! for what is implemented and how it differs).
 
-use crate::common::evtchn::{Reply, Request};
-use crate::common::guest_mem::MemFault;
-use crate::common::vcpu_init::InitialState;
+pub mod event_channel_op;
+pub mod grant_table_op;
+
+use crate::event::table::{Reply, Request};
+use crate::memory::guest_mem::MemFault;
+use crate::arch::x86_64::hvm::vcpu_init::InitialState;
 use xen_abi::errno::*;
 use xen_abi::hvm::{self, EvtchnUpcallVector, HvmParam};
 use xen_abi::memory::{self, AddToPhysmap, E820Entry};
@@ -182,12 +185,12 @@ pub fn dispatch(env: &mut impl Env, call: Call, cpl: u8) -> Outcome {
         nr::HVM_OP => hvm_op(env, a[0], a[1]),
         nr::VCPU_OP => return vcpu_op(env, a[0], a[1], a[2], call.long_mode),
         nr::SET_TIMER_OP => set_timer_op(env, if call.long_mode { call.args[0] } else { a[0] | (a[1] << 32) }),
-        nr::EVENT_CHANNEL_OP => crate::common::evtchn_op::event_channel_op(env, a[0], a[1]),
+        nr::EVENT_CHANNEL_OP => crate::hypercall::event_channel_op::event_channel_op(env, a[0], a[1]),
         nr::DOMCTL => control_op(env, a[0], DOMCTL_INTERFACE_VERSION),
         nr::SYSCTL => control_op(env, a[0], SYSCTL_INTERFACE_VERSION),
         nr::PLATFORM_OP => control_op(env, a[0], PLATFORM_INTERFACE_VERSION),
         nr::KEXEC_OP if !env.privileged() => Err(-EPERM),
-        nr::GRANT_TABLE_OP => return crate::common::gnttab_op::grant_table_op(env, a[0], a[1], a[2], call.long_mode),
+        nr::GRANT_TABLE_OP => return crate::hypercall::grant_table_op::grant_table_op(env, a[0], a[1], a[2], call.long_mode),
         nr::MEMORY_OP => return memory_op_outer(env, a[0], a[1], call.long_mode),
         _ => Err(-ENOSYS),
     };

@@ -2,8 +2,8 @@
 //! memory, domain ids resolved and checked in Xen's order; the operations
 //! themselves are `common::evtchn`'s, run by the [`Env`].
 
-use crate::common::evtchn::{Reply, Request};
-use crate::common::hypercall::{Env, fault, read_arg};
+use crate::event::table::{Reply, Request};
+use crate::hypercall::{Env, fault, read_arg};
 use xen_abi::errno::*;
 use xen_abi::event_channel::{self as ev};
 use xen_abi::{DOMID_SELF, Pod};
@@ -119,9 +119,9 @@ pub fn event_channel_op(env: &mut impl Env, cmd: u64, arg: u64) -> Result<i64, i
 
 #[cfg(test)]
 mod tests {
-    use crate::common::evtchn::{Reply, Request, Status};
-    use crate::common::hypercall::tests::Fake;
-    use crate::common::hypercall::{Call, Outcome, dispatch};
+    use crate::event::table::{Reply, Request, Status};
+    use crate::hypercall::tests::Fake;
+    use crate::hypercall::{Call, Outcome, dispatch};
     use xen_abi::Pod;
     use xen_abi::errno::*;
     use xen_abi::event_channel::*;

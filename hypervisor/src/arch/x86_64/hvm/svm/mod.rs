@@ -10,13 +10,13 @@
 pub mod vmcb;
 
 use self::vmcb::*;
-use super::cpu::{self, cpuid, rdmsr, wrmsr};
-use super::hvm::Seg;
-use super::insn::Expected;
-use crate::common::exit::{IoExit, NpfAccess, VmExit};
-use crate::common::guest_mem::Paging;
-use crate::common::vcpu::GuestRegs;
-use crate::common::vcpu_init::InitialState;
+use crate::arch::x86_64::cpu::{self, cpuid, rdmsr, wrmsr};
+use super::Seg;
+use crate::arch::x86_64::insn::Expected;
+use crate::arch::x86_64::hvm::exit::{IoExit, NpfAccess, VmExit};
+use crate::memory::guest_mem::Paging;
+use crate::arch::x86_64::hvm::regs::GuestRegs;
+use crate::arch::x86_64::hvm::vcpu_init::InitialState;
 use crate::mm::phys::{alloc_frames, alloc_zeroed_frame, free_frames, phys_to_virt};
 use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -333,7 +333,7 @@ impl SvmVcpu {
     /// VMCB's segment attributes use the same packing as `Segment::attr`.
     pub fn set_state(&mut self, st: &InitialState) {
         let v = &mut self.vmcb;
-        let seg = |s: &crate::common::vcpu_init::Segment| Segment {
+        let seg = |s: &crate::arch::x86_64::hvm::vcpu_init::Segment| Segment {
             selector: s.selector,
             attrib: s.attr,
             limit: s.limit,

@@ -3,7 +3,7 @@
 
 use crate::arch::x86_64::percpu;
 use crate::cmdline::LogLevel;
-use crate::console::LockedWriter;
+use crate::console::serial::LockedWriter;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU32, Ordering};
 use log::{Level, LevelFilter, Metadata, Record};

@@ -3,17 +3,17 @@
 
 use crate::arch::x86_64::fpu::FxArea;
 use crate::arch::x86_64::hvm::{self as arch_hvm, HvmVcpu};
-use crate::arch::x86_64::npt::{Npt, P2mType};
+use crate::arch::x86_64::hvm::npt::{Npt, P2mType};
 use crate::cmdline::ExitAction;
-use crate::common::console::LineBuffer;
-use crate::common::cpumask::CpuMask;
-use crate::common::guest_mem::{self, GuestPhysical, MemFault};
-use crate::common::hypercall::Env;
-use crate::common::pvclock::TimeScale;
-use crate::common::pvh::{self, BuildSpec, PvhError};
-use crate::common::vcpu::GuestRegs;
-use crate::common::vcpu_init::InitialState;
-use crate::common::vlapic::VLapic;
+use crate::console::line::LineBuffer;
+use crate::util::cpumask::CpuMask;
+use crate::memory::guest_mem::{self, GuestPhysical, MemFault};
+use crate::hypercall::Env;
+use crate::arch::x86_64::hvm::pvclock::TimeScale;
+use crate::domain::build::pvh::{self, BuildSpec, PvhError};
+use crate::arch::x86_64::hvm::regs::GuestRegs;
+use crate::arch::x86_64::hvm::vcpu_init::InitialState;
+use crate::arch::x86_64::hvm::vlapic::VLapic;
 use crate::mm::phys::{alloc_frames, alloc_zeroed_frame, frame_counts, free_frames, phys_to_virt};
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -269,7 +269,7 @@ impl DomainInner {
         deferred: &mut Vec<Deferred>,
     ) -> Result<bool, i64> {
         use xen_abi::errno::*;
-        if gpfn >> (crate::arch::x86_64::npt::GPA_BITS - 12) != 0 {
+        if gpfn >> (crate::arch::x86_64::hvm::npt::GPA_BITS - 12) != 0 {
             return Err(-EINVAL);
         }
         if prev == Some(gpfn) {
@@ -320,8 +320,8 @@ pub struct Domain {
     pub shared_info_va: u64,
     /// Event channels and grant table (see `common::interdomain` for the
     /// lock order).
-    pub evtchn: Mutex<crate::common::evtchn::Table>,
-    pub grants: Mutex<crate::common::grant::Grants>,
+    pub evtchn: Mutex<crate::event::table::Table>,
+    pub grants: Mutex<crate::grant::table::Grants>,
     /// vCPUs in SCHEDOP_poll.
     pub pollers: AtomicU32,
     /// HVM_PARAM_CALLBACK_IRQ's vector (0: none): injected while a vCPU's
@@ -346,9 +346,9 @@ pub enum Deferred {
 impl Deferred {
     pub fn run(self) {
         match self {
-            Deferred::Release(mfn) => crate::common::interdomain::release_frames(mfn, 1),
+            Deferred::Release(mfn) => crate::interdomain::release_frames(mfn, 1),
             Deferred::Unpin { granter, gref, readonly, mfn } => {
-                crate::common::interdomain::unpin_after_flush(granter, gref, readonly, mfn)
+                crate::interdomain::unpin_after_flush(granter, gref, readonly, mfn)
             }
         }
     }
@@ -512,7 +512,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
         });
     };
     // ACPI tables (RSDP, XSDT, FADT, DSDT, MADT) right after low RAM.
-    let acpi = crate::common::acpi_build::build(ACPI_BASE, spec.vcpus);
+    let acpi = crate::domain::build::acpi::build(ACPI_BASE, spec.vcpus);
     let acpi_pages = (acpi.len() as u64).div_ceil(4096);
     memmap.insert(1, HvmMemmapEntry { addr: ACPI_BASE, size: acpi_pages << 12, kind: 3, reserved: 0 });
     e820.insert(1, E820Entry { addr: ACPI_BASE, size: acpi_pages << 12, kind: 3 });
@@ -556,7 +556,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
         let _ = free_frames(shared_info, 1);
         return Err(CreateError::OutOfMemory);
     };
-    if p2m.set(crate::common::interdomain::CONSOLE_GFN, console >> 12, P2mType::Special).is_err() {
+    if p2m.set(crate::interdomain::CONSOLE_GFN, console >> 12, P2mType::Special).is_err() {
         cleanup(p2m);
         let _ = free_frames(shared_info, 1);
         let _ = free_frames(console, 1);
@@ -596,7 +596,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
             running_on: AtomicU32::new(0),
             upcall_vector: AtomicU8::new(0),
             irq_hint: AtomicBool::new(false),
-            vlapic: Mutex::new(VLapic::new(id, crate::common::acpi_build::apic_id(id))),
+            vlapic: Mutex::new(VLapic::new(id, crate::domain::build::acpi::apic_id(id))),
             start: Mutex::new(None),
             timers: Mutex::new(VcpuTimers::default()),
             vcpu_info: Mutex::new(None),
@@ -654,10 +654,10 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
         vcpus,
         live: AtomicU32::new(nr),
         shared_info_va,
-        evtchn: Mutex::new(crate::common::evtchn::Table::new(nr)),
-        grants: Mutex::new(crate::common::grant::Grants::new(
-            crate::common::grant::DEFAULT_MAX_FRAMES,
-            crate::common::grant::DEFAULT_MAX_MAPTRACK,
+        evtchn: Mutex::new(crate::event::table::Table::new(nr)),
+        grants: Mutex::new(crate::grant::table::Grants::new(
+            crate::grant::table::DEFAULT_MAX_FRAMES,
+            crate::grant::table::DEFAULT_MAX_MAPTRACK,
         )),
         pollers: AtomicU32::new(0),
         callback_vector: AtomicU8::new(0),
@@ -670,10 +670,10 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
     if let Ok(port) = dom.evtchn.lock().alloc_console(0) {
         dom.console_port.store(port, Ordering::Release);
         let mut i = dom.inner.lock();
-        i.params[hvm::PARAM_CONSOLE_PFN as usize] = crate::common::interdomain::CONSOLE_GFN;
+        i.params[hvm::PARAM_CONSOLE_PFN as usize] = crate::interdomain::CONSOLE_GFN;
         i.params[hvm::PARAM_CONSOLE_EVTCHN as usize] = port as u64;
     }
-    crate::common::interdomain::grant_grow(&dom, 1);
+    crate::interdomain::grant_grow(&dom, 1);
     dom.write_wallclock();
     for v in &dom.vcpus {
         dom.write_time_info(v.id, tsc_offset);
@@ -783,7 +783,7 @@ impl Domain {
             let i = self.inner.lock();
             match i.p2m.as_ref().and_then(|p| p.lookup(gfn)) {
                 Some((mfn, P2mType::Ram)) => {
-                    crate::common::interdomain::frame_get(mfn);
+                    crate::interdomain::frame_get(mfn);
                     mfn
                 }
                 _ => return Err(-EINVAL),
@@ -809,7 +809,7 @@ impl Domain {
         if self.inner.lock().state != DomainState::Running {
             return;
         }
-        crate::common::interdomain::drain_console(self);
+        crate::interdomain::drain_console(self);
         let mut i = self.inner.lock();
         if i.state != DomainState::Running {
             return;
@@ -829,7 +829,7 @@ impl Domain {
             log::info!("domain {} ({}) shut down: {}", self.id, self.name, sched::shutdown_reason_name(reason as u32));
         }
         drop(i);
-        crate::common::sched::domain_stopped(self.id);
+        crate::sched::domain_stopped(self.id);
         if self.privileged && self.id == 0 {
             // The control domain takes the machine with it, as in Xen.
             let action = match reason as u32 {
@@ -857,7 +857,7 @@ impl Domain {
 /// Releases a dead domain's memory and removes it. Its vCPUs must not be
 /// running.
 pub fn destroy(dom: &Arc<Domain>) {
-    use crate::common::interdomain as idom;
+    use crate::interdomain as idom;
     // Peers see their channels unbound; grants this domain mapped are
     // released (its vCPUs no longer run, so nothing caches them).
     idom::close_all_ports(dom);
@@ -884,7 +884,7 @@ impl Drop for Domain {
         let _ = free_frames(self.console_mfn << 12, 1);
         for v in &mut self.vcpus {
             if let Some((_, _, mfn)) = v.vcpu_info.get_mut().take() {
-                crate::common::interdomain::frame_put(mfn);
+                crate::interdomain::frame_put(mfn);
             }
         }
     }
@@ -1024,11 +1024,11 @@ impl Env for HcEnv<'_> {
         if !t.initialised.load(Ordering::Acquire) {
             return Err(-xen_abi::errno::EINVAL);
         }
-        crate::common::sched::bring_up(t);
+        crate::sched::bring_up(t);
         Ok(())
     }
     fn vcpu_down(&mut self, vcpu: u32) {
-        crate::common::sched::take_down(self.target(vcpu), RunState::Down);
+        crate::sched::take_down(self.target(vcpu), RunState::Down);
     }
     fn vcpu_is_up(&self, vcpu: u32) -> bool {
         self.target(vcpu).is_up()
@@ -1054,7 +1054,7 @@ impl Env for HcEnv<'_> {
         let t = self.target(vcpu);
         let now = crate::time::now_ns();
         t.timers.lock().periodic = (period_ns > 0).then_some((period_ns, now + period_ns));
-        crate::common::sched::rearm_vcpu_timers(self.dom.id, t);
+        crate::sched::rearm_vcpu_timers(self.dom.id, t);
     }
     fn set_singleshot_timer(&mut self, deadline: Option<u64>) {
         let t = self.shared;
@@ -1067,12 +1067,12 @@ impl Env for HcEnv<'_> {
             }
             _ => t.timers.lock().singleshot = deadline,
         }
-        crate::common::sched::rearm_vcpu_timers(self.dom.id, t);
+        crate::sched::rearm_vcpu_timers(self.dom.id, t);
     }
     fn send_nmi(&mut self, vcpu: u32) {
         let t = self.target(vcpu);
         t.set_flag(vflags::NMI);
-        crate::common::sched::notify(t);
+        crate::sched::notify(t);
     }
     fn cr4_valid(&self) -> u64 {
         // VME..OSXMMEXCPT, FSGSBASE, PCIDE, SMEP, SMAP: not VMXE, SMXE or
@@ -1087,12 +1087,12 @@ impl Env for HcEnv<'_> {
         // Events and timers from before the poll do not end it (Xen wakes
         // a poller only for its ports, its timeout or a new upcall).
         t.take_flags(vflags::EVENT | vflags::TIMER);
-        let p = port.map_or(crate::common::interdomain::POLL_ANY, |p| p.wrapping_add(1));
+        let p = port.map_or(crate::interdomain::POLL_ANY, |p| p.wrapping_add(1));
         if t.poll_port.swap(p, Ordering::AcqRel) == 0 {
             self.dom.pollers.fetch_add(1, Ordering::AcqRel);
         }
         t.timers.lock().poll_deadline = (deadline != 0).then_some(deadline);
-        crate::common::sched::rearm_vcpu_timers(self.dom.id, t);
+        crate::sched::rearm_vcpu_timers(self.dom.id, t);
     }
     fn cancel_poll(&mut self) {
         if self.shared.poll_port.swap(0, Ordering::AcqRel) != 0 {
@@ -1100,12 +1100,12 @@ impl Env for HcEnv<'_> {
         }
         self.shared.timers.lock().poll_deadline = None;
     }
-    fn evtchn(&mut self, req: crate::common::evtchn::Request) -> Result<crate::common::evtchn::Reply, i64> {
-        crate::common::interdomain::evtchn_op(self.dom, req)
+    fn evtchn(&mut self, req: crate::event::table::Request) -> Result<crate::event::table::Reply, i64> {
+        crate::interdomain::evtchn_op(self.dom, req)
     }
     fn grant_map(&mut self, op: &xen_abi::grant_table::MapGrantRef) -> (i16, u32) {
         let n = self.deferred.len();
-        let r = crate::common::interdomain::grant_map(self.dom, op, &mut self.deferred);
+        let r = crate::interdomain::grant_map(self.dom, op, &mut self.deferred);
         if self.deferred.len() != n {
             self.flush_tlb = true;
         }
@@ -1113,20 +1113,20 @@ impl Env for HcEnv<'_> {
     }
     fn grant_unmap(&mut self, op: &xen_abi::grant_table::UnmapGrantRef) -> i16 {
         let n = self.deferred.len();
-        let r = crate::common::interdomain::grant_unmap(self.dom, op, &mut self.deferred);
+        let r = crate::interdomain::grant_unmap(self.dom, op, &mut self.deferred);
         if self.deferred.len() != n {
             self.flush_tlb = true;
         }
         r
     }
     fn grant_copy(&mut self, op: &xen_abi::grant_table::Copy) -> i16 {
-        crate::common::interdomain::grant_copy(self.dom, op)
+        crate::interdomain::grant_copy(self.dom, op)
     }
     fn grant_table_size(&mut self, domid: u16, grow_to: Option<u32>) -> Result<(u32, u32), i16> {
-        let d = crate::common::interdomain::domain_or_self(self.dom, domid)
+        let d = crate::interdomain::domain_or_self(self.dom, domid)
             .ok_or(xen_abi::grant_table::GNTST_BAD_DOMAIN)?;
         if let Some(n) = grow_to
-            && !crate::common::interdomain::grant_grow(&d, n)
+            && !crate::interdomain::grant_grow(&d, n)
         {
             return Err(xen_abi::grant_table::GNTST_GENERAL_ERROR);
         }
@@ -1134,28 +1134,28 @@ impl Env for HcEnv<'_> {
         Ok((g.nr_frames(), g.max_frames()))
     }
     fn grant_frame_gfn(&self, domid: u16, idx: u32) -> u64 {
-        let d = crate::common::interdomain::domain_or_self(self.dom, domid);
-        d.and_then(|d| d.grants.lock().frame_gfn(idx)).unwrap_or(crate::common::gnttab_op::INVALID_GFN)
+        let d = crate::interdomain::domain_or_self(self.dom, domid);
+        d.and_then(|d| d.grants.lock().frame_gfn(idx)).unwrap_or(crate::hypercall::grant_table_op::INVALID_GFN)
     }
     fn map_grant_frame(&mut self, idx: u32, gpfn: u64) -> Result<(), i64> {
-        if crate::common::interdomain::map_grant_frame(self.dom, idx, gpfn, &mut self.deferred)? {
+        if crate::interdomain::map_grant_frame(self.dom, idx, gpfn, &mut self.deferred)? {
             self.flush_tlb = true;
         }
         Ok(())
     }
     fn reservation(&self, domid: u16) -> (u64, u64) {
-        let d = crate::common::interdomain::domain_or_self(self.dom, domid);
+        let d = crate::interdomain::domain_or_self(self.dom, domid);
         d.map_or((0, 0), |d| {
             let i = d.inner.lock();
             (i.ram_pages, i.max_pages)
         })
     }
-    fn extent(&mut self, op: crate::common::hypercall::Extent, domid: u16, gfn: u64, order: u32) -> bool {
-        let d = crate::common::interdomain::domain_or_self(self.dom, domid);
+    fn extent(&mut self, op: crate::hypercall::Extent, domid: u16, gfn: u64, order: u32) -> bool {
+        let d = crate::interdomain::domain_or_self(self.dom, domid);
         let Some(d) = d else { return false };
         let n = self.deferred.len();
-        let ok = crate::common::interdomain::extent(&d, op, gfn, order, &mut self.deferred);
-        if self.deferred.len() != n || op == crate::common::hypercall::Extent::Decrease {
+        let ok = crate::interdomain::extent(&d, op, gfn, order, &mut self.deferred);
+        if self.deferred.len() != n || op == crate::hypercall::Extent::Decrease {
             self.flush_tlb = true;
             if d.id != self.dom.id {
                 // Another domain's p2m changed: its vCPUs drop their
@@ -1168,16 +1168,16 @@ impl Env for HcEnv<'_> {
                         running.set(on as usize - 1);
                     }
                 }
-                crate::common::sched::kick_and_wait(&running);
+                crate::sched::kick_and_wait(&running);
             }
         }
         ok
     }
     fn maximum_gpfn(&self, domid: u16) -> u64 {
-        let d = crate::common::interdomain::domain_or_self(self.dom, domid);
+        let d = crate::interdomain::domain_or_self(self.dom, domid);
         d.map_or(0, |d| {
             let hi = d.memmap.iter().map(|e| (e.addr + e.size) >> 12).max().unwrap_or(1);
-            hi.max(crate::common::interdomain::CONSOLE_GFN + 1) - 1
+            hi.max(crate::interdomain::CONSOLE_GFN + 1) - 1
         })
     }
     fn maximum_ram_page(&self) -> u64 {
@@ -1188,5 +1188,5 @@ impl Env for HcEnv<'_> {
 /// The hypercall page for the backend in use (vmmcall on SVM, vmcall on
 /// VMX).
 pub fn hypercall_page() -> [u8; 4096] {
-    crate::common::hypercall::hypercall_page(arch_hvm::backend() == Some(arch_hvm::Backend::Svm))
+    crate::hypercall::hypercall_page(arch_hvm::backend() == Some(arch_hvm::Backend::Svm))
 }

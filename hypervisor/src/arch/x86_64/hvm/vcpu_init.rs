@@ -3,7 +3,7 @@
 //! STARTUP, and the state a guest passes to VCPUOP_initialise (Xen's
 //! `vcpu_hvm_context`, validated here as Xen validates it).
 
-use super::vcpu::GuestRegs;
+use super::regs::GuestRegs;
 use xen_abi::Pod;
 use xen_abi::vcpu::{VCPU_HVM_MODE_32B, VCPU_HVM_MODE_64B, VcpuHvmContext, VcpuHvmX86_32, VcpuHvmX86_64};
 

@@ -7,11 +7,11 @@
 //! its `inner` lock, never after; two `evtchn` locks are taken lower
 //! domain id first; two `grants` locks are never held at once.
 
-use crate::arch::x86_64::npt::{GPA_BITS, P2mType};
-use crate::common::domain::{self, Deferred, Domain, replaceable, vflags};
-use crate::common::evtchn::{self, Consumer, EventWords, Reply, Request, SendTarget, Table};
-use crate::common::grant::{Frame, Mapping, Pinned};
-use crate::common::sched;
+use crate::arch::x86_64::hvm::npt::{GPA_BITS, P2mType};
+use crate::domain::{self, Deferred, Domain, replaceable, vflags};
+use crate::event::table::{self as evtchn, Consumer, EventWords, Reply, Request, SendTarget, Table};
+use crate::grant::table::{Frame, Mapping, Pinned};
+use crate::sched;
 use crate::mm::phys::{alloc_frames, alloc_zeroed_frame, free_frames, phys_to_virt};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -627,12 +627,12 @@ pub fn map_grant_frame(me: &Domain, idx: u32, gpfn: u64, deferred: &mut Vec<Defe
 /// operation.
 pub fn extent(
     d: &Domain,
-    op: crate::common::hypercall::Extent,
+    op: crate::hypercall::Extent,
     gfn: u64,
     order: u32,
     deferred: &mut Vec<Deferred>,
 ) -> bool {
-    use crate::common::hypercall::Extent;
+    use crate::hypercall::Extent;
     let n = 1u64 << order;
     if op != Extent::Increase && (gfn & (n - 1) != 0 || (gfn + n) >> (GPA_BITS - 12) != 0) {
         return false;
@@ -797,7 +797,7 @@ pub fn poll_serial_input() {
     let mut buf = [0u8; 64];
     let mut n = 0;
     while n < buf.len() {
-        match crate::console::read_byte() {
+        match crate::console::serial::read_byte() {
             Some(b) => {
                 buf[n] = b;
                 n += 1;

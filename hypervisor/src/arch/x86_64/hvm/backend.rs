@@ -6,9 +6,9 @@ use super::npt::P2mFormat;
 use super::svm::{self, SvmVcpu};
 use super::vmx::{self, VmxVcpu};
 use crate::cmdline::HvmChoice;
-use crate::common::exit::VmExit;
-use crate::common::guest_mem::Paging;
-use crate::common::vcpu::GuestRegs;
+use crate::arch::x86_64::hvm::exit::VmExit;
+use crate::memory::guest_mem::Paging;
+use crate::arch::x86_64::hvm::regs::GuestRegs;
 use core::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,11 +33,11 @@ pub fn p2m_format() -> P2mFormat {
 }
 
 /// The largest page the nested tables may use.
-pub fn p2m_largest() -> super::page_table::PageSize {
-    use super::page_table::PageSize;
+pub fn p2m_largest() -> crate::arch::x86_64::page_table::PageSize {
+    use crate::arch::x86_64::page_table::PageSize;
     match backend() {
         Some(Backend::Vmx) => vmx::ept_largest(),
-        _ if super::cpu::features().page1g => PageSize::Size1G,
+        _ if crate::arch::x86_64::cpu::features().page1g => PageSize::Size1G,
         _ => PageSize::Size2M,
     }
 }
@@ -67,8 +67,8 @@ pub fn init(choice: HvmChoice) -> Result<(Backend, alloc::string::String), NoBac
     let r = match choice {
         HvmChoice::Svm => try_svm().map_err(|e| NoBackend { svm: Some(e), vmx: None }),
         HvmChoice::Vmx => try_vmx().map_err(|e| NoBackend { svm: None, vmx: Some(e) }),
-        HvmChoice::Auto => match super::cpu::features().vendor {
-            super::Vendor::Intel => {
+        HvmChoice::Auto => match crate::arch::x86_64::cpu::features().vendor {
+            crate::arch::x86_64::Vendor::Intel => {
                 try_vmx().or_else(|v| try_svm().map_err(|s| NoBackend { svm: Some(s), vmx: Some(v) }))
             }
             _ => try_svm().or_else(|s| try_vmx().map_err(|v| NoBackend { svm: Some(s), vmx: Some(v) })),
@@ -128,7 +128,7 @@ impl HvmVcpu {
         dispatch!(self, v => v.run(regs))
     }
     /// Loads a starting state (the caller also sets the general registers).
-    pub fn set_state(&mut self, s: &crate::common::vcpu_init::InitialState) {
+    pub fn set_state(&mut self, s: &crate::arch::x86_64::hvm::vcpu_init::InitialState) {
         dispatch!(self, v => v.set_state(s))
     }
     pub fn interrupt_window_open(&self) -> bool {

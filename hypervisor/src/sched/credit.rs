@@ -25,7 +25,7 @@
 //!   where an entity may run.
 //! - Decisions happen at least every `SLICE_NS` on a busy CPU.
 
-use super::cpumask::{CpuMask, MAX_CPUS};
+use crate::util::cpumask::{CpuMask, MAX_CPUS};
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 

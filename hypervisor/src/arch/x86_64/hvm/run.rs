@@ -5,15 +5,15 @@
 
 use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::insn::{self, Expected};
-use crate::common::cpuid::{CpuidContext, guest_cpuid};
-use crate::common::domain::{self, Domain, DomainMemory, HcEnv, RunState, Vcpu, VcpuShared, vflags};
-use crate::common::exit::{IoExit, VmExit};
-use crate::common::guest_mem::{self, Access};
-use crate::common::hypercall::{self, Call, Outcome};
-use crate::common::msr;
-use crate::common::sched;
-use crate::common::vcpu_init::InitialState;
-use crate::common::vlapic::{self, Ipi, IpiKind};
+use crate::arch::x86_64::hvm::cpuid::{CpuidContext, guest_cpuid};
+use crate::domain::{self, Domain, DomainMemory, HcEnv, RunState, Vcpu, VcpuShared, vflags};
+use crate::arch::x86_64::hvm::exit::{IoExit, VmExit};
+use crate::memory::guest_mem::{self, Access};
+use crate::hypercall::{self, Call, Outcome};
+use crate::arch::x86_64::hvm::msr;
+use crate::sched;
+use crate::arch::x86_64::hvm::vcpu_init::InitialState;
+use crate::arch::x86_64::hvm::vlapic::{self, Ipi, IpiKind};
 use alloc::sync::Arc;
 
 /// The port every HVM/PVH guest may write debug text to (Xen's 0xe9).
@@ -109,7 +109,7 @@ fn end_block(dom: &Domain, shared: &VcpuShared) {
     }
     // An upcall still waiting for the callback vector is delivered now.
     if dom.callback_vector.load(core::sync::atomic::Ordering::Acquire) != 0
-        && crate::common::interdomain::upcall_pending(dom, shared.id)
+        && crate::interdomain::upcall_pending(dom, shared.id)
     {
         shared.irq_hint.store(true, core::sync::atomic::Ordering::SeqCst);
     }
@@ -207,7 +207,7 @@ fn deliver_interrupts(dom: &Domain, shared: &VcpuShared, v: &mut Vcpu) {
     // as long as evtchn_upcall_pending is set: the guest's handler clears
     // it.
     let callback = dom.callback_vector.load(Ordering::Acquire);
-    let upcall = callback != 0 && crate::common::interdomain::upcall_pending(dom, v.id);
+    let upcall = callback != 0 && crate::interdomain::upcall_pending(dom, v.id);
     let mut l = shared.vlapic.lock();
     l.set_cr8(v.arch.tpr());
     let pending = if upcall { Some(callback) } else { l.pending() };
@@ -371,7 +371,7 @@ fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, exit: VmExi
             Next::Resume
         }
         VmExit::InvalidState => {
-            let mut w = crate::console::LockedWriter::new();
+            let mut w = crate::console::serial::LockedWriter::new();
             let _ = core::fmt::Write::write_fmt(
                 &mut w,
                 format_args!("domain {} vCPU {}: the CPU refused its state:\n", dom.id, v.id),
@@ -543,7 +543,7 @@ fn flush_then_free(dom: &Domain, v: &mut Vcpu, flush_tlb: bool, deferred: alloc:
     if flush_tlb {
         v.arch.flush_tlb();
         v.fetch_cache = None;
-        let mut running = crate::common::cpumask::CpuMask::empty();
+        let mut running = crate::util::cpumask::CpuMask::empty();
         for o in dom.vcpus.iter().filter(|o| o.id != v.id) {
             o.set_flag(vflags::FLUSH);
             let on = o.running_on.load(core::sync::atomic::Ordering::Acquire);
@@ -741,7 +741,7 @@ fn install_hypercall_page(dom: &Domain, value: u64) -> bool {
     let mem = DomainMemory { p2m };
     // Only the domain's own writable RAM can hold it.
     match p2m.lookup(value >> 12) {
-        Some((_, crate::arch::x86_64::npt::P2mType::Ram)) => guest_mem::write_phys(&mem, value & !0xfff, &page).is_ok(),
+        Some((_, crate::arch::x86_64::hvm::npt::P2mType::Ram)) => guest_mem::write_phys(&mem, value & !0xfff, &page).is_ok(),
         _ => false,
     }
 }

@@ -9,7 +9,7 @@
 //! user accesses), EPT has read/write/execute bits in the same places as
 //! present/write/user and a memory type in bits 3-5.
 
-use super::page_table::{ADDR_MASK, MapError, PageSize, PageTable, PteFlags, TableMemory};
+use crate::arch::x86_64::page_table::{ADDR_MASK, MapError, PageSize, PageTable, PteFlags, TableMemory};
 use crate::mm::phys::{FrameTables, free_frames, phys_to_virt};
 
 /// Which nested page-table format.

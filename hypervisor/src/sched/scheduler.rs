@@ -11,10 +11,10 @@
 //! the window after every VM exit and while a CPU idles; their handlers
 //! only set flags (a timer is due, reschedule) that the loop acts on.
 
-use super::cpumask::{CpuMask, MAX_CPUS};
+use crate::util::cpumask::{CpuMask, MAX_CPUS};
 use super::credit::Credit;
-use super::domain::{self, Domain, RunState, VcpuShared, vflags};
-use super::timer::TimerQueue;
+use crate::domain::{self, Domain, RunState, VcpuShared, vflags};
+use crate::util::timer_queue::TimerQueue;
 use crate::arch::x86_64::{cpu, lapic, percpu};
 use crate::time;
 use alloc::sync::Arc;
@@ -399,7 +399,7 @@ pub fn start_serial_input() {
 
 fn fire(item: TimerItem, now: u64) {
     if item.kind == TimerKind::SerialInput {
-        super::interdomain::poll_serial_input();
+        crate::interdomain::poll_serial_input();
         add_timer(now + SERIAL_POLL_NS, item);
         return;
     }
@@ -541,7 +541,7 @@ pub fn cpu_loop(cpu: u32) -> ! {
         let entity = pick.next.and_then(|id| ENTITIES.lock().get(id).cloned().flatten());
         match entity {
             Some((dom, vid)) => {
-                super::run::run_vcpu(&dom, vid);
+                crate::arch::x86_64::hvm::run::run_vcpu(&dom, vid);
                 if let Some(v) = dom.vcpu(vid)
                     && !dom.is_running()
                 {

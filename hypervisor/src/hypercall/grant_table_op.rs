@@ -3,7 +3,7 @@
 //! after a bounded number, as Xen does), and the table-wide operations.
 //! What each operation does is the [`Env`]'s (`common::grant` underneath).
 
-use crate::common::hypercall::{Env, Outcome, fault, read_arg};
+use crate::hypercall::{Env, Outcome, fault, read_arg};
 use xen_abi::errno::*;
 use xen_abi::grant_table::{self as gt, *};
 use xen_abi::{DOMID_SELF, Pod};
@@ -164,8 +164,8 @@ fn setup_table(env: &mut impl Env, arg: u64, count: u64, long_mode: bool) -> Res
 
 #[cfg(test)]
 mod tests {
-    use crate::common::hypercall::tests::Fake;
-    use crate::common::hypercall::{Call, Outcome, dispatch};
+    use crate::hypercall::tests::Fake;
+    use crate::hypercall::{Call, Outcome, dispatch};
     use xen_abi::Pod;
     use xen_abi::errno::*;
     use xen_abi::grant_table::*;

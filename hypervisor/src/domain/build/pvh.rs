@@ -4,8 +4,8 @@
 //! lines; the first vCPU starts at the `XEN_ELFNOTE_PHYS32_ENTRY` address in
 //! 32-bit protected mode with EBX pointing at the start info.
 
-use crate::common::guest_mem::{GuestPhysical, MemFault, write_phys, zero_phys};
-use crate::elf::{Elf, ElfError, PT_LOAD};
+use crate::memory::guest_mem::{GuestPhysical, MemFault, write_phys, zero_phys};
+use crate::util::elf::{Elf, ElfError, PT_LOAD};
 use core::fmt;
 use xen_abi::Pod;
 use xen_abi::elfnote;
@@ -233,9 +233,9 @@ pub fn write_image(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::common::guest_mem::read_phys_pod;
-    use crate::common::guest_mem::tests::FakeGuest;
-    use crate::elf::tests::build_elf64;
+    use crate::memory::guest_mem::read_phys_pod;
+    use crate::memory::guest_mem::tests::FakeGuest;
+    use crate::util::elf::tests::build_elf64;
 
     const MIB: u64 = 1 << 20;
 
@@ -296,10 +296,10 @@ mod tests {
         assert_eq!((e.addr, e.size, e.kind), (0, 4 * MIB, 1));
         assert_eq!(info.memmap_entries, 1);
         let mut c = [0u8; 13];
-        crate::common::guest_mem::read_phys(&g, info.cmdline_paddr, &mut c).unwrap();
+        crate::memory::guest_mem::read_phys(&g, info.cmdline_paddr, &mut c).unwrap();
         assert_eq!(&c, b"console=hvc0\0");
         let mut code = [0u8; 10];
-        crate::common::guest_mem::read_phys(&g, 0x100000, &mut code).unwrap();
+        crate::memory::guest_mem::read_phys(&g, 0x100000, &mut code).unwrap();
         assert_eq!(&code, b"KERNELCODE");
         assert!(info.memmap_paddr.is_multiple_of(8) && info.memmap_paddr < BOOT_INFO_LIMIT);
     }

@@ -3,7 +3,7 @@
 
 use crate::arch::x86_64::{cpu, gdt, percpu, power};
 use crate::cmdline::PanicAction;
-use crate::console::LockedWriter;
+use crate::console::serial::LockedWriter;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
@@ -31,11 +31,11 @@ pub fn fatal_stop(why: fmt::Arguments<'_>) -> ! {
     }
     match action() {
         PanicAction::Halt => {
-            crate::console::write_str("*** System halted (panic=halt). Reset or power-cycle the machine.\n");
+            crate::console::serial::write_str("*** System halted (panic=halt). Reset or power-cycle the machine.\n");
             power::halt()
         }
         PanicAction::Reboot => {
-            crate::console::write_str("*** Rebooting (panic=reboot).\n");
+            crate::console::serial::write_str("*** Rebooting (panic=reboot).\n");
             power::reboot()
         }
     }

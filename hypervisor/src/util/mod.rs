@@ -1,0 +1,6 @@
+//! Leaf data structures and formats that know nothing of the rest of the
+//! hypervisor: CPU sets, a deadline queue, the ELF parser.
+
+pub mod cpumask;
+pub mod elf;
+pub mod timer_queue;
