@@ -331,6 +331,20 @@ pub fn strip_image_path(line: &str) -> &str {
 
 /// Parses the hypervisor's command line. Every problem is reported through
 /// `report` and the parse goes on.
+/// The hypervisor's command line as GRUB gave it (image path stripped),
+/// kept for XENVER_commandline.
+static SAVED_LINE: spin::Once<alloc::string::String> = spin::Once::new();
+
+/// Keeps the command line for later readers (once, at boot).
+pub fn save_line(line: &str) {
+    SAVED_LINE.call_once(|| alloc::string::String::from(line));
+}
+
+/// The saved command line ("" before boot saved it).
+pub fn saved_line() -> &'static str {
+    SAVED_LINE.get().map_or("", |s| s.as_str())
+}
+
 pub fn parse_options<'a>(line: &'a str, mut report: impl FnMut(Diagnostic<'a>)) -> Options {
     let mut o = Options::default();
     for w in words(line) {

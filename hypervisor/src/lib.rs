@@ -30,6 +30,3 @@ pub mod mm;
 pub mod sched;
 pub mod time;
 pub mod util;
-
-#[cfg(target_os = "none")]
-pub mod interdomain;

@@ -245,7 +245,8 @@ mod tests {
                 Some(REMOVES_QEMU_UTILS.to_string())
             }
         };
-        let plan = install_plan(&["qemu-system-x86", "bochs"], &mut sim, &mut |_| repository_versions(MADISON)).unwrap();
+        let plan =
+            install_plan(&["qemu-system-x86", "bochs"], &mut sim, &mut |_| repository_versions(MADISON)).unwrap();
         assert_eq!(plan, ["qemu-system-x86", "bochs", "qemu-utils=1:7.2+dfsg-7+deb12u15"]);
         // The newest version was tried first.
         assert!(asked.iter().any(|a| a.ends_with("qemu-utils=1:7.2+dfsg-7+deb12u18+b2")));

@@ -138,8 +138,7 @@ pub fn rustup_commands(channel: &str, missing: &Missing) -> Vec<Vec<String>> {
     let mut cmds = Vec::new();
     for (verb, list) in [("target", &missing.targets), ("component", &missing.components)] {
         if !list.is_empty() {
-            let mut c: Vec<String> =
-                vec![verb.into(), "add".into(), "--toolchain".into(), channel.into()];
+            let mut c: Vec<String> = vec![verb.into(), "add".into(), "--toolchain".into(), channel.into()];
             c.extend(list.iter().cloned());
             cmds.push(c);
         }
@@ -169,7 +168,11 @@ fn sysroot(envs: &[(&str, &Path)]) -> Result<PathBuf, String> {
 fn have_rustup(envs: &[(&str, &Path)]) -> bool {
     Command::new("rustup")
         .envs(envs.iter().copied())
-        .arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Makes sure the toolchain that builds here has every target and component

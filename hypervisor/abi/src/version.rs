@@ -1,5 +1,10 @@
 //! `xen_version(cmd, arg)` (xen/include/public/version.h).
 
+/// The Xen release whose interface this crate mirrors (what
+/// XENVER_version answers, and CPUID leaf 0x40000001).
+pub const XEN_MAJOR: u32 = 4;
+pub const XEN_MINOR: u32 = 17;
+
 use crate::pod;
 
 pub const XENVER_VERSION: u64 = 0;

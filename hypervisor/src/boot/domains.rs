@@ -5,12 +5,13 @@
 use super::info::BootInfo;
 use super::modules::{self, Role};
 use crate::cmdline::Options;
+use crate::domain::Domain;
 use crate::domain::build::config;
-use crate::util::cpumask::CpuMask;
-use crate::sched::credit::DEFAULT_WEIGHT;
-use crate::domain::{self, Domain, DomainSpec};
-use crate::sched;
+use crate::domain::lifecycle::{self, DomainSpec};
 use crate::mm::phys::phys_slice;
+use crate::sched;
+use crate::sched::credit::DEFAULT_WEIGHT;
+use crate::util::cpumask::CpuMask;
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -148,7 +149,7 @@ pub fn build(info: &BootInfo<'_>, opts: &Options, can_run: bool) -> usize {
         if cpus.and(&online).is_empty() {
             warn!("module {}: cpus={cpus} names no CPU that is online ({online}); its vCPUs may use any", p.index);
         }
-        match domain::create(&spec) {
+        match lifecycle::create(&spec) {
             Ok(d) => {
                 info!(
                     "domain {id} ({name}): {memory_mib} MiB, {vcpus} vCPU{}, {}{}",
@@ -180,7 +181,7 @@ pub fn build(info: &BootInfo<'_>, opts: &Options, can_run: bool) -> usize {
     let mut created = 0;
     for b in &built {
         if refused.contains(&b.dom.id) {
-            domain::destroy(&b.dom);
+            lifecycle::destroy(&b.dom);
             continue;
         }
         sched::add_domain(&b.dom);

@@ -103,8 +103,8 @@ pub fn check<'a>(module: &Module<'a>, bytes: &[u8], previous_kernel: bool) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::util::elf::tests::build_elf64;
     use crate::mm::ranges::Range;
+    use crate::util::elf::tests::build_elf64;
 
     fn module(cmdline: &str) -> Module<'_> {
         Module { index: 0, range: Range::new(0x100000, 0x200000), cmdline, defect: None }

@@ -5,12 +5,12 @@ use super::info::{AcpiRoot, BootInfo, MemoryMapSource};
 use crate::acpi;
 use crate::arch::x86_64::{cpu, fpu, gdt, hvm, lapic, percpu, power, smp, traps};
 use crate::cmdline::{self, Diagnostic, ExitAction, Options, TestException};
-use crate::{domain, sched};
+use crate::console::{logger, panic, serial as console};
 use crate::mm::phys::{phys_slice, phys_to_virt};
 use crate::mm::ranges::Range;
 use crate::mm::setup::{self, Image};
-use crate::console::{logger, panic, serial as console};
 use crate::time;
+use crate::{domain, sched};
 use log::{error, info, warn};
 use multiboot2::{BootInformation, BootInformationHeader};
 
@@ -275,7 +275,7 @@ pub extern "C" fn hv_start(mbi_phys: u64, load_delta: u64) -> ! {
         start_other_cpus(&info, p, opts.max_cpus);
     }
     sched::set_report_interval(opts.sched_report_ms);
-    domain::set_hypervisor_cmdline(line);
+    cmdline::save_line(line);
     ON_LAST_EXIT.call_once(|| opts.on_last_exit);
 
     let domains = super::domains::build(&info, &opts, virt_ok);
@@ -305,7 +305,7 @@ pub fn machine_exit() -> ! {
         info!("all domains have shut down");
     }
     smp::stop_others();
-    match domain::machine_request().unwrap_or(*ON_LAST_EXIT.get().unwrap_or(&ExitAction::PowerOff)) {
+    match domain::lifecycle::machine_request().unwrap_or(*ON_LAST_EXIT.get().unwrap_or(&ExitAction::PowerOff)) {
         ExitAction::PowerOff => power::power_off(),
         ExitAction::Halt => power::halt(),
         ExitAction::Reboot => power::reboot(),

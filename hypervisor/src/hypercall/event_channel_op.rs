@@ -120,7 +120,7 @@ pub fn event_channel_op(env: &mut impl Env, cmd: u64, arg: u64) -> Result<i64, i
 #[cfg(test)]
 mod tests {
     use crate::event::table::{Reply, Request, Status};
-    use crate::hypercall::tests::Fake;
+    use crate::hypercall::fake::Fake;
     use crate::hypercall::{Call, Outcome, dispatch};
     use xen_abi::Pod;
     use xen_abi::errno::*;

@@ -164,7 +164,7 @@ fn setup_table(env: &mut impl Env, arg: u64, count: u64, long_mode: bool) -> Res
 
 #[cfg(test)]
 mod tests {
-    use crate::hypercall::tests::Fake;
+    use crate::hypercall::fake::Fake;
     use crate::hypercall::{Call, Outcome, dispatch};
     use xen_abi::Pod;
     use xen_abi::errno::*;

@@ -11,12 +11,12 @@
 //! the window after every VM exit and while a CPU idles; their handlers
 //! only set flags (a timer is due, reschedule) that the loop acts on.
 
-use crate::util::cpumask::{CpuMask, MAX_CPUS};
 use super::credit::Credit;
-use crate::domain::{self, Domain, RunState, VcpuShared, vflags};
-use crate::util::timer_queue::TimerQueue;
 use crate::arch::x86_64::{cpu, lapic, percpu};
+use crate::domain::{self, Domain, RunState, VcpuShared, vflags};
 use crate::time;
+use crate::util::cpumask::{CpuMask, MAX_CPUS};
+use crate::util::timer_queue::TimerQueue;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -224,7 +224,7 @@ pub fn bring_up(v: &VcpuShared) {
 /// A domain stopped running (shut down or crashed): its vCPUs that are
 /// not on a CPU leave the scheduler now, the others at their next exit.
 pub fn domain_stopped(domid: u16) {
-    let Some(dom) = domain::find(domid) else { return };
+    let Some(dom) = domain::registry::find(domid) else { return };
     let mut kicks = CpuMask::empty();
     let mut gone = 0;
     {
@@ -278,7 +278,7 @@ fn release_one(dom: &Arc<Domain>) {
         return;
     }
     let pages = dom.inner.lock().ram_pages;
-    domain::destroy(dom);
+    domain::lifecycle::destroy(dom);
     log::info!("domain {} ({}) destroyed; {} MiB returned", dom.id, dom.name, pages >> 8);
     drop_live();
 }
@@ -399,11 +399,11 @@ pub fn start_serial_input() {
 
 fn fire(item: TimerItem, now: u64) {
     if item.kind == TimerKind::SerialInput {
-        crate::interdomain::poll_serial_input();
+        crate::console::input::poll_serial_input();
         add_timer(now + SERIAL_POLL_NS, item);
         return;
     }
-    let Some(dom) = domain::find(item.dom) else { return };
+    let Some(dom) = domain::registry::find(item.dom) else { return };
     let Some(v) = dom.vcpu(item.vcpu) else { return };
     let mut t = v.timers.lock();
     let current = if item.kind == TimerKind::Vlapic { t.vlapic_generation } else { t.generation };

@@ -12,9 +12,9 @@
 use super::cpu;
 use super::lapic;
 use super::percpu::{self, PerCpu};
-use crate::util::cpumask::{CpuMask, MAX_CPUS};
 use crate::mm::phys::{alloc_cpu_stack, phys_to_virt};
 use crate::mm::ranges::Range;
+use crate::util::cpumask::{CpuMask, MAX_CPUS};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Pages the trampoline needs below 1 MiB: code and data, then the PML4,

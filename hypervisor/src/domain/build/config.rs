@@ -10,8 +10,8 @@
 //! and ignored, as xl does.
 
 use crate::cmdline::{parse_u64, words};
-use crate::util::cpumask::CpuMask;
 use crate::sched::credit::{DEFAULT_WEIGHT, MAX_WEIGHT};
+use crate::util::cpumask::CpuMask;
 use core::fmt;
 
 pub const MAX_NAME: usize = 64;

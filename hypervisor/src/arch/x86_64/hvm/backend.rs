@@ -5,10 +5,10 @@
 use super::npt::P2mFormat;
 use super::svm::{self, SvmVcpu};
 use super::vmx::{self, VmxVcpu};
-use crate::cmdline::HvmChoice;
 use crate::arch::x86_64::hvm::exit::VmExit;
-use crate::memory::guest_mem::Paging;
 use crate::arch::x86_64::hvm::regs::GuestRegs;
+use crate::cmdline::HvmChoice;
+use crate::memory::guest_mem::Paging;
 use core::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

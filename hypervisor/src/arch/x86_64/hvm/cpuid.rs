@@ -212,7 +212,7 @@ fn xen_leaf(idx: u32, subleaf: u32, ctx: &CpuidContext) -> CpuidResult {
     match idx {
         0 => CpuidResult { eax: xc::BASE + 5, ebx: xc::SIGNATURE_EBX, ecx: xc::SIGNATURE_ECX, edx: xc::SIGNATURE_EDX },
         1 => CpuidResult {
-            eax: (crate::hypercall::XEN_MAJOR << 16) | crate::hypercall::XEN_MINOR,
+            eax: (xen_abi::version::XEN_MAJOR << 16) | xen_abi::version::XEN_MINOR,
             ebx: 0,
             ecx: 0,
             edx: 0,

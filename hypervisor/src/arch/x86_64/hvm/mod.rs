@@ -15,6 +15,8 @@ pub mod vmx;
 #[cfg(target_os = "none")]
 mod backend;
 #[cfg(target_os = "none")]
+mod emulate;
+#[cfg(target_os = "none")]
 pub mod npt;
 #[cfg(target_os = "none")]
 pub mod run;

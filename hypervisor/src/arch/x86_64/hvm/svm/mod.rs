@@ -10,13 +10,13 @@
 pub mod vmcb;
 
 use self::vmcb::*;
-use crate::arch::x86_64::cpu::{self, cpuid, rdmsr, wrmsr};
 use super::Seg;
-use crate::arch::x86_64::insn::Expected;
+use crate::arch::x86_64::cpu::{self, cpuid, rdmsr, wrmsr};
 use crate::arch::x86_64::hvm::exit::{IoExit, NpfAccess, VmExit};
-use crate::memory::guest_mem::Paging;
 use crate::arch::x86_64::hvm::regs::GuestRegs;
 use crate::arch::x86_64::hvm::vcpu_init::InitialState;
+use crate::arch::x86_64::insn::Expected;
+use crate::memory::guest_mem::Paging;
 use crate::mm::phys::{alloc_frames, alloc_zeroed_frame, free_frames, phys_to_virt};
 use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering};

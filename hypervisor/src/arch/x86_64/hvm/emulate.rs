@@ -1,0 +1,425 @@
+//! Emulating what a guest's exit asks for: moving past the instruction
+//! (its bytes fetched through a one-entry cache of the code page), MSR
+//! reads and writes, the xAPIC page and IPIs, port and string I/O, the
+//! hypercall page, and the other vendor's hypercall instruction.
+
+use super::run::{Next, complete_hypercall, is_amd};
+use crate::arch::x86_64::cpu;
+use crate::arch::x86_64::hvm::exit::IoExit;
+use crate::arch::x86_64::hvm::msr;
+use crate::arch::x86_64::hvm::vcpu_init::InitialState;
+use crate::arch::x86_64::hvm::vlapic::{self, Ipi, IpiKind};
+use crate::arch::x86_64::insn::{self, Expected};
+use crate::domain::{Domain, RunState, Vcpu, VcpuShared, vflags};
+use crate::memory::guest_mem::{self, Access};
+use crate::memory::physmap::DomainMemory;
+use crate::sched;
+use alloc::sync::Arc;
+
+/// The port every HVM/PVH guest may write debug text to (Xen's 0xe9).
+const DEBUG_PORT: u16 = 0xe9;
+
+/// Delivers an IPI a vCPU sent through its local APIC to every vCPU of
+/// the domain it addresses.
+pub(super) fn deliver_ipi(dom: &Domain, ipi: &Ipi) {
+    if ipi.level_deassert && ipi.kind == IpiKind::Init {
+        return;
+    }
+    for t in &dom.vcpus {
+        if !t.vlapic.lock().is_destination(ipi) {
+            continue;
+        }
+        match ipi.kind {
+            IpiKind::Fixed(vector) | IpiKind::LowestPriority(vector) => {
+                t.raise_irq(vector);
+                sched::notify(t);
+                if matches!(ipi.kind, IpiKind::LowestPriority(_)) {
+                    return;
+                }
+            }
+            IpiKind::Nmi => {
+                t.set_flag(vflags::NMI);
+                sched::notify(t);
+            }
+            IpiKind::Init => {
+                // The target waits for STARTUP; its APIC resets.
+                if t.vlapic.lock().apic_id() == ipi.source {
+                    continue;
+                }
+                t.vlapic.lock().reset();
+                *t.start.lock() = None;
+                sched::take_down(t, RunState::WaitForSipi);
+            }
+            IpiKind::Startup(vector) => {
+                if t.state() != RunState::WaitForSipi {
+                    continue;
+                }
+                *t.start.lock() = Some(InitialState::startup(vector));
+                t.initialised.store(true, core::sync::atomic::Ordering::Release);
+                t.set_flag(vflags::START);
+                sched::bring_up(t);
+            }
+        }
+    }
+}
+
+/// Reads up to 15 bytes at the guest's RIP (fewer if a page boundary ends
+/// its mapping).
+pub(super) fn fetch(dom: &Domain, v: &mut Vcpu, out: &mut [u8; 15], use_cache: bool) -> usize {
+    let linear = v.arch.cs_base().wrapping_add(v.arch.rip());
+    let linear = if v.arch.bitness() == 64 { linear } else { linear & 0xffff_ffff };
+    let page = linear & !0xfff;
+    let off = (linear & 0xfff) as usize;
+    let cr3 = v.arch.cr3();
+    let i = dom.inner.lock();
+    let Some(p2m) = i.p2m.as_ref() else { return 0 };
+    // The code page of the last exit, while neither the guest's CR3 nor the
+    // p2m changed: no page walk.
+    if use_cache
+        && off <= 4096 - 15
+        && let Some((cached_cr3, lpage, generation, host)) = v.fetch_cache
+        && cached_cr3 == cr3
+        && lpage == page
+        && generation == i.p2m_gen
+    {
+        // SAFETY: `host` is the direct-mapped frame the p2m still maps there
+        // (same generation).
+        unsafe { core::ptr::copy_nonoverlapping((host + off as u64) as *const u8, out.as_mut_ptr(), 15) };
+        return 15;
+    }
+    let paging = v.arch.paging();
+    let mem = DomainMemory { p2m };
+    let mut n = 0;
+    while n < 15 {
+        let a = linear.wrapping_add(n as u64);
+        let chunk = (15 - n).min(4096 - (a & 0xfff) as usize);
+        let Ok(gpa) = guest_mem::translate(&mem, &paging, a, Access::FETCH) else { break };
+        if guest_mem::read_phys(&mem, gpa, &mut out[n..n + chunk]).is_err() {
+            break;
+        }
+        if n == 0
+            && let Some((mfn, _)) = p2m.lookup(gpa >> 12)
+            && let Some(host) = crate::mm::phys::phys_to_virt(mfn << 12)
+        {
+            v.fetch_cache = Some((paging.cr3, page, i.p2m_gen, host));
+        }
+        n += chunk;
+    }
+    n
+}
+
+/// Moves the guest past the instruction that exited.
+pub(super) fn skip(dom: &Domain, v: &mut Vcpu, expected: Expected) -> Next {
+    let next = match v.arch.next_rip() {
+        Some(n) => n,
+        None => {
+            let mut bytes = [0u8; 15];
+            let n = fetch(dom, v, &mut bytes, true);
+            let len = match insn::length(&bytes[..n], v.arch.bitness(), expected) {
+                Ok(len) => Ok(len),
+                // The cache cannot see the guest remapping its code page
+                // under the same CR3: walk its page tables before deciding.
+                Err(_) => {
+                    let n = fetch(dom, v, &mut bytes, false);
+                    insn::length(&bytes[..n], v.arch.bitness(), expected)
+                }
+            };
+            match len {
+                Ok(len) => v.arch.rip().wrapping_add(len as u64),
+                Err(e) => {
+                    dom.crash(format_args!("cannot decode the {expected:?} at rip {:#x}: {e:?}", v.arch.rip()));
+                    return Next::Stop;
+                }
+            }
+        }
+    };
+    advance_to(v, next);
+    Next::Resume
+}
+
+pub(super) fn advance_to(v: &mut Vcpu, next: u64) {
+    let next = if v.arch.bitness() == 64 { next } else { next & 0xffff_ffff };
+    v.arch.set_rip(next);
+    v.arch.clear_interrupt_shadow();
+    // Single-stepping: the instruction completed, so report it.
+    if v.arch.rflags() & (1 << 8) != 0 {
+        v.arch.inject_exception(1, None);
+    }
+}
+
+/// #UD in the guest: the other vendor's hypercall instruction is accepted
+/// (a guest migrated between vendors, or one that guessed wrong); anything
+/// else is the guest's own #UD.
+pub(super) fn invalid_opcode(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu) -> Next {
+    let mut bytes = [0u8; 15];
+    let n = fetch(dom, v, &mut bytes, false);
+    let other = if is_amd() { iced_x86::Code::Vmcall } else { iced_x86::Code::Vmmcall };
+    if let Some((code, _)) = insn::decode_code(&bytes[..n], v.arch.bitness())
+        && code == other
+    {
+        // An exception exit's next-RIP does not describe the instruction:
+        // decode its length.
+        let e = if is_amd() { Expected::Vmcall } else { Expected::Vmmcall };
+        let Ok(len) = insn::length(&bytes[..n], v.arch.bitness(), e) else {
+            v.arch.inject_exception(6, None);
+            return Next::Resume;
+        };
+        let rip = v.arch.rip();
+        advance_to(v, rip.wrapping_add(len as u64));
+        return complete_hypercall(dom, shared, v, rip);
+    }
+    v.arch.inject_exception(6, None);
+    Next::Resume
+}
+
+pub(super) fn rdmsr(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu) -> Next {
+    let m = v.regs.rcx as u32;
+    let value = match m {
+        msr::EFER => Ok(v.arch.efer()),
+        msr::PAT => Ok(v.arch.pat()),
+        msr::TSC => Ok(cpu::rdtsc().wrapping_add(v.arch.tsc_offset())),
+        msr::APIC_BASE => Ok(shared.vlapic.lock().base_msr()),
+        vlapic::X2APIC_MSR_FIRST..=vlapic::X2APIC_MSR_LAST => {
+            let mut l = shared.vlapic.lock();
+            l.set_cr8(v.arch.tpr());
+            l.read_msr(m, crate::time::now_ns()).map_err(|_| msr::Gp)
+        }
+        xen_abi::cpuid::HYPERCALL_PAGE_MSR => Ok(0),
+        _ => msr::read_fixed(m, cpu::features().vendor),
+    };
+    match value {
+        Ok(x) => {
+            v.regs.rax = x & 0xffff_ffff;
+            v.regs.rdx = x >> 32;
+            skip(dom, v, Expected::Rdmsr)
+        }
+        Err(msr::Gp) => {
+            v.arch.inject_exception(13, Some(0));
+            Next::Resume
+        }
+    }
+}
+
+pub(super) fn wrmsr(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu) -> Next {
+    let m = v.regs.rcx as u32;
+    let value = (v.regs.rdx << 32) | (v.regs.rax & 0xffff_ffff);
+    let ok = match m {
+        msr::EFER => {
+            let paging = v.arch.paging().cr0 & (1 << 31) != 0;
+            let ffxsr = cpu::cpuid(0x8000_0001, 0).edx & (1 << 25) != 0;
+            msr::efer_write(v.arch.efer(), value, paging, ffxsr).map(|e| v.arch.set_efer(e)).is_ok()
+        }
+        msr::PAT => {
+            let ok = msr::pat_valid(value);
+            if ok {
+                v.arch.set_pat(value);
+            }
+            ok
+        }
+        msr::TSC => {
+            v.arch.set_tsc_offset(value.wrapping_sub(cpu::rdtsc()));
+            shared.set_flag(vflags::TIME);
+            true
+        }
+        msr::APIC_BASE => shared.vlapic.lock().write_base_msr(value, true).is_ok(),
+        vlapic::X2APIC_MSR_FIRST..=vlapic::X2APIC_MSR_LAST => {
+            let r = {
+                let mut l = shared.vlapic.lock();
+                l.set_cr8(v.arch.tpr());
+                let r = l.write_msr(m, value, crate::time::now_ns());
+                v.arch.set_tpr(l.cr8());
+                r
+            };
+            apic_written(dom, shared, m == 0x838 || m == 0x832 || m == 0x83e);
+            match r {
+                Ok(Some(ipi)) => {
+                    deliver_ipi(dom, &ipi);
+                    true
+                }
+                Ok(None) => true,
+                Err(_) => false,
+            }
+        }
+        xen_abi::cpuid::HYPERCALL_PAGE_MSR => install_hypercall_page(dom, value),
+        _ => msr::write_ignored(m, cpu::features().vendor),
+    };
+    if ok {
+        skip(dom, v, Expected::Wrmsr)
+    } else {
+        v.arch.inject_exception(13, Some(0));
+        Next::Resume
+    }
+}
+
+/// After a write to the vCPU's own APIC: a self-IPI may be waiting, a
+/// timer register may have changed.
+fn apic_written(dom: &Domain, shared: &VcpuShared, timer: bool) {
+    shared.note_irr();
+    if timer {
+        sched::rearm_vlapic_timer(dom.id, shared);
+    }
+}
+
+/// A guest access to the xAPIC page (its local APIC in xAPIC mode): the
+/// MOV that faulted is decoded and carried out on the emulated APIC.
+pub(super) fn apic_mmio(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, gpa: u64, _write: bool) -> Next {
+    if !shared.vlapic.lock().xapic_mode() {
+        dom.crash(format_args!("access to the local APIC page at {gpa:#x} while its APIC is not in xAPIC mode"));
+        return Next::Stop;
+    }
+    let mut bytes = [0u8; 15];
+    let n = fetch(dom, v, &mut bytes, false);
+    let bitness = v.arch.bitness();
+    let Some(access) = insn::decode_mmio(&bytes[..n], bitness) else {
+        dom.crash(format_args!("unsupported instruction for the local APIC page at rip {:#x}", v.arch.rip()));
+        return Next::Stop;
+    };
+    let offset = (gpa & 0xfff) as u32;
+    let now = crate::time::now_ns();
+    match access.kind {
+        insn::MmioKind::Load { reg } => {
+            let val = {
+                let mut l = shared.vlapic.lock();
+                l.set_cr8(v.arch.tpr());
+                l.read_mmio(offset, access.size as u32, now)
+            } as u64;
+            let old = v.regs.by_number(reg);
+            let new = match access.size {
+                1 => (old & !0xff) | val,
+                2 => (old & !0xffff) | val,
+                // 32-bit loads zero-extend in 64-bit mode.
+                4 if bitness == 64 => val,
+                4 => (old & !0xffff_ffff) | val,
+                _ => val,
+            };
+            v.regs.set_by_number(reg, new);
+        }
+        insn::MmioKind::Store { value } => {
+            let val = match value {
+                insn::MmioValue::Reg(r) => v.regs.by_number(r),
+                insn::MmioValue::Imm(i) => i,
+            };
+            if access.size == 4 {
+                let ipi = {
+                    let mut l = shared.vlapic.lock();
+                    l.set_cr8(v.arch.tpr());
+                    let ipi = l.write_mmio(offset, val as u32, now);
+                    v.arch.set_tpr(l.cr8());
+                    ipi
+                };
+                apic_written(dom, shared, matches!(offset, 0x320 | 0x380 | 0x3e0));
+                if let Some(ipi) = ipi {
+                    deliver_ipi(dom, &ipi);
+                }
+            }
+        }
+    }
+    let rip = v.arch.rip();
+    advance_to(v, rip.wrapping_add(access.len as u64));
+    Next::Resume
+}
+
+/// The guest asked for the hypercall page at `value` (GPA | page index).
+fn install_hypercall_page(dom: &Domain, value: u64) -> bool {
+    if value & 0xfff != 0 {
+        return false;
+    }
+    let page = hypercall_page();
+    let i = dom.inner.lock();
+    let Some(p2m) = i.p2m.as_ref() else { return false };
+    let mem = DomainMemory { p2m };
+    // Only the domain's own writable RAM can hold it.
+    match p2m.lookup(value >> 12) {
+        Some((_, crate::arch::x86_64::hvm::npt::P2mType::Ram)) => {
+            guest_mem::write_phys(&mem, value & !0xfff, &page).is_ok()
+        }
+        _ => false,
+    }
+}
+
+pub(super) fn port_io(dom: &Arc<Domain>, v: &mut Vcpu, io: IoExit) -> Next {
+    let mask: u64 = match io.size {
+        1 => 0xff,
+        2 => 0xffff,
+        _ => 0xffff_ffff,
+    };
+    if io.string {
+        return string_io(dom, v, io);
+    }
+    if io.input {
+        // No device answers: the bus floats high.
+        v.regs.rax = (v.regs.rax & !mask) | mask;
+    } else if io.port == DEBUG_PORT {
+        for i in 0..io.size {
+            dom.console_put((v.regs.rax >> (8 * i)) as u8);
+        }
+    }
+    advance_to(v, io.next_rip);
+    Next::Resume
+}
+
+/// INS/OUTS: reads float high, writes go nowhere (but to port 0xe9), and
+/// RSI/RDI/RCX move as the instruction would have moved them.
+fn string_io(dom: &Arc<Domain>, v: &mut Vcpu, io: IoExit) -> Next {
+    let amask: u64 = match io.addr_size {
+        2 => 0xffff,
+        4 => 0xffff_ffff,
+        _ => u64::MAX,
+    };
+    let count = if io.rep { v.regs.rcx & amask } else { 1 };
+    let step = io.size as u64;
+    let down = v.arch.rflags() & (1 << 10) != 0;
+    let paging = v.arch.paging();
+    for _ in 0..count.min(1 << 16) {
+        if io.input {
+            let addr = v.arch.segment_base(crate::arch::x86_64::hvm::Seg::Es).wrapping_add(v.regs.rdi & amask);
+            let ones = [0xffu8; 4];
+            let i = dom.inner.lock();
+            let ok = i.p2m.as_ref().is_some_and(|p2m| {
+                guest_mem::write_virt(&DomainMemory { p2m }, &paging, addr, &ones[..io.size as usize]).is_ok()
+            });
+            drop(i);
+            if !ok {
+                v.arch.inject_exception(13, Some(0));
+                return Next::Resume;
+            }
+            let rdi = if down { v.regs.rdi.wrapping_sub(step) } else { v.regs.rdi.wrapping_add(step) };
+            v.regs.rdi = (v.regs.rdi & !amask) | (rdi & amask);
+        } else {
+            if io.port == DEBUG_PORT {
+                let addr = v.arch.segment_base(crate::arch::x86_64::hvm::Seg::Ds).wrapping_add(v.regs.rsi & amask);
+                let mut b = [0u8; 4];
+                let i = dom.inner.lock();
+                let ok = i.p2m.as_ref().is_some_and(|p2m| {
+                    guest_mem::read_virt(&DomainMemory { p2m }, &paging, addr, &mut b[..io.size as usize]).is_ok()
+                });
+                drop(i);
+                if !ok {
+                    v.arch.inject_exception(13, Some(0));
+                    return Next::Resume;
+                }
+                for &c in &b[..io.size as usize] {
+                    dom.console_put(c);
+                }
+            }
+            let rsi = if down { v.regs.rsi.wrapping_sub(step) } else { v.regs.rsi.wrapping_add(step) };
+            v.regs.rsi = (v.regs.rsi & !amask) | (rsi & amask);
+        }
+        if io.rep {
+            v.regs.rcx = (v.regs.rcx & !amask) | (v.regs.rcx.wrapping_sub(1) & amask);
+        }
+    }
+    if io.rep && v.regs.rcx & amask != 0 {
+        // Very long: leave RIP on the instruction so it continues.
+        return Next::Resume;
+    }
+    advance_to(v, io.next_rip);
+    Next::Resume
+}
+
+/// The hypercall page for the backend in use (vmmcall on SVM, vmcall on
+/// VMX).
+fn hypercall_page() -> [u8; 4096] {
+    use crate::arch::x86_64::hvm as arch_hvm;
+    crate::hypercall::page::hypercall_page(arch_hvm::backend() == Some(arch_hvm::Backend::Svm))
+}

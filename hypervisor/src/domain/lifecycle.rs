@@ -1,0 +1,361 @@
+//! A domain's life: built from a PVH kernel (`create`), shut down or
+//! crashed, and destroyed once no vCPU runs it; dom0's shutdown takes the
+//! machine with it.
+
+use super::registry::{self, all};
+use super::*;
+use crate::arch::x86_64::fpu::FxArea;
+use crate::arch::x86_64::hvm::npt::{Npt, P2mType};
+use crate::arch::x86_64::hvm::regs::GuestRegs;
+use crate::arch::x86_64::hvm::vcpu_init::InitialState;
+use crate::arch::x86_64::hvm::vlapic::VLapic;
+use crate::arch::x86_64::hvm::{self as arch_hvm, HvmVcpu};
+use crate::cmdline::ExitAction;
+use crate::console::line::LineBuffer;
+use crate::domain::build::pvh::{self, BuildSpec, PvhError};
+use crate::memory::guest_mem;
+use crate::memory::physmap::{DomainMemory, populate};
+use crate::mm::phys::{alloc_zeroed_frame, frame_counts, free_frames, phys_to_virt};
+use crate::util::cpumask::CpuMask;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use spin::Mutex;
+use xen_abi::memory::E820Entry;
+use xen_abi::shared as xs;
+use xen_abi::start_info::{HvmMemmapEntry, SIF_INITDOMAIN, SIF_PRIVILEGED};
+use xen_abi::vcpu::{RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE};
+use xen_abi::{hvm, sched};
+
+/// What dom0's shutdown asked of the machine (Xen powers off or reboots
+/// the host when dom0 does).
+static MACHINE: Mutex<Option<ExitAction>> = Mutex::new(None);
+
+/// The machine action requested by dom0, if it shut down.
+pub fn machine_request() -> Option<ExitAction> {
+    *MACHINE.lock()
+}
+
+/// What to build.
+pub struct DomainSpec<'a> {
+    pub id: u16,
+    pub name: String,
+    pub privileged: bool,
+    pub memory_mib: u64,
+    pub vcpus: u32,
+    pub kernel: &'a [u8],
+    pub ramdisk: Option<&'a [u8]>,
+    pub cmdline: &'a str,
+    pub weight: u32,
+    pub cap: u32,
+    pub affinity: CpuMask,
+}
+
+#[derive(Debug)]
+pub enum CreateError {
+    Kernel(PvhError),
+    NotEnoughMemory { need_mib: u64, free_mib: u64 },
+    OutOfMemory,
+    Backend(&'static str),
+}
+
+impl fmt::Display for CreateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CreateError::Kernel(e) => write!(f, "{e}"),
+            CreateError::NotEnoughMemory { need_mib, free_mib } => {
+                write!(f, "not enough free memory: the domain needs {need_mib} MiB, {free_mib} MiB are free")
+            }
+            CreateError::OutOfMemory => f.write_str("ran out of memory while building the domain"),
+            CreateError::Backend(why) => write!(f, "virtualization backend: {why}"),
+        }
+    }
+}
+
+/// The RAM ranges (start gfn, frame count) of a domain with `pages` pages.
+fn ram_layout(pages: u64) -> [(u64, u64); 2] {
+    let low = pages.min(LOW_RAM_END >> 12);
+    [(0, low), (1 << 20, pages - low)]
+}
+
+/// Builds a PVH domain and registers it (its first vCPU is runnable; the
+/// caller queues it).
+pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
+    let kernel = pvh::parse_kernel(spec.kernel).map_err(CreateError::Kernel)?;
+    let pages = spec.memory_mib << 8;
+    // Memory for the guest plus its p2m tables and per-vCPU state.
+    let overhead = pages / 256 + 16 + spec.vcpus as u64 * 4;
+    let (free, _) = frame_counts();
+    if pages + overhead > free {
+        return Err(CreateError::NotEnoughMemory { need_mib: (pages + overhead) >> 8, free_mib: free >> 8 });
+    }
+    let mut p2m = Npt::new(arch_hvm::p2m_format(), arch_hvm::p2m_largest()).map_err(|_| CreateError::OutOfMemory)?;
+    let layout = ram_layout(pages);
+    let mut memmap: Vec<HvmMemmapEntry> = Vec::new();
+    let mut e820 = Vec::new();
+    for (gfn, count) in layout.into_iter().filter(|(_, c)| *c > 0) {
+        if let Err(e) = populate(&mut p2m, gfn, count) {
+            p2m.destroy(&mut |mfn, n| {
+                let _ = free_frames(mfn << 12, n);
+            });
+            return Err(e);
+        }
+        memmap.push(HvmMemmapEntry { addr: gfn << 12, size: count << 12, kind: 1, reserved: 0 });
+        e820.push(E820Entry { addr: gfn << 12, size: count << 12, kind: 1 });
+    }
+    // libxl's order: low RAM, the special pages, then high RAM.
+    let special = HvmMemmapEntry { addr: SPECIAL_PAGES, size: SPECIAL_PAGES_LEN, kind: 2, reserved: 0 };
+    memmap.insert(1, special);
+    e820.insert(1, E820Entry { addr: SPECIAL_PAGES, size: SPECIAL_PAGES_LEN, kind: 2 });
+
+    let cleanup = |p2m: Npt| {
+        p2m.destroy(&mut |mfn, n| {
+            let _ = free_frames(mfn << 12, n);
+        });
+    };
+    // ACPI tables (RSDP, XSDT, FADT, DSDT, MADT) right after low RAM.
+    let acpi = crate::domain::build::acpi::build(ACPI_BASE, spec.vcpus);
+    let acpi_pages = (acpi.len() as u64).div_ceil(4096);
+    memmap.insert(1, HvmMemmapEntry { addr: ACPI_BASE, size: acpi_pages << 12, kind: 3, reserved: 0 });
+    e820.insert(1, E820Entry { addr: ACPI_BASE, size: acpi_pages << 12, kind: 3 });
+    if let Err(e) = populate(&mut p2m, ACPI_BASE >> 12, acpi_pages) {
+        cleanup(p2m);
+        return Err(e);
+    }
+    if guest_mem::write_phys(&DomainMemory { p2m: &p2m }, ACPI_BASE, &acpi).is_err() {
+        cleanup(p2m);
+        return Err(CreateError::OutOfMemory);
+    }
+    let build = BuildSpec {
+        ramdisk: spec.ramdisk,
+        cmdline: spec.cmdline,
+        memmap: &memmap,
+        low_ram_end: layout[0].1 << 12,
+        flags: if spec.privileged { SIF_PRIVILEGED | SIF_INITDOMAIN } else { 0 },
+        rsdp: ACPI_BASE,
+    };
+    let start_info = match pvh::place(&kernel, &build)
+        .and_then(|at| pvh::write_image(&DomainMemory { p2m: &p2m }, &kernel, &build, &at))
+    {
+        Ok(si) => si,
+        Err(e) => {
+            cleanup(p2m);
+            return Err(CreateError::Kernel(e));
+        }
+    };
+    // Room for remapping pages later (shared_info now, grant maps later):
+    // every further table page counts against this.
+    // Enough to map all of RAM with 4 KiB pages (a balloon driver splits
+    // large ones), plus room for grant maps and special pages.
+    p2m.limit_growth(P2M_HEADROOM + pages / 512);
+    let Some(shared_info) = alloc_zeroed_frame() else {
+        cleanup(p2m);
+        return Err(CreateError::OutOfMemory);
+    };
+    // The console ring, at libxl's console page.
+    let Some(console) = alloc_zeroed_frame() else {
+        cleanup(p2m);
+        let _ = free_frames(shared_info, 1);
+        return Err(CreateError::OutOfMemory);
+    };
+    if p2m.set(crate::console::ring::CONSOLE_GFN, console >> 12, P2mType::Special).is_err() {
+        cleanup(p2m);
+        let _ = free_frames(shared_info, 1);
+        let _ = free_frames(console, 1);
+        return Err(CreateError::OutOfMemory);
+    }
+    let shared_info_va = phys_to_virt(shared_info).unwrap_or(0);
+    let tsc_offset = 0u64.wrapping_sub(crate::arch::x86_64::cpu::rdtsc());
+    let mut vcpus = Vec::new();
+    for id in 0..spec.vcpus {
+        let mut arch = match HvmVcpu::new(p2m.root()) {
+            Ok(a) => a,
+            Err(why) => {
+                cleanup(p2m);
+                let _ = free_frames(shared_info, 1);
+                let _ = free_frames(console, 1);
+                return Err(CreateError::Backend(why));
+            }
+        };
+        let mut regs = GuestRegs::default();
+        let state = if id == 0 {
+            let st = InitialState::pvh_entry(kernel.entry, start_info);
+            arch.set_state(&st);
+            regs = st.regs;
+            RunState::Runnable
+        } else {
+            RunState::Down
+        };
+        arch.set_tsc_offset(tsc_offset);
+        // Built on this CPU, run on any: nothing of it stays cached here.
+        arch.release();
+        vcpus.push(VcpuShared {
+            id,
+            sched_id: AtomicUsize::new(usize::MAX),
+            state: AtomicU8::new(state as u8),
+            flags: AtomicU32::new(0),
+            initialised: AtomicBool::new(id == 0),
+            running_on: AtomicU32::new(0),
+            upcall_vector: AtomicU8::new(0),
+            irq_hint: AtomicBool::new(false),
+            vlapic: Mutex::new(VLapic::new(id, crate::domain::build::acpi::apic_id(id))),
+            start: Mutex::new(None),
+            timers: Mutex::new(VcpuTimers::default()),
+            vcpu_info: Mutex::new(None),
+            vcpu_info_va: AtomicU64::new(if id < xs::LEGACY_MAX_VCPUS {
+                shared_info_va + id as u64 * xs::VCPU_INFO_SIZE as u64
+            } else {
+                0
+            }),
+            poll_port: AtomicU32::new(0),
+            time_area: Mutex::new(None),
+            runstate: Mutex::new(RunstateAcct {
+                state: if id == 0 { RUNSTATE_RUNNABLE } else { RUNSTATE_OFFLINE },
+                entry: crate::time::now_ns(),
+                ..RunstateAcct::default()
+            }),
+            cell: Mutex::new(Vcpu {
+                id,
+                regs,
+                arch,
+                fpu: alloc::boxed::Box::new(FxArea::new()),
+                fetch_cache: None,
+                window_requested: false,
+                resumed_from_block: false,
+            }),
+        });
+    }
+    let mut handle = [0u8; 16];
+    handle[..2].copy_from_slice(&spec.id.to_le_bytes());
+    handle[2..].copy_from_slice(&(crate::time::now_ns() as u128).to_le_bytes()[..14]);
+    let nr = vcpus.len() as u32;
+    let dom = Arc::new(Domain {
+        id: spec.id,
+        name: spec.name.clone(),
+        privileged: spec.privileged,
+        handle,
+        memmap: e820,
+        weight: spec.weight,
+        cap: spec.cap,
+        affinity: spec.affinity,
+        tsc_offset,
+        inner: Mutex::new(DomainInner {
+            state: DomainState::Running,
+            p2m: Some(p2m),
+            ram_pages: pages,
+            params: [0; hvm::NR_PARAMS as usize],
+            shared_info_mfn: shared_info >> 12,
+            shared_info_gfn: None,
+            console: LineBuffer::new(),
+            shutdown_code: None,
+            p2m_gen: 0,
+            max_pages: pages,
+            unplaced: Vec::new(),
+        }),
+        running: AtomicBool::new(true),
+        vcpus,
+        live: AtomicU32::new(nr),
+        shared_info_va,
+        evtchn: Mutex::new(crate::event::table::Table::new(nr)),
+        grants: Mutex::new(crate::grant::table::Grants::new(
+            crate::grant::table::DEFAULT_MAX_FRAMES,
+            crate::grant::table::DEFAULT_MAX_MAPTRACK,
+        )),
+        pollers: AtomicU32::new(0),
+        callback_vector: AtomicU8::new(0),
+        console_mfn: console >> 12,
+        console_va: phys_to_virt(console).unwrap_or(0),
+        console_port: AtomicU32::new(0),
+    });
+    // The console's port waits for dom0's backend; until one binds it,
+    // the hypervisor serves the ring.
+    if let Ok(port) = dom.evtchn.lock().alloc_console(0) {
+        dom.console_port.store(port, Ordering::Release);
+        let mut i = dom.inner.lock();
+        i.params[hvm::PARAM_CONSOLE_PFN as usize] = crate::console::ring::CONSOLE_GFN;
+        i.params[hvm::PARAM_CONSOLE_EVTCHN as usize] = port as u64;
+    }
+    crate::grant::map::grant_grow(&dom, 1);
+    dom.write_wallclock();
+    for v in &dom.vcpus {
+        dom.write_time_info(v.id, tsc_offset);
+    }
+    registry::insert(dom.clone());
+    Ok(dom)
+}
+
+impl Domain {
+    /// Shuts the domain down for `reason` (SHUTDOWN_*); its vCPUs stop at
+    /// their next exit and its memory is released by [`destroy`].
+    pub fn shutdown(&self, reason: u8) {
+        if self.inner.lock().state != DomainState::Running {
+            return;
+        }
+        crate::console::ring::drain_console(self);
+        let mut i = self.inner.lock();
+        if i.state != DomainState::Running {
+            return;
+        }
+        if let Some(rest) = i.console.take_rest() {
+            log::info!("(d{}) {rest}", self.id);
+        }
+        self.running.store(false, Ordering::Release);
+        for v in &self.vcpus {
+            v.set_flag(vflags::STOP);
+        }
+        if reason as u32 == sched::SHUTDOWN_SUSPEND {
+            i.state = DomainState::Suspended;
+            log::info!("domain {} ({}) suspended", self.id, self.name);
+        } else {
+            i.state = DomainState::Dead(reason);
+            log::info!("domain {} ({}) shut down: {}", self.id, self.name, sched::shutdown_reason_name(reason as u32));
+        }
+        drop(i);
+        crate::sched::domain_stopped(self.id);
+        if self.privileged && self.id == 0 {
+            // The control domain takes the machine with it, as in Xen.
+            let action = match reason as u32 {
+                sched::SHUTDOWN_REBOOT => ExitAction::Reboot,
+                sched::SHUTDOWN_POWEROFF => ExitAction::PowerOff,
+                _ => ExitAction::Halt,
+            };
+            *MACHINE.lock() = Some(action);
+            log::info!("dom0 has shut down: stopping every domain");
+            for d in all() {
+                if d.id != self.id {
+                    d.shutdown(sched::SHUTDOWN_POWEROFF as u8);
+                }
+            }
+        }
+    }
+
+    /// Kills the domain after something it did, saying what.
+    pub fn crash(&self, why: fmt::Arguments<'_>) {
+        log::error!("domain {} ({}) crashed: {why}", self.id, self.name);
+        self.shutdown(sched::SHUTDOWN_CRASH as u8);
+    }
+}
+
+/// Releases a dead domain's memory and removes it. Its vCPUs must not be
+/// running.
+pub fn destroy(dom: &Arc<Domain>) {
+    use crate::memory::frame_ref::release_frames;
+    // Peers see their channels unbound; grants this domain mapped are
+    // released (its vCPUs no longer run, so nothing caches them).
+    crate::event::ops::close_all_ports(dom);
+    crate::grant::map::release_mappings(dom);
+    registry::remove(dom.id);
+    let frames = dom.grants.lock().take_frames();
+    crate::grant::map::free_grant_frames(frames);
+    let mut i = dom.inner.lock();
+    if let Some(p2m) = i.p2m.take() {
+        // Frames another domain still maps stay until it lets go.
+        p2m.destroy(&mut |mfn, n| release_frames(mfn, n));
+    }
+    for (mfn, n) in core::mem::take(&mut i.unplaced) {
+        release_frames(mfn, n);
+    }
+    i.ram_pages = 0;
+}

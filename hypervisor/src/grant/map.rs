@@ -1,0 +1,204 @@
+//! Granted pages on real domains: a domain's grant frames, pins that hold
+//! a reference on the granted frame, and mappings into the mapper's p2m
+//! (GNTTABOP_map_grant_ref / unmap_grant_ref, XENMAPSPACE_grant_table).
+//!
+//! Lock order: a domain's `grants` lock before its `inner` lock, never
+//! after; two `grants` locks are never held at once (a map pins the
+//! granter's entry, lets go, then updates the mapper).
+
+use crate::arch::x86_64::hvm::npt::{GPA_BITS, P2mType};
+use crate::domain::registry::{self as domain, domain_or_self};
+use crate::domain::{Deferred, Domain};
+use crate::grant::table::{Frame, Mapping, Pinned};
+use crate::memory::frame_ref::{frame_get, frame_put};
+use crate::memory::physmap::replaceable;
+use crate::mm::phys::{alloc_zeroed_frame, free_frames, phys_to_virt};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use xen_abi::DOMID_SELF;
+use xen_abi::errno::*;
+use xen_abi::grant_table::*;
+
+/// A zeroed frame for a grant table.
+fn grant_frame() -> Option<Frame> {
+    let phys = alloc_zeroed_frame()?;
+    let va = phys_to_virt(phys)? as usize;
+    Some(Frame { mfn: phys >> 12, va })
+}
+
+/// Frees a grant table's frames (when its domain is gone for good).
+pub fn free_grant_frames(frames: Vec<Frame>) {
+    for f in frames {
+        let _ = free_frames(f.mfn << 12, 1);
+    }
+}
+
+/// Takes a reference on the frame behind `gfn` of `owner` if it is the
+/// owner's RAM (writable RAM unless `readonly`).
+pub(super) fn owned_frame(owner: &Domain, gfn: u64, readonly: bool) -> Option<u64> {
+    let i = owner.inner.lock();
+    let (mfn, t) = i.p2m.as_ref()?.lookup(gfn)?;
+    let ok = match t {
+        P2mType::Ram => true,
+        P2mType::RamReadOnly => readonly,
+        _ => false,
+    };
+    if !ok {
+        return None;
+    }
+    frame_get(mfn);
+    Some(mfn)
+}
+
+/// Pins grant `gref` of `granter` for `me` and takes a reference on its
+/// frame: the host frame, or a GNTST_* status.
+pub(super) fn acquire(granter: &Domain, gref: u32, me: u16, readonly: bool, for_copy: bool) -> Result<u64, i16> {
+    let mut g = granter.grants.lock();
+    match g.pin(gref, me, readonly, for_copy)? {
+        Pinned::Frame(mfn) => {
+            frame_get(mfn);
+            Ok(mfn)
+        }
+        Pinned::Translate(gfn) => match owned_frame(granter, gfn, readonly) {
+            Some(mfn) => {
+                g.set_frame(gref, mfn);
+                Ok(mfn)
+            }
+            None => {
+                // Its frame cannot be used: the first pin is undone.
+                g.unpin(gref, readonly);
+                Err(GNTST_BAD_PAGE)
+            }
+        },
+    }
+}
+
+/// Undoes [`acquire`].
+pub(super) fn release(granter: Option<&Domain>, gref: u32, readonly: bool, mfn: u64) {
+    if let Some(g) = granter {
+        g.grants.lock().unpin(gref, readonly);
+    }
+    frame_put(mfn);
+}
+
+/// GNTTABOP_map_grant_ref by `me` (a PVH domain: host_addr is where in
+/// its guest-physical space).
+pub fn grant_map(me: &Arc<Domain>, op: &MapGrantRef, deferred: &mut Vec<Deferred>) -> (i16, u32) {
+    if op.flags & (GNTMAP_HOST_MAP | GNTMAP_DEVICE_MAP) == 0 {
+        return (GNTST_BAD_GNTREF, 0);
+    }
+    if op.flags & (GNTMAP_DEVICE_MAP | GNTMAP_APPLICATION_MAP | GNTMAP_CONTAINS_PTE) != 0 {
+        return (GNTST_GENERAL_ERROR, 0);
+    }
+    // By id only: DOMID_SELF is not a domain here (Xen's
+    // rcu_lock_domain_by_id).
+    if op.dom == DOMID_SELF {
+        return (GNTST_BAD_DOMAIN, 0);
+    }
+    let Some(granter) = domain_or_self(me, op.dom) else { return (GNTST_BAD_DOMAIN, 0) };
+    let readonly = op.flags & GNTMAP_READONLY != 0;
+    let gfn = op.host_addr >> 12;
+    // A handle first (Xen: GNTST_no_space before the reference is looked at).
+    let placeholder = Mapping { granter: granter.id, gref: op.gref, readonly, gfn, mfn: 0 };
+    let Some(handle) = me.grants.lock().add_mapping(placeholder) else { return (GNTST_NO_SPACE, 0) };
+    let mfn = match acquire(&granter, op.gref, me.id, readonly, false) {
+        Ok(mfn) => mfn,
+        Err(st) => {
+            me.grants.lock().remove_mapping(handle);
+            return (st, 0);
+        }
+    };
+    // Into the mapper's p2m: over nothing or its own RAM (which it gives
+    // up, as Xen's physmap replacement does), never over another mapping
+    // or a hypervisor page.
+    let placed = {
+        let mut i = me.inner.lock();
+        let t = if readonly { P2mType::GrantRo } else { P2mType::GrantRw };
+        match i.p2m.as_mut() {
+            Some(p2m) if gfn >> (GPA_BITS - 12) == 0 && replaceable(p2m.lookup(gfn)) => match p2m.set(gfn, mfn, t) {
+                Ok(old) => {
+                    if let Some((old_mfn, ot)) = old
+                        && ot.owned()
+                    {
+                        deferred.push(Deferred::Release(old_mfn));
+                        i.ram_pages -= 1;
+                    }
+                    i.p2m_gen += 1;
+                    true
+                }
+                Err(_) => false,
+            },
+            _ => false,
+        }
+    };
+    if !placed {
+        release(Some(&granter), op.gref, readonly, mfn);
+        me.grants.lock().remove_mapping(handle);
+        return (GNTST_GENERAL_ERROR, 0);
+    }
+    me.grants.lock().set_mapping(handle, Mapping { granter: granter.id, gref: op.gref, readonly, gfn, mfn });
+    (GNTST_OKAY, handle)
+}
+
+/// GNTTABOP_unmap_grant_ref: the mapping goes at once; the pin and the
+/// frame reference after every vCPU of `me` has dropped its translations.
+pub fn grant_unmap(me: &Domain, op: &UnmapGrantRef, deferred: &mut Vec<Deferred>) -> i16 {
+    let Some(m) = me.grants.lock().mapping(op.handle) else { return GNTST_BAD_HANDLE };
+    // No address: Xen unmaps nothing and says it is fine (the mapping and
+    // its handle stay).
+    if op.host_addr == 0 {
+        return GNTST_OKAY;
+    }
+    if op.host_addr >> 12 != m.gfn {
+        return GNTST_GENERAL_ERROR;
+    }
+    {
+        let mut i = me.inner.lock();
+        let Some(p2m) = i.p2m.as_mut() else { return GNTST_GENERAL_ERROR };
+        match p2m.lookup(m.gfn) {
+            Some((mfn, t)) if t.is_grant() && mfn == m.mfn => {}
+            _ => return GNTST_GENERAL_ERROR,
+        }
+        if p2m.clear(m.gfn).is_err() {
+            return GNTST_GENERAL_ERROR;
+        }
+        i.p2m_gen += 1;
+    }
+    me.grants.lock().remove_mapping(op.handle);
+    deferred.push(Deferred::Unpin { granter: m.granter, gref: m.gref, readonly: m.readonly, mfn: m.mfn });
+    GNTST_OKAY
+}
+
+/// Work left for after the TLB flush that an unmap needs.
+pub fn unpin_after_flush(granter: u16, gref: u32, readonly: bool, mfn: u64) {
+    let g = domain::find(granter);
+    release(g.as_deref(), gref, readonly, mfn);
+}
+
+/// A dying domain's mappings of other domains' grants: removed from its
+/// p2m (which is being torn down) and their pins dropped.
+pub fn release_mappings(me: &Domain) {
+    let maps = me.grants.lock().take_mappings();
+    for m in maps {
+        unpin_after_flush(m.granter, m.gref, m.readonly, m.mfn);
+    }
+}
+
+/// Grows `d`'s grant table to `n` frames.
+pub fn grant_grow(d: &Domain, n: u32) -> bool {
+    d.grants.lock().grow(n, &mut grant_frame)
+}
+
+/// XENMAPSPACE_grant_table: grant frame `idx` of `me` at `gpfn`.
+pub fn map_grant_frame(me: &Domain, idx: u32, gpfn: u64, deferred: &mut Vec<Deferred>) -> Result<bool, i64> {
+    let mut g = me.grants.lock();
+    if idx >= g.max_frames() || !g.grow(idx + 1, &mut grant_frame) {
+        return Err(-EINVAL);
+    }
+    let Some(frame) = g.frame(idx) else { return Err(-EINVAL) };
+    let placed = me.inner.lock().place_hypervisor_page(gpfn, frame.mfn, g.frame_gfn(idx), deferred)?;
+    if placed {
+        g.set_frame_gfn(idx, Some(gpfn));
+    }
+    Ok(placed)
+}

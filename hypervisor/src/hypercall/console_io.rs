@@ -1,0 +1,75 @@
+//! `console_io`: a guest's text on the hypervisor console (CONSOLEIO_write,
+//! continued after a bounded amount), and reading it (control domain only).
+
+use super::{Env, Outcome};
+use xen_abi::console;
+use xen_abi::errno::*;
+
+/// Bytes of `console_io` output handled per call before it continues.
+const CONSOLE_CHUNK: usize = 127;
+
+const CONSOLE_CHUNKS_PER_CALL: usize = 32;
+
+pub fn console_io(env: &mut impl Env, a: [u64; 5]) -> Outcome {
+    let (cmd, count, buf) = (a[0], a[1] & 0xffff_ffff, a[2]);
+    match cmd {
+        console::CONSOLEIO_WRITE => {}
+        // Reading the hypervisor console is for the control domain.
+        console::CONSOLEIO_READ if !env.privileged() => return Outcome::Done(-EPERM),
+        console::CONSOLEIO_READ => return Outcome::Done(0),
+        _ => return Outcome::Done(-ENOSYS),
+    }
+    let mut done = 0u64;
+    let mut chunk = [0u8; CONSOLE_CHUNK];
+    for _ in 0..CONSOLE_CHUNKS_PER_CALL {
+        if done == count {
+            return Outcome::Done(0);
+        }
+        let n = ((count - done) as usize).min(CONSOLE_CHUNK);
+        if env.read(buf.wrapping_add(done), &mut chunk[..n]).is_err() {
+            return Outcome::Done(-EFAULT);
+        }
+        for &c in &chunk[..n] {
+            env.console_put(c);
+        }
+        done += n as u64;
+    }
+    if done == count {
+        return Outcome::Done(0);
+    }
+    // The rest in a continuation, as Xen does for long writes.
+    Outcome::Continue([cmd, count - done, buf.wrapping_add(done), a[3], a[4]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hypercall::Outcome;
+    use crate::hypercall::fake::{Fake, call};
+    use xen_abi::hypercall as nr;
+
+    #[test]
+    fn console_write_returns_zero_and_continues_long_writes() {
+        let mut f = Fake::new(1);
+        f.put(0x100, b"hello\n");
+        assert_eq!(call(&mut f, nr::CONSOLE_IO, [0, 6, 0x100, 0, 0]), Outcome::Done(0));
+        assert_eq!(f.console, b"hello\n");
+        // 10 KB: more than one call's worth, so it continues with the rest.
+        let n = 10_000u64;
+        let r = call(&mut f, nr::CONSOLE_IO, [0, n, 0x1000, 0, 0]);
+        let done = (CONSOLE_CHUNK * CONSOLE_CHUNKS_PER_CALL) as u64;
+        assert_eq!(r, Outcome::Continue([0, n - done, 0x1000 + done, 0, 0]));
+        assert_eq!(
+            call(&mut f, nr::CONSOLE_IO, [0, n - done, 0x1000 + done, 0, 0]),
+            Outcome::Continue([0, n - 2 * done, 0x1000 + 2 * done, 0, 0])
+        );
+        // Bad pointer, read for a domU, unknown command.
+        assert_eq!(call(&mut f, nr::CONSOLE_IO, [0, 16, 0xffff_ffff_0000, 0, 0]), Outcome::Done(-EFAULT));
+        assert_eq!(call(&mut f, nr::CONSOLE_IO, [1, 16, 0x100, 0, 0]), Outcome::Done(-EPERM));
+        assert_eq!(call(&mut f, nr::CONSOLE_IO, [7, 16, 0x100, 0, 0]), Outcome::Done(-ENOSYS));
+        // count is an unsigned int: the upper half is ignored.
+        f.console.clear();
+        assert_eq!(call(&mut f, nr::CONSOLE_IO, [0, 0xdead_0000_0000_0002, 0x100, 0, 0]), Outcome::Done(0));
+        assert_eq!(f.console, b"he");
+    }
+}

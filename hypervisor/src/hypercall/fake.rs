@@ -1,0 +1,258 @@
+//! A fake caller for the handlers' host tests: a domain with flat
+//! guest-virtual memory (gva = offset in `mem`) that records what the
+//! handlers asked of it.
+
+use super::*;
+use crate::arch::x86_64::hvm::vcpu_init::InitialState;
+use crate::event::table::{Reply, Request};
+use crate::memory::guest_mem::MemFault;
+use std::collections::BTreeMap;
+use std::vec::Vec;
+use xen_abi::errno::*;
+use xen_abi::memory::E820Entry;
+use xen_abi::vcpu::RunstateInfo;
+
+/// A domain with flat guest-virtual memory (gva = offset in `mem`).
+pub struct Fake {
+    pub domid: u16,
+    pub privileged: bool,
+    pub mem: Vec<u8>,
+    pub console: Vec<u8>,
+    pub params: BTreeMap<(u16, u32), u64>,
+    pub shared_info_at: Option<u64>,
+    pub map: Option<Vec<E820Entry>>,
+    pub upcall: Option<(u32, u8)>,
+    pub shut: Vec<(u16, u8)>,
+    pub flushed: bool,
+    /// Per vCPU: (initialised, up).
+    pub vcpus: Vec<(bool, bool)>,
+    pub singleshot: Option<Option<u64>>,
+    pub periodic: Vec<(u32, u64)>,
+    pub poll_deadline: Option<u64>,
+    pub areas: Vec<(u32, u64)>,
+    pub infos: Vec<(u32, u64, u32)>,
+    pub pending_ports: Vec<u32>,
+    pub evtchn_reply: Result<Reply, i64>,
+    pub evtchn_requests: Vec<Request>,
+    pub grant_maps: Vec<xen_abi::grant_table::MapGrantRef>,
+    pub grant_status: i16,
+    pub extents: Vec<(Extent, u16, u64, u32)>,
+    pub extents_left: u32,
+}
+
+impl Fake {
+    pub fn new(domid: u16) -> Fake {
+        Fake {
+            domid,
+            privileged: false,
+            mem: vec![0; 0x10000],
+            console: Vec::new(),
+            params: BTreeMap::new(),
+            shared_info_at: None,
+            map: Some(vec![
+                E820Entry { addr: 0, size: 0x800_0000, kind: 1 },
+                E820Entry { addr: 0xfeff_8000, size: 0x8000, kind: 2 },
+            ]),
+            upcall: None,
+            shut: Vec::new(),
+            flushed: false,
+            vcpus: vec![(true, true), (false, false)],
+            singleshot: None,
+            periodic: Vec::new(),
+            poll_deadline: None,
+            areas: Vec::new(),
+            infos: Vec::new(),
+            pending_ports: Vec::new(),
+            evtchn_reply: Ok(Reply::Done),
+            evtchn_requests: Vec::new(),
+            grant_maps: Vec::new(),
+            grant_status: 0,
+            extents: Vec::new(),
+            extents_left: u32::MAX,
+        }
+    }
+    pub fn put(&mut self, at: u64, bytes: &[u8]) {
+        self.mem[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
+    }
+    pub fn get(&self, at: u64, n: usize) -> &[u8] {
+        &self.mem[at as usize..at as usize + n]
+    }
+}
+
+impl Env for Fake {
+    fn domid(&self) -> u16 {
+        self.domid
+    }
+    fn vcpu_id(&self) -> u32 {
+        0
+    }
+    fn nr_vcpus(&self) -> u32 {
+        2
+    }
+    fn privileged(&self) -> bool {
+        self.privileged
+    }
+    fn domain_exists(&self, d: u16) -> bool {
+        d == self.domid || d == 0 || d == 7
+    }
+    fn read(&self, gva: u64, buf: &mut [u8]) -> Result<(), MemFault> {
+        let end = gva.checked_add(buf.len() as u64).filter(|&e| e <= self.mem.len() as u64);
+        match end {
+            Some(_) => {
+                buf.copy_from_slice(&self.mem[gva as usize..gva as usize + buf.len()]);
+                Ok(())
+            }
+            None => Err(MemFault::PageFault { gva, error_code: 0 }),
+        }
+    }
+    fn write(&mut self, gva: u64, buf: &[u8]) -> Result<(), MemFault> {
+        if gva.checked_add(buf.len() as u64).is_none_or(|e| e > self.mem.len() as u64) {
+            return Err(MemFault::PageFault { gva, error_code: 2 });
+        }
+        self.put(gva, buf);
+        Ok(())
+    }
+    fn console_put(&mut self, b: u8) {
+        self.console.push(b);
+    }
+    fn param(&self, d: u16, i: u32) -> u64 {
+        self.params.get(&(d, i)).copied().unwrap_or(0)
+    }
+    fn set_param(&mut self, d: u16, i: u32, v: u64) {
+        self.params.insert((d, i), v);
+    }
+    fn map_shared_info(&mut self, gpfn: u64) -> Result<(), i64> {
+        self.shared_info_at = Some(gpfn);
+        Ok(())
+    }
+    fn memory_map(&self) -> Option<&[E820Entry]> {
+        self.map.as_deref()
+    }
+    fn handle(&self) -> [u8; 16] {
+        [0xab; 16]
+    }
+    fn hypervisor_cmdline(&self) -> &str {
+        "loglvl=all"
+    }
+    fn now_ns(&self) -> u64 {
+        123_456
+    }
+    fn set_upcall_vector(&mut self, v: u32, vec: u8) {
+        self.upcall = Some((v, vec));
+    }
+    fn flush_guest_tlbs(&mut self) {
+        self.flushed = true;
+    }
+    fn shutdown_domain(&mut self, d: u16, r: u8) {
+        self.shut.push((d, r));
+    }
+    fn set_shutdown_code(&mut self, _r: u8) {}
+    fn vcpu_initialise(&mut self, vcpu: u32, _state: &InitialState) -> Result<(), i64> {
+        let v = &mut self.vcpus[vcpu as usize];
+        if v.0 {
+            return Err(-EEXIST);
+        }
+        v.0 = true;
+        Ok(())
+    }
+    fn vcpu_up(&mut self, vcpu: u32) -> Result<(), i64> {
+        let v = &mut self.vcpus[vcpu as usize];
+        if !v.0 {
+            return Err(-EINVAL);
+        }
+        v.1 = true;
+        Ok(())
+    }
+    fn vcpu_down(&mut self, vcpu: u32) {
+        self.vcpus[vcpu as usize].1 = false;
+    }
+    fn vcpu_is_up(&self, vcpu: u32) -> bool {
+        self.vcpus[vcpu as usize].1
+    }
+    fn vcpus_up(&self) -> u32 {
+        self.vcpus.iter().filter(|v| v.1).count() as u32
+    }
+    fn runstate(&self, vcpu: u32) -> RunstateInfo {
+        RunstateInfo { state: 0, _pad: 0, state_entry_time: 7, time: [vcpu as u64, 2, 3, 4] }
+    }
+    fn set_runstate_area(&mut self, vcpu: u32, gva: u64) {
+        self.areas.push((vcpu, gva));
+    }
+    fn set_time_area(&mut self, vcpu: u32, gva: u64) {
+        self.areas.push((vcpu + 100, gva));
+    }
+    fn register_vcpu_info(&mut self, vcpu: u32, gfn: u64, offset: u32) -> Result<(), i64> {
+        if offset > 4096 - 64 {
+            return Err(-EINVAL);
+        }
+        self.infos.push((vcpu, gfn, offset));
+        Ok(())
+    }
+    fn set_periodic_timer(&mut self, vcpu: u32, period_ns: u64) {
+        self.periodic.push((vcpu, period_ns));
+    }
+    fn set_singleshot_timer(&mut self, deadline: Option<u64>) {
+        self.singleshot = Some(deadline);
+    }
+    fn send_nmi(&mut self, _vcpu: u32) {}
+    fn cr4_valid(&self) -> u64 {
+        0x3f_ffff
+    }
+    fn port_pending(&self, port: u32) -> Result<bool, i64> {
+        if port >= 4096 { Err(-EINVAL) } else { Ok(self.pending_ports.contains(&port)) }
+    }
+    fn set_poll(&mut self, _port: Option<u32>, deadline: u64) {
+        self.poll_deadline = Some(deadline);
+    }
+    fn cancel_poll(&mut self) {
+        self.poll_deadline = None;
+    }
+    fn evtchn(&mut self, req: Request) -> Result<Reply, i64> {
+        self.evtchn_requests.push(req);
+        self.evtchn_reply
+    }
+    fn grant_map(&mut self, op: &xen_abi::grant_table::MapGrantRef) -> (i16, u32) {
+        self.grant_maps.push(*op);
+        (self.grant_status, self.grant_maps.len() as u32 - 1)
+    }
+    fn grant_unmap(&mut self, _op: &xen_abi::grant_table::UnmapGrantRef) -> i16 {
+        self.grant_status
+    }
+    fn grant_copy(&mut self, _op: &xen_abi::grant_table::Copy) -> i16 {
+        self.grant_status
+    }
+    fn grant_table_size(&mut self, _d: u16, grow_to: Option<u32>) -> Result<(u32, u32), i16> {
+        match grow_to {
+            Some(n) if n > 64 => Err(xen_abi::grant_table::GNTST_GENERAL_ERROR),
+            Some(n) => Ok((n.max(1), 64)),
+            None => Ok((1, 64)),
+        }
+    }
+    fn grant_frame_gfn(&self, _d: u16, idx: u32) -> u64 {
+        if idx == 0 { 0x1000 } else { u64::MAX }
+    }
+    fn map_grant_frame(&mut self, idx: u32, _gpfn: u64) -> Result<(), i64> {
+        if idx >= 64 { Err(-EINVAL) } else { Ok(()) }
+    }
+    fn reservation(&self, _d: u16) -> (u64, u64) {
+        (2000, 2048)
+    }
+    fn extent(&mut self, op: Extent, d: u16, gfn: u64, order: u32) -> bool {
+        if self.extents_left == 0 {
+            return false;
+        }
+        self.extents_left -= 1;
+        self.extents.push((op, d, gfn, order));
+        true
+    }
+    fn maximum_gpfn(&self, _d: u16) -> u64 {
+        0x7ff
+    }
+    fn maximum_ram_page(&self) -> u64 {
+        0x12345
+    }
+}
+
+pub fn call(f: &mut Fake, nr: u64, args: [u64; 5]) -> Outcome {
+    dispatch(f, Call { nr, args, long_mode: true }, 0)
+}

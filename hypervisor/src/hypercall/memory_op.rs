@@ -1,0 +1,312 @@
+//! `memory_op`: reservation (increase, decrease, populate; continued after
+//! a bounded number of extents), add_to_physmap (shared_info, grant
+//! frames), the memory map and the reservation queries.
+
+use super::{Env, Extent, Outcome, fault, read_arg};
+use xen_abi::errno::*;
+use xen_abi::memory::{self, AddToPhysmap};
+use xen_abi::{DOMID_SELF, Pod};
+
+/// Largest extent order a domU may ask for (Xen's default
+/// `memop-max-order` for domUs); the control domain may use more.
+const DOMU_MAX_ORDER: u32 = 9;
+
+const CTLDOM_MAX_ORDER: u32 = 12;
+
+/// Extents handled before a reservation operation continues.
+const EXTENTS_PER_CALL: u64 = 512;
+
+pub fn memory_op_outer(env: &mut impl Env, cmd: u64, arg: u64, long_mode: bool) -> Outcome {
+    let op = cmd & memory::MEMOP_CMD_MASK;
+    match op {
+        memory::XENMEM_INCREASE_RESERVATION | memory::XENMEM_DECREASE_RESERVATION | memory::XENMEM_POPULATE_PHYSMAP => {
+            reservation_op(env, op, cmd >> memory::MEMOP_EXTENT_SHIFT, arg, long_mode)
+        }
+        _ => Outcome::Done(memory_op(env, cmd, arg, long_mode).unwrap_or_else(|e| e)),
+    }
+}
+
+/// increase/decrease_reservation and populate_physmap: they return how
+/// many extents were done, stopping at the first that cannot be (errors
+/// included, as in Xen, except a bad flag).
+pub fn reservation_op(env: &mut impl Env, op: u64, start: u64, arg: u64, long_mode: bool) -> Outcome {
+    let r = if long_mode {
+        match read_arg::<memory::MemoryReservation>(env, arg) {
+            Ok(r) => r,
+            Err(_) => return Outcome::Done(start as i64),
+        }
+    } else {
+        let mut b = [0u8; 20];
+        if env.read(arg, &mut b).is_err() {
+            return Outcome::Done(start as i64);
+        }
+        let w = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        memory::MemoryReservation {
+            extent_start: w(0) as u64,
+            nr_extents: w(4) as u64,
+            extent_order: w(8),
+            mem_flags: w(12),
+            domid: u16::from_le_bytes([b[16], b[17]]),
+            _pad: [0; 3],
+        }
+    };
+    if r.nr_extents > (u32::MAX >> memory::MEMOP_EXTENT_SHIFT) as u64 || start >= r.nr_extents {
+        return Outcome::Done(start as i64);
+    }
+    // Populate-on-demand is for HVM guests started ballooned, not offered:
+    // nothing is done, as Xen does for a domain without a PoD pool.
+    if op == memory::XENMEM_POPULATE_PHYSMAP && r.mem_flags & memory::XENMEMF_POPULATE_ON_DEMAND != 0 {
+        return Outcome::Done(start as i64);
+    }
+    // An address limit of a page or less can never be met (Xen).
+    let address_bits = r.mem_flags & 0xff;
+    if address_bits != 0 && address_bits <= 12 {
+        return Outcome::Done(start as i64);
+    }
+    let target = if r.domid == DOMID_SELF { env.domid() } else { r.domid };
+    if !env.domain_exists(target) || (target != env.domid() && !env.privileged()) {
+        return Outcome::Done(start as i64);
+    }
+    let max_order = if env.privileged() { CTLDOM_MAX_ORDER } else { DOMU_MAX_ORDER };
+    if r.extent_order > max_order {
+        return Outcome::Done(start as i64);
+    }
+    let width = if long_mode { 8 } else { 4 };
+    let kind = match op {
+        memory::XENMEM_INCREASE_RESERVATION => Extent::Increase,
+        memory::XENMEM_DECREASE_RESERVATION => Extent::Decrease,
+        _ => Extent::Populate,
+    };
+    let mut i = start;
+    while i < r.nr_extents {
+        if i - start == EXTENTS_PER_CALL {
+            let next = op | i << memory::MEMOP_EXTENT_SHIFT;
+            return Outcome::Continue([next, arg, 0, 0, 0]);
+        }
+        let gfn = if kind == Extent::Increase {
+            0
+        } else {
+            let at = r.extent_start.wrapping_add(i * width);
+            let mut b = [0u8; 8];
+            if env.read(at, &mut b[..width as usize]).is_err() {
+                break;
+            }
+            u64::from_le_bytes(b)
+        };
+        if !env.extent(kind, target, gfn, r.extent_order) {
+            break;
+        }
+        i += 1;
+    }
+    Outcome::Done(i as i64)
+}
+
+pub fn memory_op(env: &mut impl Env, cmd: u64, arg: u64, long_mode: bool) -> Result<i64, i64> {
+    match cmd & memory::MEMOP_CMD_MASK {
+        memory::XENMEM_ADD_TO_PHYSMAP => {
+            let x = if long_mode {
+                read_arg::<AddToPhysmap>(env, arg)?
+            } else {
+                // 32-bit layout: domid, size, space, then 32-bit idx and gpfn.
+                let mut b = [0u8; 16];
+                env.read(arg, &mut b).map_err(fault)?;
+                AddToPhysmap {
+                    domid: u16::from_le_bytes([b[0], b[1]]),
+                    size: u16::from_le_bytes([b[2], b[3]]),
+                    space: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+                    idx: u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as u64,
+                    gpfn: u32::from_le_bytes([b[12], b[13], b[14], b[15]]) as u64,
+                }
+            };
+            let target = if x.domid == DOMID_SELF { env.domid() } else { x.domid };
+            if !env.domain_exists(target) {
+                return Err(-ESRCH);
+            }
+            if target != env.domid() {
+                // Acting on another domain's physmap: not for a domU, and
+                // not implemented for dom0 yet.
+                return Err(if env.privileged() { -EOPNOTSUPP } else { -EPERM });
+            }
+            if x.gpfn == u64::MAX || (!long_mode && x.gpfn == 0xffff_ffff) {
+                return Err(-EINVAL);
+            }
+            match x.space {
+                memory::XENMAPSPACE_SHARED_INFO if x.idx != 0 => Err(-EINVAL),
+                memory::XENMAPSPACE_SHARED_INFO => env.map_shared_info(x.gpfn).map(|_| 0),
+                memory::XENMAPSPACE_GMFN_FOREIGN => Err(-ENOSYS),
+                // Status frames belong to grant tables v2, not offered.
+                memory::XENMAPSPACE_GRANT_TABLE if x.idx & memory::XENMAPIDX_GRANT_TABLE_STATUS != 0 => Err(-EINVAL),
+                memory::XENMAPSPACE_GRANT_TABLE if x.idx > u32::MAX as u64 => Err(-EINVAL),
+                memory::XENMAPSPACE_GRANT_TABLE => env.map_grant_frame(x.idx as u32, x.gpfn).map(|_| 0),
+                // Moving RAM around the physmap is not offered yet.
+                memory::XENMAPSPACE_GMFN | memory::XENMAPSPACE_GMFN_RANGE => Err(-EOPNOTSUPP),
+                _ => Err(-EINVAL),
+            }
+        }
+        memory::XENMEM_MEMORY_MAP => {
+            let (nr, buf) = if long_mode {
+                let m: memory::MemoryMap = read_arg(env, arg)?;
+                (m.nr_entries, m.buffer)
+            } else {
+                let mut b = [0u8; 8];
+                env.read(arg, &mut b).map_err(fault)?;
+                (u32::from_le_bytes([b[0], b[1], b[2], b[3]]), u32::from_le_bytes([b[4], b[5], b[6], b[7]]) as u64)
+            };
+            let Some(map) = env.memory_map() else { return Err(-ENOSYS) };
+            // A buffer too small for the whole map gets what fits (Xen).
+            let n = (nr as usize).min(map.len());
+            let mut bytes = [0u8; 20 * 32];
+            let n = n.min(32);
+            for (i, e) in map[..n].iter().enumerate() {
+                bytes[i * 20..i * 20 + 20].copy_from_slice(e.as_bytes());
+            }
+            env.write(buf, &bytes[..n * 20]).map_err(fault)?;
+            env.write(arg, &(n as u32).to_le_bytes()).map_err(fault)?;
+            Ok(0)
+        }
+        // These take no continuation: bits above the command are refused.
+        memory::XENMEM_CURRENT_RESERVATION
+        | memory::XENMEM_MAXIMUM_RESERVATION
+        | memory::XENMEM_MAXIMUM_GPFN
+        | memory::XENMEM_MAXIMUM_RAM_PAGE
+            if cmd >> memory::MEMOP_EXTENT_SHIFT != 0 =>
+        {
+            Err(-EINVAL)
+        }
+        memory::XENMEM_CURRENT_RESERVATION | memory::XENMEM_MAXIMUM_RESERVATION | memory::XENMEM_MAXIMUM_GPFN => {
+            let dom: u16 = read_arg(env, arg)?;
+            let target = if dom == DOMID_SELF { env.domid() } else { dom };
+            if !env.domain_exists(target) {
+                return Err(-ESRCH);
+            }
+            if target != env.domid() && !env.privileged() {
+                return Err(-EPERM);
+            }
+            let (cur, max) = env.reservation(target);
+            Ok(match cmd & memory::MEMOP_CMD_MASK {
+                memory::XENMEM_CURRENT_RESERVATION => cur,
+                memory::XENMEM_MAXIMUM_RESERVATION => max,
+                _ => env.maximum_gpfn(target),
+            } as i64)
+        }
+        memory::XENMEM_MAXIMUM_RAM_PAGE => Ok(env.maximum_ram_page() as i64),
+        // Not for HVM guests in Xen either.
+        memory::XENMEM_MACHINE_MEMORY_MAP | memory::XENMEM_MACHPHYS_MAPPING => Err(-ENOSYS),
+        _ => Err(-ENOSYS),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hypercall::fake::{Fake, call};
+    use crate::hypercall::{Call, Extent, Outcome, dispatch};
+    use xen_abi::memory::E820Entry;
+    use xen_abi::{DOMID_SELF, Pod, hypercall as nr};
+
+    #[test]
+    fn add_to_physmap_shared_info() {
+        let mut f = Fake::new(5);
+        let x = AddToPhysmap { domid: DOMID_SELF, size: 0, space: 0, idx: 0, gpfn: 0x1234 };
+        f.put(0x300, x.as_bytes());
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [7, 0x300, 0, 0, 0]), Outcome::Done(0));
+        assert_eq!(f.shared_info_at, Some(0x1234));
+        for (x, want) in [
+            (AddToPhysmap { domid: DOMID_SELF, size: 0, space: 0, idx: 1, gpfn: 1 }, -EINVAL),
+            (AddToPhysmap { domid: DOMID_SELF, size: 0, space: 9, idx: 0, gpfn: 1 }, -EINVAL),
+            (AddToPhysmap { domid: DOMID_SELF, size: 0, space: 0, idx: 0, gpfn: u64::MAX }, -EINVAL),
+            (AddToPhysmap { domid: 7, size: 0, space: 0, idx: 0, gpfn: 1 }, -EPERM),
+            (AddToPhysmap { domid: 99, size: 0, space: 0, idx: 0, gpfn: 1 }, -ESRCH),
+            (AddToPhysmap { domid: DOMID_SELF, size: 0, space: 4, idx: 0, gpfn: 1 }, -ENOSYS),
+            (AddToPhysmap { domid: DOMID_SELF, size: 0, space: 2, idx: 0, gpfn: 1 }, -EOPNOTSUPP),
+        ] {
+            f.put(0x300, x.as_bytes());
+            assert_eq!(call(&mut f, nr::MEMORY_OP, [7, 0x300, 0, 0, 0]), Outcome::Done(want), "{x:?}");
+        }
+        // 32-bit callers use the compact layout.
+        let mut b = [0u8; 16];
+        b[0..2].copy_from_slice(&DOMID_SELF.to_le_bytes());
+        b[12..16].copy_from_slice(&0x777u32.to_le_bytes());
+        f.put(0x300, &b);
+        let r = dispatch(&mut f, Call { nr: nr::MEMORY_OP, args: [7, 0x300, 0, 0, 0], long_mode: false }, 0);
+        assert_eq!(r, Outcome::Done(0));
+        assert_eq!(f.shared_info_at, Some(0x777));
+    }
+
+    #[test]
+    fn memory_map_truncates_and_reports_missing_maps() {
+        let mut f = Fake::new(5);
+        let m = memory::MemoryMap { nr_entries: 1, _pad: 0, buffer: 0x600 };
+        f.put(0x500, m.as_bytes());
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [9, 0x500, 0, 0, 0]), Outcome::Done(0));
+        assert_eq!(u32::from_le_bytes(f.get(0x500, 4).try_into().unwrap()), 1);
+        let e = E820Entry::read_from(f.get(0x600, 20)).unwrap();
+        assert_eq!({ e.size }, 0x800_0000);
+        assert_eq!(f.get(0x614, 4), &[0; 4], "nothing past the one entry asked for");
+        let m = memory::MemoryMap { nr_entries: 10, _pad: 0, buffer: 0x600 };
+        f.put(0x500, m.as_bytes());
+        call(&mut f, nr::MEMORY_OP, [9, 0x500, 0, 0, 0]);
+        assert_eq!(u32::from_le_bytes(f.get(0x500, 4).try_into().unwrap()), 2);
+        let m = memory::MemoryMap { nr_entries: 2, _pad: 0, buffer: 0xffff_0000_0000 };
+        f.put(0x500, m.as_bytes());
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [9, 0x500, 0, 0, 0]), Outcome::Done(-EFAULT));
+        f.map = None;
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [9, 0x500, 0, 0, 0]), Outcome::Done(-ENOSYS));
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [10, 0x500, 0, 0, 0]), Outcome::Done(-ENOSYS));
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [63, 0x500, 0, 0, 0]), Outcome::Done(-ENOSYS));
+    }
+
+    #[test]
+    fn reservation_ops_count_extents_and_continue() {
+        let mut f = Fake::new(5);
+        for i in 0..4u64 {
+            f.put(0x900 + 8 * i, &(0x100 + i).to_le_bytes());
+        }
+        let r = |n, order, domid| memory::MemoryReservation {
+            extent_start: 0x900,
+            nr_extents: n,
+            extent_order: order,
+            mem_flags: 0,
+            domid,
+            _pad: [0; 3],
+        };
+        f.put(0x800, r(4, 0, DOMID_SELF).as_bytes());
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [1, 0x800, 0, 0, 0]), Outcome::Done(4));
+        assert_eq!(f.extents[3], (Extent::Decrease, 5, 0x103, 0));
+        // Stops at the first extent that fails, saying how many were done.
+        f.extents_left = 2;
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [6, 0x800, 0, 0, 0]), Outcome::Done(2));
+        f.extents_left = u32::MAX;
+        // A continued call starts where the command's upper bits say.
+        f.extents.clear();
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [6 | 3 << 6, 0x800, 0, 0, 0]), Outcome::Done(4));
+        assert_eq!(f.extents, vec![(Extent::Populate, 5, 0x103, 0)]);
+        // Too large an order, another domain, a bad buffer: nothing done.
+        f.put(0x800, r(4, 10, DOMID_SELF).as_bytes());
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [6, 0x800, 0, 0, 0]), Outcome::Done(0));
+        f.put(0x800, r(4, 0, 7).as_bytes());
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [1, 0x800, 0, 0, 0]), Outcome::Done(0));
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [1, 0xffff_0000, 0, 0, 0]), Outcome::Done(0));
+        // Many extents continue after a bounded number.
+        f.put(0x800, r(600, 0, DOMID_SELF).as_bytes());
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [0, 0x800, 0, 0, 0]), Outcome::Continue([512 << 6, 0x800, 0, 0, 0]));
+        // Reservation queries.
+        f.put(0xa00, &DOMID_SELF.to_le_bytes());
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [3, 0xa00, 0, 0, 0]), Outcome::Done(2000));
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [4, 0xa00, 0, 0, 0]), Outcome::Done(2048));
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [14, 0xa00, 0, 0, 0]), Outcome::Done(0x7ff));
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [2, 0, 0, 0, 0]), Outcome::Done(0x12345));
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [3 | 1 << 6, 0xa00, 0, 0, 0]), Outcome::Done(-EINVAL));
+        f.put(0xa00, &7u16.to_le_bytes());
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [3, 0xa00, 0, 0, 0]), Outcome::Done(-EPERM));
+        f.put(0xa00, &9u16.to_le_bytes());
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [3, 0xa00, 0, 0, 0]), Outcome::Done(-ESRCH));
+        // Grant frames through add_to_physmap.
+        let x = AddToPhysmap { domid: DOMID_SELF, size: 0, space: 1, idx: 3, gpfn: 0x2000 };
+        f.put(0x300, x.as_bytes());
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [7, 0x300, 0, 0, 0]), Outcome::Done(0));
+        let x = AddToPhysmap { domid: DOMID_SELF, size: 0, space: 1, idx: 1 << 31, gpfn: 0x2000 };
+        f.put(0x300, x.as_bytes());
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [7, 0x300, 0, 0, 0]), Outcome::Done(-EINVAL));
+    }
+}

@@ -1,0 +1,110 @@
+//! A domain's guest-physical map as the hypervisor changes it: which
+//! entries may be replaced, hypervisor pages placed in it, fresh zeroed RAM,
+//! and access to it as guest memory (`DomainMemory`).
+
+use crate::arch::x86_64::hvm::npt::{Npt, P2mType};
+use crate::domain::lifecycle::CreateError;
+use crate::domain::{Deferred, DomainInner};
+use crate::memory::guest_mem::{GuestPhysical, MemFault};
+use crate::mm::phys::{alloc_frames, free_frames, phys_to_virt};
+use alloc::vec::Vec;
+use core::ptr::NonNull;
+
+/// Whether a guest frame holding `entry` may be given a new page: it is
+/// empty or the domain's own RAM (which it then gives up); hypervisor
+/// pages and grant mappings are never replaced.
+pub fn replaceable(entry: Option<(u64, P2mType)>) -> bool {
+    entry.is_none_or(|(_, t)| t.owned())
+}
+
+impl DomainInner {
+    /// Puts the hypervisor page `mfn` at guest frame `gpfn`, taking it
+    /// away from `prev` if it was mapped there: over nothing, or over the
+    /// domain's own RAM, which the domain gives up (Xen frees it too) once
+    /// no vCPU can reach it. Over another hypervisor page or a grant
+    /// mapping -EBUSY, rather than lose track of it. Returns whether
+    /// anything changed.
+    pub fn place_hypervisor_page(
+        &mut self,
+        gpfn: u64,
+        mfn: u64,
+        prev: Option<u64>,
+        deferred: &mut Vec<Deferred>,
+    ) -> Result<bool, i64> {
+        use xen_abi::errno::*;
+        if gpfn >> (crate::arch::x86_64::hvm::npt::GPA_BITS - 12) != 0 {
+            return Err(-EINVAL);
+        }
+        if prev == Some(gpfn) {
+            return Ok(false);
+        }
+        let p2m = self.p2m.as_mut().ok_or(-EINVAL)?;
+        if !replaceable(p2m.lookup(gpfn)) {
+            return Err(-EBUSY);
+        }
+        if let Some((old, t)) = p2m.set(gpfn, mfn, P2mType::Special).map_err(|_| -ENOMEM)?
+            && t.owned()
+        {
+            deferred.push(Deferred::Release(old));
+            self.ram_pages -= 1;
+        }
+        if let Some(prev) = prev {
+            let _ = p2m.clear(prev);
+        }
+        self.p2m_gen += 1;
+        Ok(true)
+    }
+}
+
+/// A domain's guest-physical memory as its p2m allows it to be used.
+pub struct DomainMemory<'a> {
+    pub p2m: &'a Npt,
+}
+
+impl GuestPhysical for DomainMemory<'_> {
+    fn frame(&self, gfn: u64, write: bool) -> Result<NonNull<u8>, MemFault> {
+        let (mfn, t) = self.p2m.lookup(gfn).ok_or(MemFault::Unmapped { gpa: gfn << 12 })?;
+        if write && !t.writable() {
+            return Err(MemFault::ReadOnly { gpa: gfn << 12 });
+        }
+        let v = phys_to_virt(mfn << 12).ok_or(MemFault::Unmapped { gpa: gfn << 12 })?;
+        NonNull::new(v as *mut u8).ok_or(MemFault::Unmapped { gpa: gfn << 12 })
+    }
+}
+
+fn zero_frames(mfn: u64, count: u64) -> Result<(), CreateError> {
+    let v = phys_to_virt(mfn << 12).ok_or(CreateError::OutOfMemory)?;
+    // SAFETY: freshly allocated frames, direct-mapped, not yet visible to
+    // any guest.
+    unsafe { core::ptr::write_bytes(v as *mut u8, 0, (count << 12) as usize) };
+    Ok(())
+}
+
+/// Gives the domain `count` zeroed frames at `gfn`, in 2 MiB blocks where
+/// the guest address is aligned for them.
+pub fn populate(p2m: &mut Npt, gfn: u64, count: u64) -> Result<(), CreateError> {
+    let end = gfn + count;
+    let mut g = gfn;
+    while g < end {
+        if g.is_multiple_of(512)
+            && end - g >= 512
+            && let Some(phys) = alloc_frames(9)
+        {
+            zero_frames(phys >> 12, 512)?;
+            if p2m.map(g, phys >> 12, 512, P2mType::Ram).is_err() {
+                let _ = free_frames(phys, 512);
+                return Err(CreateError::OutOfMemory);
+            }
+            g += 512;
+            continue;
+        }
+        let phys = alloc_frames(0).ok_or(CreateError::OutOfMemory)?;
+        zero_frames(phys >> 12, 1)?;
+        if p2m.map(g, phys >> 12, 1, P2mType::Ram).is_err() {
+            let _ = free_frames(phys, 1);
+            return Err(CreateError::OutOfMemory);
+        }
+        g += 1;
+    }
+    Ok(())
+}
