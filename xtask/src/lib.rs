@@ -5,6 +5,7 @@ pub mod bench;
 pub mod emulator;
 pub mod host;
 pub mod images;
+pub mod layers;
 pub mod paths;
 pub mod sched_report;
 pub mod toolchain;

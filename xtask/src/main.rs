@@ -15,6 +15,7 @@ commands:
   run                build, then boot in QEMU (or Bochs) with the serial console here
   test               host unit tests, then integration tests in QEMU and Bochs
   bench              path-length figures under QEMU -icount (release build)
+  layers [--edges]   check the hypervisor's layers (hypervisor/layers.toml); --edges lists every use
 
 options for build, iso and run:
   --release          optimised images (default: dev profile, with debug assertions)
@@ -188,6 +189,7 @@ fn test(o: &Opts) -> Result<(), String> {
     let started = std::time::Instant::now();
     host::ensure_packages(host::PACKAGES)?;
     if !o.integration_only {
+        layers(false)?;
         eprintln!("xtask: host unit tests");
         check(cargo().args(["test", "-p", "hypervisor", "-p", "xen-abi", "--lib"]), "hypervisor unit tests")?;
         check(cargo().args(["test", "-p", "xtask"]), "xtask unit tests")?;
@@ -222,13 +224,35 @@ fn test(o: &Opts) -> Result<(), String> {
     Ok(())
 }
 
+/// `cargo xtask layers`: the layering check, with every use when asked.
+fn layers(show_edges: bool) -> Result<(), String> {
+    let root = images::workspace_root();
+    if show_edges {
+        let mods = xtask::layers::read_crate(&root.join("hypervisor/src"))?;
+        for (from, to, name) in xtask::layers::edges(&mods) {
+            println!("{from} -> {to} ({name})");
+        }
+    }
+    let report = xtask::layers::check_hypervisor(&root)?;
+    for p in &report.problems {
+        eprintln!("xtask: layers: {p}");
+    }
+    if report.problems.is_empty() {
+        eprintln!("xtask: layers: {} modules, {} uses, none upward, no circle", report.modules, report.edges);
+        Ok(())
+    } else {
+        Err(format!("{} layering problems (hypervisor/layers.toml, docs/architecture.md)", report.problems.len()))
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
         eprint!("{USAGE}");
         return ExitCode::from(2);
     };
-    let opts = match parse(&args[1..]) {
+    let rest: Vec<String> = if cmd == "layers" { Vec::new() } else { args[1..].to_vec() };
+    let opts = match parse(&rest) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("xtask: {e}");
@@ -249,6 +273,7 @@ fn main() -> ExitCode {
             .and_then(|_| images::build(true))
             .and_then(|imgs| xtask::bench::run(&imgs))
             .map(|_| ()),
+        "layers" => layers(args.iter().any(|a| a == "--edges")),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

@@ -1,8 +1,8 @@
 //! Reading the MADT and FADT (bare metal).
 
+use super::AcpiRoot;
 use super::aml::{SleepType, find_s5};
 use crate::arch::x86_64::cpu;
-use crate::boot::info::AcpiRoot;
 use crate::mm::phys::{is_reachable, map_mmio, phys_to_virt};
 use crate::mm::ranges::Range;
 use ::acpi::address::{AddressSpace, GenericAddress};

@@ -9,7 +9,6 @@ use crate::domain::Domain;
 use crate::domain::build::config;
 use crate::domain::lifecycle::{self, DomainSpec};
 use crate::mm::phys::phys_slice;
-use crate::sched;
 use crate::sched::credit::DEFAULT_WEIGHT;
 use crate::util::cpumask::CpuMask;
 use alloc::format;
@@ -145,7 +144,7 @@ pub fn build(info: &BootInfo<'_>, opts: &Options, can_run: bool) -> usize {
             cap,
             affinity: cpus,
         };
-        let online = crate::arch::x86_64::smp::online_mask();
+        let online = crate::arch::x86_64::percpu::online_mask();
         if cpus.and(&online).is_empty() {
             warn!("module {}: cpus={cpus} names no CPU that is online ({online}); its vCPUs may use any", p.index);
         }
@@ -184,7 +183,7 @@ pub fn build(info: &BootInfo<'_>, opts: &Options, can_run: bool) -> usize {
             lifecycle::destroy(&b.dom);
             continue;
         }
-        sched::add_domain(&b.dom);
+        lifecycle::start(&b.dom);
         created += 1;
     }
     created

@@ -6,6 +6,7 @@
 //! its start, a command line that is not UTF-8 or a memory map with an odd
 //! entry size is reported, never a panic.
 
+use crate::acpi::AcpiRoot;
 use crate::mm::ranges::{MemoryKind, MemoryRegion, Range};
 use multiboot2::{BootInformation, TagType};
 
@@ -33,16 +34,6 @@ pub struct Module<'a> {
     pub cmdline: &'a str,
     /// Why the module cannot be used at all, if it cannot.
     pub defect: Option<&'static str>,
-}
-
-/// Where the ACPI root is, from the RSDP copy GRUB put in the MBI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AcpiRoot {
-    /// 0 for ACPI 1.0 (RSDT), 2 or more for XSDT.
-    pub revision: u8,
-    /// Physical address of the XSDT (revision >= 2) or RSDT.
-    pub table_address: u64,
-    pub checksum_ok: bool,
 }
 
 /// A problem in the boot information that boot survives.

@@ -1,10 +1,11 @@
 //! The boot sequence, from the first Rust instruction to the point where
 //! domains would start.
 
-use super::info::{AcpiRoot, BootInfo, MemoryMapSource};
+use super::info::{BootInfo, MemoryMapSource};
 use crate::acpi;
+use crate::acpi::AcpiRoot;
 use crate::arch::x86_64::{cpu, fpu, gdt, hvm, lapic, percpu, power, smp, traps};
-use crate::cmdline::{self, Diagnostic, ExitAction, Options, TestException};
+use crate::cmdline::{self, Diagnostic, Options, TestException};
 use crate::console::{logger, panic, serial as console};
 use crate::mm::phys::{phys_slice, phys_to_virt};
 use crate::mm::ranges::Range;
@@ -276,7 +277,7 @@ pub extern "C" fn hv_start(mbi_phys: u64, load_delta: u64) -> ! {
     }
     sched::set_report_interval(opts.sched_report_ms);
     cmdline::save_line(line);
-    ON_LAST_EXIT.call_once(|| opts.on_last_exit);
+    domain::lifecycle::set_on_last_exit(opts.on_last_exit);
 
     let domains = super::domains::build(&info, &opts, virt_ok);
 
@@ -289,27 +290,20 @@ pub extern "C" fn hv_start(mbi_phys: u64, load_delta: u64) -> ! {
 
     if domains == 0 {
         info!("no domain to run");
-        machine_exit();
+        power::end_machine(domain::lifecycle::machine_action());
     }
-    sched::boot_done();
-    sched::start_serial_input();
-    sched::cpu_loop(0)
+    domain::lifecycle::boot_done();
+    sched::every(crate::console::input::SERIAL_POLL_NS, crate::console::input::poll_serial_input);
+    hvm::cpu_loop::cpu_loop(0)
 }
 
-static ON_LAST_EXIT: spin::Once<ExitAction> = spin::Once::new();
-
-/// The last domain is gone (or there was none): stop every other CPU and
-/// power off, halt or reboot as dom0 or `on_last_exit=` says.
-pub fn machine_exit() -> ! {
-    if sched::machine_exit_requested() {
-        info!("all domains have shut down");
+/// What a started CPU does: enable virtualization for itself, then run
+/// vCPUs.
+fn ap_work(index: u32) -> ! {
+    if let Err(e) = hvm::init_this_cpu() {
+        error!("CPU{index}: virtualization: {e}");
     }
-    smp::stop_others();
-    match domain::lifecycle::machine_request().unwrap_or(*ON_LAST_EXIT.get().unwrap_or(&ExitAction::PowerOff)) {
-        ExitAction::PowerOff => power::power_off(),
-        ExitAction::Halt => power::halt(),
-        ExitAction::Reboot => power::reboot(),
-    }
+    hvm::cpu_loop::cpu_loop(index)
 }
 
 /// Starts every other enabled CPU the MADT lists (up to `max_cpus` in all)
@@ -344,7 +338,7 @@ fn start_other_cpus(info: &BootInfo<'_>, p: &acpi::Platform, max_cpus: u32) {
             warn!("SMP: more than {} CPUs; the rest are left out", crate::util::cpumask::MAX_CPUS);
             break;
         }
-        match smp::start_cpu(index, apic_id, sched::cpu_loop) {
+        match smp::start_cpu(index, apic_id, ap_work) {
             Ok(()) => {
                 sched::add_cpu(index);
                 index += 1;
@@ -352,7 +346,7 @@ fn start_other_cpus(info: &BootInfo<'_>, p: &acpi::Platform, max_cpus: u32) {
             Err(e) => error!("SMP: the CPU with APIC id {apic_id} did not start: {e}"),
         }
     }
-    info!("SMP: {} CPUs online", smp::online_count());
+    info!("SMP: {} CPUs online", percpu::online_count());
 }
 
 /// Legacy BIOS places the RSDP on a 16-byte boundary in the first KiB of

@@ -13,7 +13,10 @@ static INPUT_FOCUS: Mutex<(Option<u16>, u8)> = Mutex::new((None, 0));
 
 const CTRL_A: u8 = 0x01;
 
-/// Takes what was typed on the serial line (called periodically).
+/// How often serial input is looked for.
+pub const SERIAL_POLL_NS: u64 = 20_000_000;
+
+/// Takes what was typed on the serial line (called every SERIAL_POLL_NS).
 pub fn poll_serial_input() {
     let mut buf = [0u8; 64];
     let mut n = 0;

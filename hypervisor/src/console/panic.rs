@@ -24,7 +24,7 @@ pub fn fatal_stop(why: fmt::Arguments<'_>) -> ! {
         // A second fatal error while stopping: just stop this CPU.
         cpu::halt_forever();
     }
-    crate::arch::x86_64::smp::stop_others();
+    crate::arch::x86_64::power::stop_others();
     {
         let mut w = LockedWriter::new();
         let _ = writeln!(w, "*** {why}");

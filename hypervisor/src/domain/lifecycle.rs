@@ -14,7 +14,7 @@ use crate::cmdline::ExitAction;
 use crate::console::line::LineBuffer;
 use crate::domain::build::pvh::{self, BuildSpec, PvhError};
 use crate::memory::guest_mem;
-use crate::memory::physmap::{DomainMemory, populate};
+use crate::memory::physmap::{DomainMemory, OutOfMemory, populate};
 use crate::mm::phys::{alloc_zeroed_frame, frame_counts, free_frames, phys_to_virt};
 use crate::util::cpumask::CpuMask;
 use alloc::string::String;
@@ -32,10 +32,65 @@ use xen_abi::{hvm, sched};
 /// What dom0's shutdown asked of the machine (Xen powers off or reboots
 /// the host when dom0 does).
 static MACHINE: Mutex<Option<ExitAction>> = Mutex::new(None);
+/// What the machine does when the last domain is gone (`on_last_exit=`).
+static ON_LAST_EXIT: spin::Once<ExitAction> = spin::Once::new();
+/// Domains started and not yet destroyed, plus one until the boot has
+/// started them all (early domains may end before the last is built).
+static LIVE_DOMAINS: AtomicU32 = AtomicU32::new(1);
+/// Set when the last domain is gone; the boot CPU then ends the machine.
+static MACHINE_EXIT: AtomicBool = AtomicBool::new(false);
 
-/// The machine action requested by dom0, if it shut down.
-pub fn machine_request() -> Option<ExitAction> {
-    *MACHINE.lock()
+/// `on_last_exit=`, from the boot options.
+pub fn set_on_last_exit(action: ExitAction) {
+    ON_LAST_EXIT.call_once(|| action);
+}
+
+/// What the machine does now that no domain is left: what dom0's shutdown
+/// asked for, else `on_last_exit=` (power off by default).
+pub fn machine_action() -> ExitAction {
+    MACHINE.lock().unwrap_or(*ON_LAST_EXIT.get().unwrap_or(&ExitAction::PowerOff))
+}
+
+/// Whether every domain is gone (the boot CPU's loop ends the machine).
+pub fn machine_exit_requested() -> bool {
+    MACHINE_EXIT.load(Ordering::Acquire)
+}
+
+/// Hands a built domain to the scheduler: it runs from now on.
+pub fn start(dom: &Arc<Domain>) {
+    LIVE_DOMAINS.fetch_add(1, Ordering::AcqRel);
+    crate::sched::add_domain(dom);
+}
+
+/// The boot has started every domain: once they are all gone, the
+/// machine ends.
+pub fn boot_done() {
+    drop_live();
+}
+
+fn drop_live() {
+    if LIVE_DOMAINS.fetch_sub(1, Ordering::AcqRel) == 1 {
+        MACHINE_EXIT.store(true, Ordering::Release);
+        // The boot CPU ends the machine.
+        crate::sched::kick_cpu(0);
+    }
+}
+
+/// `n` vCPUs of `dom` left the scheduler; the last one to leave a dead
+/// domain destroys it.
+pub fn vcpus_left(dom: &Arc<Domain>, n: u32) {
+    for _ in 0..n {
+        if dom.live.fetch_sub(1, Ordering::AcqRel) != 1 {
+            continue;
+        }
+        if !matches!(dom.inner.lock().state, DomainState::Dead(_)) {
+            return;
+        }
+        let pages = dom.inner.lock().ram_pages;
+        destroy(dom);
+        log::info!("domain {} ({}) destroyed; {} MiB returned", dom.id, dom.name, pages >> 8);
+        drop_live();
+    }
 }
 
 /// What to build.
@@ -59,6 +114,12 @@ pub enum CreateError {
     NotEnoughMemory { need_mib: u64, free_mib: u64 },
     OutOfMemory,
     Backend(&'static str),
+}
+
+impl From<OutOfMemory> for CreateError {
+    fn from(_: OutOfMemory) -> CreateError {
+        CreateError::OutOfMemory
+    }
 }
 
 impl fmt::Display for CreateError {
@@ -100,7 +161,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
             p2m.destroy(&mut |mfn, n| {
                 let _ = free_frames(mfn << 12, n);
             });
-            return Err(e);
+            return Err(e.into());
         }
         memmap.push(HvmMemmapEntry { addr: gfn << 12, size: count << 12, kind: 1, reserved: 0 });
         e820.push(E820Entry { addr: gfn << 12, size: count << 12, kind: 1 });
@@ -122,7 +183,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
     e820.insert(1, E820Entry { addr: ACPI_BASE, size: acpi_pages << 12, kind: 3 });
     if let Err(e) = populate(&mut p2m, ACPI_BASE >> 12, acpi_pages) {
         cleanup(p2m);
-        return Err(e);
+        return Err(e.into());
     }
     if guest_mem::write_phys(&DomainMemory { p2m: &p2m }, ACPI_BASE, &acpi).is_err() {
         cleanup(p2m);
@@ -313,7 +374,12 @@ impl Domain {
             log::info!("domain {} ({}) shut down: {}", self.id, self.name, sched::shutdown_reason_name(reason as u32));
         }
         drop(i);
-        crate::sched::domain_stopped(self.id);
+        let gone = crate::sched::domain_stopped(self);
+        if gone > 0
+            && let Some(me) = registry::find(self.id)
+        {
+            vcpus_left(&me, gone);
+        }
         if self.privileged && self.id == 0 {
             // The control domain takes the machine with it, as in Xen.
             let action = match reason as u32 {

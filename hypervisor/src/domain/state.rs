@@ -1,10 +1,12 @@
-//! Domains: their memory (the p2m), vCPUs, state and lifecycle, and the
-//! view of a domain that hypercalls get.
+//! What a domain is: its identity, scheduling parameters, memory map, its
+//! state under one lock (run state, p2m, HVM params, shared_info, console
+//! line), its vCPUs, event channels and grant table, and where each vCPU's
+//! vcpu_info lives.
 
-use super::vcpu::VcpuShared;
-use crate::arch::x86_64::hvm::npt::Npt;
+use super::vcpu::{VcpuShared, vflags};
+use crate::arch::x86_64::hvm::npt::{Npt, P2mType};
 use crate::console::line::LineBuffer;
-use crate::mm::phys::free_frames;
+use crate::mm::phys::{free_frames, phys_to_virt};
 use crate::util::cpumask::CpuMask;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -12,6 +14,7 @@ use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use spin::Mutex;
 use xen_abi::hvm;
 use xen_abi::memory::E820Entry;
+use xen_abi::shared as xs;
 
 /// Guest-physical layout of a PVH domain, as libxl lays it out: RAM from
 /// 0, a hole from 0xfc000000 (ACPI tables, the LAPIC, Xen's special pages
@@ -93,27 +96,6 @@ pub struct Domain {
     pub console_port: AtomicU32,
 }
 
-/// Work a hypercall leaves for after every vCPU of the domain has dropped
-/// its cached translations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Deferred {
-    /// A frame the domain gave up (freed unless something refers to it).
-    Release(u64),
-    /// A grant mapping's pin and frame reference.
-    Unpin { granter: u16, gref: u32, readonly: bool, mfn: u64 },
-}
-
-impl Deferred {
-    pub fn run(self) {
-        match self {
-            Deferred::Release(mfn) => crate::memory::frame_ref::release_frames(mfn, 1),
-            Deferred::Unpin { granter, gref, readonly, mfn } => {
-                crate::grant::map::unpin_after_flush(granter, gref, readonly, mfn)
-            }
-        }
-    }
-}
-
 impl Domain {
     pub fn is_running(&self) -> bool {
         self.running.load(Ordering::Acquire)
@@ -142,6 +124,43 @@ impl Domain {
     pub fn vcpu_info_va(&self, id: u32) -> Option<u64> {
         let va = self.vcpu(id)?.vcpu_info_va.load(Ordering::Acquire);
         (va != 0).then_some(va)
+    }
+
+    /// Moves vCPU `id`'s vcpu_info to (`gfn`, `offset`), copying what is
+    /// there now (VCPUOP_register_vcpu_info).
+    pub fn register_vcpu_info(&self, id: u32, gfn: u64, offset: u32) -> Result<(), i64> {
+        use xen_abi::errno::*;
+        let v = self.vcpu(id).ok_or(-ENOENT)?;
+        if offset as usize + xs::VCPU_INFO_SIZE > 4096 {
+            return Err(-EINVAL);
+        }
+        if v.vcpu_info.lock().is_some() {
+            return Err(-EBUSY);
+        }
+        // The frame must be the domain's RAM; it is referenced while
+        // registered, so that ballooning it out cannot free it.
+        let mfn = {
+            let i = self.inner.lock();
+            match i.p2m.as_ref().and_then(|p| p.lookup(gfn)) {
+                Some((mfn, P2mType::Ram)) => {
+                    crate::memory::frame_ref::frame_get(mfn);
+                    mfn
+                }
+                _ => return Err(-EINVAL),
+            }
+        };
+        let dst = phys_to_virt((mfn << 12) + offset as u64).ok_or(-EINVAL)? as *mut u8;
+        let mut cur = [0u8; xs::VCPU_INFO_SIZE];
+        if let Some(src) = self.vcpu_info_ptr(id) {
+            // SAFETY: both point at 64 bytes of domain memory (checked).
+            unsafe { core::ptr::copy_nonoverlapping(src, cur.as_mut_ptr(), cur.len()) };
+        }
+        // SAFETY: as above.
+        unsafe { core::ptr::copy_nonoverlapping(cur.as_ptr(), dst, cur.len()) };
+        *v.vcpu_info.lock() = Some((gfn, offset, mfn));
+        v.vcpu_info_va.store(dst as u64, Ordering::Release);
+        v.set_flag(vflags::TIME);
+        Ok(())
     }
 }
 

@@ -3,17 +3,13 @@
 //! state, request flags, the emulated local APIC, timers, runstate, the
 //! registered vcpu_info), and the requests other CPUs leave for it.
 
-use super::Domain;
 use crate::arch::x86_64::fpu::FxArea;
 use crate::arch::x86_64::hvm::HvmVcpu;
-use crate::arch::x86_64::hvm::npt::P2mType;
 use crate::arch::x86_64::hvm::regs::GuestRegs;
 use crate::arch::x86_64::hvm::vcpu_init::InitialState;
 use crate::arch::x86_64::hvm::vlapic::VLapic;
-use crate::mm::phys::phys_to_virt;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use spin::Mutex;
-use xen_abi::shared as xs;
 
 /// The part of a vCPU that only the CPU running it touches (locked for
 /// the whole time it runs).
@@ -190,44 +186,5 @@ impl VcpuShared {
         if self.vlapic.lock().has_irr() {
             self.irq_hint.store(true, Ordering::Release);
         }
-    }
-}
-
-impl Domain {
-    /// Moves vCPU `id`'s vcpu_info to (`gfn`, `offset`), copying what is
-    /// there now (VCPUOP_register_vcpu_info).
-    pub fn register_vcpu_info(&self, id: u32, gfn: u64, offset: u32) -> Result<(), i64> {
-        use xen_abi::errno::*;
-        let v = self.vcpu(id).ok_or(-ENOENT)?;
-        if offset as usize + xs::VCPU_INFO_SIZE > 4096 {
-            return Err(-EINVAL);
-        }
-        if v.vcpu_info.lock().is_some() {
-            return Err(-EBUSY);
-        }
-        // The frame must be the domain's RAM; it is referenced while
-        // registered, so that ballooning it out cannot free it.
-        let mfn = {
-            let i = self.inner.lock();
-            match i.p2m.as_ref().and_then(|p| p.lookup(gfn)) {
-                Some((mfn, P2mType::Ram)) => {
-                    crate::memory::frame_ref::frame_get(mfn);
-                    mfn
-                }
-                _ => return Err(-EINVAL),
-            }
-        };
-        let dst = phys_to_virt((mfn << 12) + offset as u64).ok_or(-EINVAL)? as *mut u8;
-        let mut cur = [0u8; xs::VCPU_INFO_SIZE];
-        if let Some(src) = self.vcpu_info_ptr(id) {
-            // SAFETY: both point at 64 bytes of domain memory (checked).
-            unsafe { core::ptr::copy_nonoverlapping(src, cur.as_mut_ptr(), cur.len()) };
-        }
-        // SAFETY: as above.
-        unsafe { core::ptr::copy_nonoverlapping(cur.as_ptr(), dst, cur.len()) };
-        *v.vcpu_info.lock() = Some((gfn, offset, mfn));
-        v.vcpu_info_va.store(dst as u64, Ordering::Release);
-        v.set_flag(vflags::TIME);
-        Ok(())
     }
 }

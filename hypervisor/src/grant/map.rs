@@ -7,9 +7,10 @@
 //! granter's entry, lets go, then updates the mapper).
 
 use crate::arch::x86_64::hvm::npt::{GPA_BITS, P2mType};
+use crate::domain::Domain;
 use crate::domain::registry::{self as domain, domain_or_self};
-use crate::domain::{Deferred, Domain};
 use crate::grant::table::{Frame, Mapping, Pinned};
+use crate::memory::frame_ref::Deferred;
 use crate::memory::frame_ref::{frame_get, frame_put};
 use crate::memory::physmap::replaceable;
 use crate::mm::phys::{alloc_zeroed_frame, free_frames, phys_to_virt};

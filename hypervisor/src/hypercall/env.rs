@@ -4,10 +4,12 @@
 use crate::arch::x86_64::hvm::HvmVcpu;
 use crate::arch::x86_64::hvm::vcpu_init::InitialState;
 use crate::domain::registry::find;
-use crate::domain::{Deferred, Domain, RunState, VcpuShared, vflags};
-use crate::hypercall::Env;
+use crate::domain::{Domain, RunState, VcpuShared, vflags};
+use crate::hypercall::{Env, Extent};
+use crate::memory::frame_ref::Deferred;
 use crate::memory::guest_mem::{self, MemFault};
 use crate::memory::physmap::DomainMemory;
+use crate::memory::reservation;
 use crate::util::cpumask::CpuMask;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -275,12 +277,16 @@ impl Env for HcEnv<'_> {
             (i.ram_pages, i.max_pages)
         })
     }
-    fn extent(&mut self, op: crate::hypercall::Extent, domid: u16, gfn: u64, order: u32) -> bool {
+    fn extent(&mut self, op: Extent, domid: u16, gfn: u64, order: u32) -> bool {
         let d = crate::domain::registry::domain_or_self(self.dom, domid);
         let Some(d) = d else { return false };
         let n = self.deferred.len();
-        let ok = crate::memory::reservation::extent(&d, op, gfn, order, &mut self.deferred);
-        if self.deferred.len() != n || op == crate::hypercall::Extent::Decrease {
+        let ok = match op {
+            Extent::Increase => reservation::increase(&d, order),
+            Extent::Decrease => reservation::decrease(&d, gfn, order, &mut self.deferred),
+            Extent::Populate => reservation::populate(&d, gfn, order, &mut self.deferred),
+        };
+        if self.deferred.len() != n || op == Extent::Decrease {
             self.flush_tlb = true;
             if d.id != self.dom.id {
                 // Another domain's p2m changed: its vCPUs drop their

@@ -65,3 +65,14 @@ pub fn release_frames(mfn: u64, n: u64) {
         }
     }
 }
+
+/// Work left for after every vCPU of a domain has dropped its cached
+/// translations of a page (the caller runs it: a released frame through
+/// [`release_frames`], a grant pin through `grant::map`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deferred {
+    /// A frame the domain gave up (freed unless something refers to it).
+    Release(u64),
+    /// A grant mapping's pin and frame reference.
+    Unpin { granter: u16, gref: u32, readonly: bool, mfn: u64 },
+}

@@ -3,8 +3,8 @@
 //! and access to it as guest memory (`DomainMemory`).
 
 use crate::arch::x86_64::hvm::npt::{Npt, P2mType};
-use crate::domain::lifecycle::CreateError;
-use crate::domain::{Deferred, DomainInner};
+use crate::domain::DomainInner;
+use crate::memory::frame_ref::Deferred;
 use crate::memory::guest_mem::{GuestPhysical, MemFault};
 use crate::mm::phys::{alloc_frames, free_frames, phys_to_virt};
 use alloc::vec::Vec;
@@ -72,8 +72,12 @@ impl GuestPhysical for DomainMemory<'_> {
     }
 }
 
-fn zero_frames(mfn: u64, count: u64) -> Result<(), CreateError> {
-    let v = phys_to_virt(mfn << 12).ok_or(CreateError::OutOfMemory)?;
+/// No host memory (or p2m table budget) was left for the guest's RAM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfMemory;
+
+fn zero_frames(mfn: u64, count: u64) -> Result<(), OutOfMemory> {
+    let v = phys_to_virt(mfn << 12).ok_or(OutOfMemory)?;
     // SAFETY: freshly allocated frames, direct-mapped, not yet visible to
     // any guest.
     unsafe { core::ptr::write_bytes(v as *mut u8, 0, (count << 12) as usize) };
@@ -82,7 +86,7 @@ fn zero_frames(mfn: u64, count: u64) -> Result<(), CreateError> {
 
 /// Gives the domain `count` zeroed frames at `gfn`, in 2 MiB blocks where
 /// the guest address is aligned for them.
-pub fn populate(p2m: &mut Npt, gfn: u64, count: u64) -> Result<(), CreateError> {
+pub fn populate(p2m: &mut Npt, gfn: u64, count: u64) -> Result<(), OutOfMemory> {
     let end = gfn + count;
     let mut g = gfn;
     while g < end {
@@ -93,16 +97,16 @@ pub fn populate(p2m: &mut Npt, gfn: u64, count: u64) -> Result<(), CreateError> 
             zero_frames(phys >> 12, 512)?;
             if p2m.map(g, phys >> 12, 512, P2mType::Ram).is_err() {
                 let _ = free_frames(phys, 512);
-                return Err(CreateError::OutOfMemory);
+                return Err(OutOfMemory);
             }
             g += 512;
             continue;
         }
-        let phys = alloc_frames(0).ok_or(CreateError::OutOfMemory)?;
+        let phys = alloc_frames(0).ok_or(OutOfMemory)?;
         zero_frames(phys >> 12, 1)?;
         if p2m.map(g, phys >> 12, 1, P2mType::Ram).is_err() {
             let _ = free_frames(phys, 1);
-            return Err(CreateError::OutOfMemory);
+            return Err(OutOfMemory);
         }
         g += 1;
     }

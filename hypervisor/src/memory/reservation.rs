@@ -1,89 +1,114 @@
 //! Memory reservation on real domains: one extent of
-//! increase_reservation, decrease_reservation or populate_physmap.
+//! increase_reservation, decrease_reservation or populate_physmap. Each
+//! answers whether the extent was done; the first that is not ends the
+//! hypercall (`hypercall::memory_op` counts them).
 
 use crate::arch::x86_64::hvm::npt::{GPA_BITS, P2mType};
-use crate::domain::{Deferred, Domain};
+use crate::domain::Domain;
+use crate::memory::frame_ref::Deferred;
 use crate::memory::physmap::replaceable;
 use crate::mm::phys::{alloc_frames, free_frames, phys_to_virt};
 use alloc::vec::Vec;
 
-/// One extent of a reservation operation on `d`; false stops the
-/// operation.
-pub fn extent(d: &Domain, op: crate::hypercall::Extent, gfn: u64, order: u32, deferred: &mut Vec<Deferred>) -> bool {
-    use crate::hypercall::Extent;
+/// Whether an extent of 2^order frames at `gfn` is aligned and inside the
+/// guest-physical address space.
+fn extent_fits(gfn: u64, order: u32) -> bool {
     let n = 1u64 << order;
-    if op != Extent::Increase && (gfn & (n - 1) != 0 || (gfn + n) >> (GPA_BITS - 12) != 0) {
+    gfn & (n - 1) == 0 && (gfn + n) >> (GPA_BITS - 12) == 0
+}
+
+/// 2^order zeroed frames for the domain, within its maximum: the first
+/// host frame.
+fn fresh_frames(ram_pages: u64, max_pages: u64, order: u32) -> Option<u64> {
+    let n = 1u64 << order;
+    if ram_pages + n > max_pages {
+        return None;
+    }
+    let phys = alloc_frames(order as usize)?;
+    let Some(va) = phys_to_virt(phys) else {
+        let _ = free_frames(phys, n);
+        return None;
+    };
+    // SAFETY: freshly allocated frames, not yet visible to a guest.
+    unsafe { core::ptr::write_bytes(va as *mut u8, 0, (n << 12) as usize) };
+    Some(phys >> 12)
+}
+
+/// increase_reservation: 2^order frames the domain owns but that are placed
+/// nowhere (a translated guest's increase, as in Xen); freed with the
+/// domain.
+pub fn increase(d: &Domain, order: u32) -> bool {
+    let mut i = d.inner.lock();
+    let Some(mfn) = fresh_frames(i.ram_pages, i.max_pages, order) else { return false };
+    let n = 1u64 << order;
+    i.unplaced.push((mfn, n));
+    i.ram_pages += n;
+    true
+}
+
+/// decrease_reservation: the domain gives up its RAM at the extent; the
+/// frames are released once no vCPU can reach them (`deferred`).
+pub fn decrease(d: &Domain, gfn: u64, order: u32, deferred: &mut Vec<Deferred>) -> bool {
+    if !extent_fits(gfn, order) {
         return false;
     }
+    let n = 1u64 << order;
     let mut i = d.inner.lock();
-    match op {
-        Extent::Decrease => {
-            let Some(p2m) = i.p2m.as_mut() else { return false };
-            for g in gfn..gfn + n {
-                match p2m.lookup(g) {
-                    Some((_, t)) if t.owned() => {}
-                    _ => return false,
-                }
-            }
-            for g in gfn..gfn + n {
-                if let Ok(Some((mfn, _))) = p2m.clear(g) {
-                    deferred.push(Deferred::Release(mfn));
-                }
-            }
-            i.ram_pages -= n;
-            i.p2m_gen += 1;
-            true
-        }
-        Extent::Increase | Extent::Populate => {
-            if i.ram_pages + n > i.max_pages {
-                return false;
-            }
-            let Some(phys) = alloc_frames(order as usize) else { return false };
-            let Some(va) = phys_to_virt(phys) else {
-                let _ = free_frames(phys, n);
-                return false;
-            };
-            // SAFETY: freshly allocated frames, not yet visible to a guest.
-            unsafe { core::ptr::write_bytes(va as *mut u8, 0, (n << 12) as usize) };
-            let mfn = phys >> 12;
-            if op == Extent::Increase {
-                // Owned but placed nowhere (a translated guest's increase,
-                // as in Xen); freed with the domain.
-                i.unplaced.push((mfn, n));
-                i.ram_pages += n;
-                return true;
-            }
-            let Some(p2m) = i.p2m.as_mut() else {
-                let _ = free_frames(phys, n);
-                return false;
-            };
-            if !(gfn..gfn + n).all(|g| replaceable(p2m.lookup(g))) {
-                let _ = free_frames(phys, n);
-                return false;
-            }
-            let mut replaced = 0;
-            for (k, g) in (gfn..gfn + n).enumerate() {
-                match p2m.set(g, mfn + k as u64, P2mType::Ram) {
-                    Ok(Some((old, t))) if t.owned() => {
-                        deferred.push(Deferred::Release(old));
-                        replaced += 1;
-                    }
-                    Ok(_) => {}
-                    Err(_) => {
-                        // Out of p2m table budget: undo this extent.
-                        for g2 in gfn..g {
-                            let _ = p2m.clear(g2);
-                        }
-                        let _ = free_frames(phys, n);
-                        i.ram_pages -= replaced;
-                        i.p2m_gen += 1;
-                        return false;
-                    }
-                }
-            }
-            i.ram_pages = i.ram_pages - replaced + n;
-            i.p2m_gen += 1;
-            true
+    let Some(p2m) = i.p2m.as_mut() else { return false };
+    for g in gfn..gfn + n {
+        match p2m.lookup(g) {
+            Some((_, t)) if t.owned() => {}
+            _ => return false,
         }
     }
+    for g in gfn..gfn + n {
+        if let Ok(Some((mfn, _))) = p2m.clear(g) {
+            deferred.push(Deferred::Release(mfn));
+        }
+    }
+    i.ram_pages -= n;
+    i.p2m_gen += 1;
+    true
+}
+
+/// populate_physmap: new zeroed RAM at the extent, over nothing or the
+/// domain's own RAM (released once no vCPU can reach it).
+pub fn populate(d: &Domain, gfn: u64, order: u32, deferred: &mut Vec<Deferred>) -> bool {
+    if !extent_fits(gfn, order) {
+        return false;
+    }
+    let n = 1u64 << order;
+    let mut i = d.inner.lock();
+    let Some(mfn) = fresh_frames(i.ram_pages, i.max_pages, order) else { return false };
+    let Some(p2m) = i.p2m.as_mut() else {
+        let _ = free_frames(mfn << 12, n);
+        return false;
+    };
+    if !(gfn..gfn + n).all(|g| replaceable(p2m.lookup(g))) {
+        let _ = free_frames(mfn << 12, n);
+        return false;
+    }
+    let mut replaced = 0;
+    for (k, g) in (gfn..gfn + n).enumerate() {
+        match p2m.set(g, mfn + k as u64, P2mType::Ram) {
+            Ok(Some((old, t))) if t.owned() => {
+                deferred.push(Deferred::Release(old));
+                replaced += 1;
+            }
+            Ok(_) => {}
+            Err(_) => {
+                // Out of p2m table budget: undo this extent.
+                for g2 in gfn..g {
+                    let _ = p2m.clear(g2);
+                }
+                let _ = free_frames(mfn << 12, n);
+                i.ram_pages -= replaced;
+                i.p2m_gen += 1;
+                return false;
+            }
+        }
+    }
+    i.ram_pages = i.ram_pages - replaced + n;
+    i.p2m_gen += 1;
+    true
 }

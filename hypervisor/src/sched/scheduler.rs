@@ -1,6 +1,7 @@
-//! The scheduler on the real CPUs: the credit policy (`common::credit`)
-//! behind one lock, each CPU's loop (pick, run, account, idle), software
-//! timers, and waking, blocking and kicking vCPUs across CPUs.
+//! The scheduler on the real CPUs: the credit policy (`sched::credit`)
+//! behind one lock, what each CPU runs next (its loop is
+//! `arch::x86_64::hvm::cpu_loop`), software timers, and waking, blocking
+//! and kicking vCPUs across CPUs.
 //!
 //! Blocking and waking meet under the scheduler lock, so a wake-up cannot
 //! be lost between a vCPU deciding to block and blocking: the blocker
@@ -19,13 +20,16 @@ use crate::util::cpumask::{CpuMask, MAX_CPUS};
 use crate::util::timer_queue::TimerQueue;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use spin::Mutex;
 use xen_abi::vcpu::{RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE, RUNSTATE_RUNNING};
 
 static SCHED: Mutex<Credit> = Mutex::new(Credit::new());
 /// Entity id -> (domain, vCPU).
-static ENTITIES: Mutex<Vec<Option<(Arc<Domain>, u32)>>> = Mutex::new(Vec::new());
+static ENTITIES: Mutex<Vec<Option<Entity>>> = Mutex::new(Vec::new());
+
+/// What a scheduler entity is: a domain's vCPU.
+type Entity = (Arc<Domain>, u32);
 
 /// What a software timer does when it fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -34,8 +38,8 @@ pub enum TimerKind {
     Periodic,
     Vlapic,
     Poll,
-    /// The boot CPU looks at the serial line for console input.
-    SerialInput,
+    /// Periodic hypervisor work registered with [`every`] (its index).
+    Service(u32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -71,11 +75,6 @@ static PCPUS: [Pcpu; MAX_CPUS] = [const {
     }
 }; MAX_CPUS];
 
-/// Set when the last domain is gone; the boot CPU then ends the machine.
-static MACHINE_EXIT: AtomicBool = AtomicBool::new(false);
-/// Domains still to be destroyed, plus one until the boot has created
-/// them all (early domains may end before the last is built).
-static LIVE_DOMAINS: AtomicU32 = AtomicU32::new(1);
 /// `sched_report=` interval (0: off) and when it was last printed.
 static REPORT_NS: AtomicU64 = AtomicU64::new(0);
 static REPORT_LAST: AtomicU64 = AtomicU64::new(0);
@@ -117,7 +116,6 @@ pub fn set_report_interval(ms: u64) {
 
 /// Hands a new domain's vCPUs to the scheduler (runnable ones wake).
 pub fn add_domain(dom: &Arc<Domain>) {
-    LIVE_DOMAINS.fetch_add(1, Ordering::AcqRel);
     let mut kicks = CpuMask::empty();
     {
         let mut ents = ENTITIES.lock();
@@ -223,8 +221,8 @@ pub fn bring_up(v: &VcpuShared) {
 
 /// A domain stopped running (shut down or crashed): its vCPUs that are
 /// not on a CPU leave the scheduler now, the others at their next exit.
-pub fn domain_stopped(domid: u16) {
-    let Some(dom) = domain::registry::find(domid) else { return };
+/// Returns how many left now.
+pub fn domain_stopped(dom: &Domain) -> u32 {
     let mut kicks = CpuMask::empty();
     let mut gone = 0;
     {
@@ -246,64 +244,34 @@ pub fn domain_stopped(domid: u16) {
             gone += 1;
         }
     }
-    for _ in 0..gone {
-        release_one(&dom);
-    }
     send_kicks(&kicks);
+    gone
 }
 
-/// A running vCPU of a stopped domain leaves the scheduler.
-fn leave(dom: &Arc<Domain>, v: &VcpuShared) {
-    {
-        let mut s = SCHED.lock();
-        let mut ents = ENTITIES.lock();
-        let id = v.sched_id.swap(usize::MAX, Ordering::AcqRel);
-        if id == usize::MAX {
-            return;
-        }
-        s.remove(id);
-        if let Some(e) = ents.get_mut(id) {
-            *e = None;
-        }
+/// A running vCPU of a stopped domain leaves the scheduler; false if it
+/// already had.
+fn leave(v: &VcpuShared) -> bool {
+    let mut s = SCHED.lock();
+    let mut ents = ENTITIES.lock();
+    let id = v.sched_id.swap(usize::MAX, Ordering::AcqRel);
+    if id == usize::MAX {
+        return false;
     }
-    release_one(dom);
-}
-
-/// One vCPU of a dead domain is gone; the last releases the domain.
-fn release_one(dom: &Arc<Domain>) {
-    if dom.live.fetch_sub(1, Ordering::AcqRel) != 1 {
-        return;
+    s.remove(id);
+    if let Some(e) = ents.get_mut(id) {
+        *e = None;
     }
-    if !matches!(dom.inner.lock().state, domain::DomainState::Dead(_)) {
-        return;
+    true
+}
+
+/// Makes CPU `cpu` look at its work at once (its loop, or the exit from the
+/// guest it runs).
+pub fn kick_cpu(cpu: usize) {
+    if cpu == this() {
+        pcpu(cpu).need_resched.store(true, Ordering::Release);
+    } else if let Some(p) = percpu::get(cpu) {
+        lapic::send_ipi(p.apic_id, lapic::VECTOR_RESCHED);
     }
-    let pages = dom.inner.lock().ram_pages;
-    domain::lifecycle::destroy(dom);
-    log::info!("domain {} ({}) destroyed; {} MiB returned", dom.id, dom.name, pages >> 8);
-    drop_live();
-}
-
-/// The boot has handed every domain to the scheduler: once they are all
-/// gone, the machine ends.
-pub fn boot_done() {
-    drop_live();
-}
-
-fn drop_live() {
-    if LIVE_DOMAINS.fetch_sub(1, Ordering::AcqRel) == 1 {
-        MACHINE_EXIT.store(true, Ordering::Release);
-        // The boot CPU ends the machine.
-        if this() != 0
-            && let Some(p) = percpu::get(0)
-        {
-            lapic::send_ipi(p.apic_id, lapic::VECTOR_RESCHED);
-        }
-    }
-}
-
-/// Whether every domain is gone.
-pub fn machine_exit_requested() -> bool {
-    MACHINE_EXIT.load(Ordering::Acquire)
 }
 
 /// Arms a software timer on this CPU.
@@ -386,21 +354,33 @@ impl Pcpu {
     }
 }
 
-/// How often serial input is looked for.
-const SERIAL_POLL_NS: u64 = 20_000_000;
+/// Periodic hypervisor work: (period, what to do).
+static SERVICES: Mutex<Vec<Service>> = Mutex::new(Vec::new());
 
-/// Starts looking for serial input for domain consoles (on the boot CPU).
-pub fn start_serial_input() {
+/// A period and the work done every period.
+type Service = (u64, fn());
+
+/// Runs `work` every `period_ns` on this CPU (serial input polling, say),
+/// from its timer interrupts.
+pub fn every(period_ns: u64, work: fn()) {
+    let index = {
+        let mut s = SERVICES.lock();
+        s.push((period_ns, work));
+        s.len() as u32 - 1
+    };
     add_timer(
-        time::now_ns() + SERIAL_POLL_NS,
-        TimerItem { dom: 0, vcpu: 0, kind: TimerKind::SerialInput, generation: 0 },
+        time::now_ns() + period_ns,
+        TimerItem { dom: 0, vcpu: 0, kind: TimerKind::Service(index), generation: 0 },
     );
 }
 
 fn fire(item: TimerItem, now: u64) {
-    if item.kind == TimerKind::SerialInput {
-        crate::console::input::poll_serial_input();
-        add_timer(now + SERIAL_POLL_NS, item);
+    if let TimerKind::Service(index) = item.kind {
+        let service = SERVICES.lock().get(index as usize).copied();
+        if let Some((period, work)) = service {
+            work();
+            add_timer(now + period, item);
+        }
         return;
     }
     let Some(dom) = domain::registry::find(item.dom) else { return };
@@ -439,7 +419,7 @@ fn fire(item: TimerItem, now: u64) {
             drop(t);
             v.set_flag(vflags::POLL_DONE);
         }
-        TimerKind::SerialInput => return,
+        TimerKind::Service(_) => return,
         TimerKind::Vlapic => {
             drop(t);
             let mut l = v.vlapic.lock();
@@ -515,60 +495,57 @@ pub fn kick_and_wait(cpus: &CpuMask) {
     }
 }
 
-/// Each CPU's loop: pick, run, account; idle when there is nothing.
-pub fn cpu_loop(cpu: u32) -> ! {
-    let cpu = cpu as usize;
+/// What this CPU runs next (the policy's pick, with the end of its slice
+/// and this CPU's next timer armed), or None to idle.
+pub fn pick_next(cpu: usize) -> Option<(Arc<Domain>, u32)> {
     let p = pcpu(cpu);
-    loop {
-        softirqs();
-        if cpu == 0 && MACHINE_EXIT.load(Ordering::Acquire) {
-            crate::boot::start::machine_exit();
-        }
-        maybe_report();
-        let now = time::now_ns();
-        p.need_resched.store(false, Ordering::Release);
-        let pick = SCHED.lock().schedule(cpu, now);
-        send_kicks(&pick.kicks);
-        let mut until = pick.until.unwrap_or(0);
-        // CPU 0 prints sched_report= lines even when it idles.
-        let every = REPORT_NS.load(Ordering::Relaxed);
-        if cpu == 0 && every != 0 {
-            let next = REPORT_LAST.load(Ordering::Relaxed) + every;
-            until = if until == 0 { next } else { until.min(next) };
-        }
-        p.slice_end.store(until, Ordering::Relaxed);
-        program_timer(cpu);
-        let entity = pick.next.and_then(|id| ENTITIES.lock().get(id).cloned().flatten());
-        match entity {
-            Some((dom, vid)) => {
-                crate::arch::x86_64::hvm::run::run_vcpu(&dom, vid);
-                if let Some(v) = dom.vcpu(vid)
-                    && !dom.is_running()
-                {
-                    if matches!(dom.inner.lock().state, domain::DomainState::Dead(_)) {
-                        leave(&dom, v);
-                    } else {
-                        // Suspended: it stays, out of the run queues.
-                        SCHED.lock().sleep(v.sched_id.load(Ordering::Acquire));
-                    }
-                }
-            }
-            None => {
-                p.idle.store(true, Ordering::Release);
-                if !p.need_resched.load(Ordering::Acquire) && !p.timer_due.load(Ordering::Acquire) {
-                    // SAFETY: waits for the next interrupt with interrupts
-                    // enabled; handlers only set flags.
-                    unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
-                }
-                p.idle.store(false, Ordering::Release);
-            }
-        }
+    let now = time::now_ns();
+    p.need_resched.store(false, Ordering::Release);
+    let pick = SCHED.lock().schedule(cpu, now);
+    send_kicks(&pick.kicks);
+    let mut until = pick.until.unwrap_or(0);
+    // CPU 0 prints sched_report= lines even when it idles.
+    let every = REPORT_NS.load(Ordering::Relaxed);
+    if cpu == 0 && every != 0 {
+        let next = REPORT_LAST.load(Ordering::Relaxed) + every;
+        until = if until == 0 { next } else { until.min(next) };
     }
+    p.slice_end.store(until, Ordering::Relaxed);
+    program_timer(cpu);
+    pick.next.and_then(|id| ENTITIES.lock().get(id).cloned().flatten())
+}
+
+/// After vCPU `vid` of `dom` ran: if its domain stopped, a dead domain's
+/// vCPU leaves the scheduler (true: it left now), a suspended one's stays,
+/// out of the run queues.
+pub fn after_run(dom: &Domain, vid: u32) -> bool {
+    let Some(v) = dom.vcpu(vid) else { return false };
+    if dom.is_running() {
+        return false;
+    }
+    if matches!(dom.inner.lock().state, domain::DomainState::Dead(_)) {
+        leave(v)
+    } else {
+        SCHED.lock().sleep(v.sched_id.load(Ordering::Acquire));
+        false
+    }
+}
+
+/// Nothing to run: wait for the next interrupt unless work is already due.
+pub fn idle(cpu: usize) {
+    let p = pcpu(cpu);
+    p.idle.store(true, Ordering::Release);
+    if !p.need_resched.load(Ordering::Acquire) && !p.timer_due.load(Ordering::Acquire) {
+        // SAFETY: waits for the next interrupt with interrupts enabled;
+        // handlers only set flags.
+        unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+    }
+    p.idle.store(false, Ordering::Release);
 }
 
 /// `sched_report=`: each domain's CPU time (the scheduler's accounting)
 /// and its share of the time since the last report.
-fn maybe_report() {
+pub fn maybe_report() {
     let every = REPORT_NS.load(Ordering::Relaxed);
     if every == 0 || this() != 0 {
         return;

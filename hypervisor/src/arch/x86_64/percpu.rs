@@ -8,7 +8,7 @@
 //! (IPIs, kicks).
 
 use super::cpu::{MSR_GS_BASE, wrmsr};
-use crate::util::cpumask::MAX_CPUS;
+use crate::util::cpumask::{CpuMask, MAX_CPUS};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 #[repr(C)]
@@ -149,4 +149,33 @@ pub fn set_current_vmcs(pa: u64) {
     if let Some(p) = this_cpu() {
         p.current_vmcs.store(pa, Ordering::Relaxed);
     }
+}
+
+/// CPUs that have started, and which.
+static ONLINE: AtomicU32 = AtomicU32::new(1);
+static ONLINE_MASK: [AtomicU64; MAX_CPUS / 64] = [const { AtomicU64::new(0) }; MAX_CPUS / 64];
+
+pub fn online_count() -> u32 {
+    ONLINE.load(Ordering::Acquire)
+}
+
+pub fn online_mask() -> CpuMask {
+    let mut m = CpuMask::empty();
+    for (w, word) in ONLINE_MASK.iter().enumerate() {
+        let bits = word.load(Ordering::Acquire);
+        for b in 0..64 {
+            if bits & (1 << b) != 0 {
+                m.set(w * 64 + b);
+            }
+        }
+    }
+    m
+}
+
+/// A CPU came up (the boot CPU counts from the start).
+pub fn mark_online(cpu: u32) {
+    if cpu != 0 {
+        ONLINE.fetch_add(1, Ordering::AcqRel);
+    }
+    ONLINE_MASK[cpu as usize / 64].fetch_or(1 << (cpu % 64), Ordering::AcqRel);
 }

@@ -3,7 +3,9 @@
 
 use super::cpu::{self, inb, outb};
 use crate::acpi;
+use crate::cmdline::ExitAction;
 use crate::time::delay_us;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 const SLP_EN: u64 = 1 << 13;
 const SCI_EN: u64 = 1;
@@ -92,4 +94,33 @@ pub fn reboot() -> ! {
 pub fn halt() -> ! {
     log::info!("System halted.");
     cpu::halt_forever()
+}
+
+/// Stops every other CPU (panic, power-off, reboot): each takes an NMI and
+/// halts for good.
+pub fn stop_others() {
+    if super::percpu::online_count() <= 1 {
+        return;
+    }
+    STOPPING.store(true, Ordering::SeqCst);
+    super::lapic::send_nmi_all_but_self();
+    delay_us(10_000);
+}
+
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Called by the NMI handler: a CPU told to stop does not come back.
+pub fn nmi_should_stop() -> bool {
+    STOPPING.load(Ordering::SeqCst)
+}
+
+/// Ends the machine: every other CPU stops, then this one powers off,
+/// halts or reboots.
+pub fn end_machine(action: ExitAction) -> ! {
+    stop_others();
+    match action {
+        ExitAction::PowerOff => power_off(),
+        ExitAction::Halt => halt(),
+        ExitAction::Reboot => reboot(),
+    }
 }

@@ -11,11 +11,10 @@
 
 use super::cpu;
 use super::lapic;
-use super::percpu::{self, PerCpu};
+use super::percpu::{self};
 use crate::mm::phys::{alloc_cpu_stack, phys_to_virt};
 use crate::mm::ranges::Range;
-use crate::util::cpumask::{CpuMask, MAX_CPUS};
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Pages the trampoline needs below 1 MiB: code and data, then the PML4,
 /// PDPT and page directory of its temporary page table.
@@ -132,8 +131,6 @@ unsafe extern "C" {
 }
 
 static TRAMPOLINE: AtomicU64 = AtomicU64::new(0);
-static ONLINE: AtomicU32 = AtomicU32::new(1);
-static ONLINE_MASK: [AtomicU64; MAX_CPUS / 64] = [const { AtomicU64::new(0) }; MAX_CPUS / 64];
 /// Set once a CPU has finished its own set-up.
 static STARTED: AtomicBool = AtomicBool::new(false);
 /// What every started CPU runs when it is ready (the scheduler's loop).
@@ -160,30 +157,9 @@ pub fn set_trampoline(phys: u64) {
     TRAMPOLINE.store(phys, Ordering::Relaxed);
 }
 
-pub fn online_count() -> u32 {
-    ONLINE.load(Ordering::Acquire)
-}
-
-pub fn online_mask() -> CpuMask {
-    let mut m = CpuMask::empty();
-    for (w, word) in ONLINE_MASK.iter().enumerate() {
-        let bits = word.load(Ordering::Acquire);
-        for b in 0..64 {
-            if bits & (1 << b) != 0 {
-                m.set(w * 64 + b);
-            }
-        }
-    }
-    m
-}
-
-fn mark_online(cpu: u32) {
-    ONLINE_MASK[cpu as usize / 64].fetch_or(1 << (cpu % 64), Ordering::AcqRel);
-}
-
 /// The boot CPU is online from the start.
 pub fn init_bsp() {
-    mark_online(0);
+    percpu::mark_online(0);
 }
 
 fn tramp_data(base: u64) -> *mut u8 {
@@ -328,9 +304,8 @@ extern "C" fn ap_main(index: u64) -> ! {
     // Loading the segment registers cleared the GS base: set it now.
     percpu::enter(p);
     super::traps::load();
-    ap_setup(p);
-    mark_online(index);
-    ONLINE.fetch_add(1, Ordering::AcqRel);
+    ap_setup();
+    percpu::mark_online(index);
     STARTED.store(true, Ordering::Release);
     match AP_WORK.get() {
         Some(work) => work(index),
@@ -338,28 +313,7 @@ extern "C" fn ap_main(index: u64) -> ! {
     }
 }
 
-fn ap_setup(p: &PerCpu) {
+fn ap_setup() {
     super::fpu::init();
     lapic::init_this_cpu();
-    if let Err(e) = super::hvm::init_this_cpu() {
-        log::error!("CPU{}: virtualization: {e}", p.index);
-    }
-}
-
-/// Stops every other CPU (panic, power-off, reboot): each takes an NMI and
-/// halts for good.
-pub fn stop_others() {
-    if online_count() <= 1 {
-        return;
-    }
-    STOPPING.store(true, Ordering::SeqCst);
-    lapic::send_nmi_all_but_self();
-    crate::time::delay_us(10_000);
-}
-
-static STOPPING: AtomicBool = AtomicBool::new(false);
-
-/// Called by the NMI handler: a CPU told to stop does not come back.
-pub fn nmi_should_stop() -> bool {
-    STOPPING.load(Ordering::SeqCst)
 }

@@ -218,7 +218,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         }
         return;
     }
-    if v == VECTOR_NMI && super::smp::nmi_should_stop() {
+    if v == VECTOR_NMI && super::power::nmi_should_stop() {
         // Another CPU is stopping the machine (panic, power-off).
         cpu::halt_forever();
     }

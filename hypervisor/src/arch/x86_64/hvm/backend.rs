@@ -6,7 +6,7 @@ use super::npt::P2mFormat;
 use super::svm::{self, SvmVcpu};
 use super::vmx::{self, VmxVcpu};
 use crate::arch::x86_64::hvm::exit::VmExit;
-use crate::arch::x86_64::hvm::regs::GuestRegs;
+use crate::arch::x86_64::hvm::regs::{GuestRegs, Seg};
 use crate::cmdline::HvmChoice;
 use crate::memory::guest_mem::Paging;
 use core::fmt;
@@ -87,17 +87,6 @@ pub fn init_this_cpu() -> Result<(), &'static str> {
         Some(Backend::Vmx) => vmx::init_this_cpu().map_err(|_| "VMX could not be enabled"),
         None => Ok(()),
     }
-}
-
-/// Segment registers, by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Seg {
-    Es,
-    Cs,
-    Ss,
-    Ds,
-    Fs,
-    Gs,
 }
 
 pub enum HvmVcpu {

@@ -3,7 +3,7 @@
 //! reads and writes, the xAPIC page and IPIs, port and string I/O, the
 //! hypercall page, and the other vendor's hypercall instruction.
 
-use super::run::{Next, complete_hypercall, is_amd};
+use super::exit::Next;
 use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::hvm::exit::IoExit;
 use crate::arch::x86_64::hvm::msr;
@@ -145,31 +145,6 @@ pub(super) fn advance_to(v: &mut Vcpu, next: u64) {
     if v.arch.rflags() & (1 << 8) != 0 {
         v.arch.inject_exception(1, None);
     }
-}
-
-/// #UD in the guest: the other vendor's hypercall instruction is accepted
-/// (a guest migrated between vendors, or one that guessed wrong); anything
-/// else is the guest's own #UD.
-pub(super) fn invalid_opcode(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu) -> Next {
-    let mut bytes = [0u8; 15];
-    let n = fetch(dom, v, &mut bytes, false);
-    let other = if is_amd() { iced_x86::Code::Vmcall } else { iced_x86::Code::Vmmcall };
-    if let Some((code, _)) = insn::decode_code(&bytes[..n], v.arch.bitness())
-        && code == other
-    {
-        // An exception exit's next-RIP does not describe the instruction:
-        // decode its length.
-        let e = if is_amd() { Expected::Vmcall } else { Expected::Vmmcall };
-        let Ok(len) = insn::length(&bytes[..n], v.arch.bitness(), e) else {
-            v.arch.inject_exception(6, None);
-            return Next::Resume;
-        };
-        let rip = v.arch.rip();
-        advance_to(v, rip.wrapping_add(len as u64));
-        return complete_hypercall(dom, shared, v, rip);
-    }
-    v.arch.inject_exception(6, None);
-    Next::Resume
 }
 
 pub(super) fn rdmsr(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu) -> Next {
@@ -372,7 +347,7 @@ fn string_io(dom: &Arc<Domain>, v: &mut Vcpu, io: IoExit) -> Next {
     let paging = v.arch.paging();
     for _ in 0..count.min(1 << 16) {
         if io.input {
-            let addr = v.arch.segment_base(crate::arch::x86_64::hvm::Seg::Es).wrapping_add(v.regs.rdi & amask);
+            let addr = v.arch.segment_base(crate::arch::x86_64::hvm::regs::Seg::Es).wrapping_add(v.regs.rdi & amask);
             let ones = [0xffu8; 4];
             let i = dom.inner.lock();
             let ok = i.p2m.as_ref().is_some_and(|p2m| {
@@ -387,7 +362,8 @@ fn string_io(dom: &Arc<Domain>, v: &mut Vcpu, io: IoExit) -> Next {
             v.regs.rdi = (v.regs.rdi & !amask) | (rdi & amask);
         } else {
             if io.port == DEBUG_PORT {
-                let addr = v.arch.segment_base(crate::arch::x86_64::hvm::Seg::Ds).wrapping_add(v.regs.rsi & amask);
+                let addr =
+                    v.arch.segment_base(crate::arch::x86_64::hvm::regs::Seg::Ds).wrapping_add(v.regs.rsi & amask);
                 let mut b = [0u8; 4];
                 let i = dom.inner.lock();
                 let ok = i.p2m.as_ref().is_some_and(|p2m| {

@@ -1,5 +1,6 @@
-//! The one exit-reason enum: SVM (and later VMX) translate their hardware
-//! exits into `VmExit`, and common code handles each kind once.
+//! The one exit-reason enum: both backends (SVM, VMX) translate their
+//! hardware exits into `VmExit`, which `handle` handles once; `Next` is what
+//! the run loop does after it.
 
 /// How a nested page fault happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,4 +75,15 @@ pub enum VmExit {
         info1: u64,
         info2: u64,
     },
+}
+
+/// What the run loop does after an exit was handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Resume,
+    Yield,
+    Block,
+    /// The vCPU goes down (VCPUOP_down on itself, HLT with IF clear).
+    Down,
+    Stop,
 }

@@ -50,23 +50,6 @@ impl TimeScale {
     }
 }
 
-/// Seconds since 1970-01-01 00:00:00 UTC for a calendar date and time, or
-/// None if a field is out of range.
-pub fn unix_time(year: u32, month: u32, day: u32, hour: u32, min: u32, sec: u32) -> Option<u64> {
-    if !(1970..=9999).contains(&year) || !(1..=12).contains(&month) || hour > 23 || min > 59 || sec > 60 {
-        return None;
-    }
-    let leap = |y: u32| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
-    let mdays = [31, if leap(year) { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    if day == 0 || day > mdays[month as usize - 1] {
-        return None;
-    }
-    let mut days: u64 = (1970..year).map(|y| if leap(y) { 366 } else { 365 }).sum();
-    days += mdays[..month as usize - 1].iter().map(|&d| d as u64).sum::<u64>();
-    days += day as u64 - 1;
-    Some(days * 86_400 + hour as u64 * 3600 + min as u64 * 60 + sec as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,16 +77,5 @@ mod tests {
         let ns = s.ticks_to_ns(day) as i64;
         assert!((ns - 86_400_000_000_000).abs() < 1_000_000, "a day is a day to within a millisecond: {ns}");
         assert_eq!(s.ticks_to_ns(0), 0);
-    }
-
-    #[test]
-    fn calendar_to_unix_time() {
-        assert_eq!(unix_time(1970, 1, 1, 0, 0, 0), Some(0));
-        assert_eq!(unix_time(2000, 3, 1, 0, 0, 0), Some(951_868_800));
-        assert_eq!(unix_time(2026, 11, 22, 12, 34, 56), Some(1_795_350_896));
-        assert_eq!(unix_time(2024, 2, 29, 23, 59, 59), Some(1_709_251_199));
-        assert_eq!(unix_time(2023, 2, 29, 0, 0, 0), None);
-        assert_eq!(unix_time(2026, 13, 1, 0, 0, 0), None);
-        assert_eq!(unix_time(1969, 12, 31, 0, 0, 0), None);
     }
 }

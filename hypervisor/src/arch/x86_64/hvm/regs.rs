@@ -1,5 +1,17 @@
-//! A virtual CPU: guest registers, run state and the hardware backend's
-//! per-vCPU state.
+//! A guest's registers as the backends and the run loop exchange them:
+//! general registers (shared with the world-switch assembly) and segment
+//! names.
+
+/// Segment registers, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seg {
+    Es,
+    Cs,
+    Ss,
+    Ds,
+    Fs,
+    Gs,
+}
 
 /// Guest general registers. The layout is shared with the world-switch
 /// assembly of both backends (rsp lives in the VMCB/VMCS, and on SVM rax

@@ -3,16 +3,10 @@
 //! an interrupt window is asked for), host interrupts are taken after each
 //! exit, and the scheduler (`common::sched`) decides when the vCPU leaves.
 
-use super::emulate::{apic_mmio, invalid_opcode, port_io, rdmsr, skip, wrmsr};
-use crate::arch::x86_64::cpu;
-use crate::arch::x86_64::hvm::cpuid::{CpuidContext, guest_cpuid};
-use crate::arch::x86_64::hvm::exit::VmExit;
+use super::exit::Next;
+use super::handle::handle_exit;
 use crate::arch::x86_64::hvm::vcpu_init::InitialState;
-use crate::arch::x86_64::hvm::vlapic::{self};
-use crate::arch::x86_64::insn::Expected;
-use crate::domain::{self, Domain, RunState, Vcpu, VcpuShared, vflags};
-use crate::hypercall::env::HcEnv;
-use crate::hypercall::{self, Call, Outcome};
+use crate::domain::{Domain, RunState, Vcpu, VcpuShared, vflags};
 use crate::memory::guest_mem::{self};
 use crate::memory::physmap::DomainMemory;
 use crate::sched;
@@ -23,16 +17,6 @@ fn irq_window() {
     // SAFETY: the hypervisor's handlers run on this stack; interrupts are
     // enabled for one instruction only.
     unsafe { core::arch::asm!("sti", "nop", "cli", options(nomem, nostack)) };
-}
-
-/// What the exit handler wants.
-pub(super) enum Next {
-    Resume,
-    Yield,
-    Block,
-    /// The vCPU goes down (VCPUOP_down on itself, HLT with IF clear).
-    Down,
-    Stop,
 }
 
 /// Runs vCPU `vid` of `dom` on this CPU until the scheduler wants the CPU
@@ -236,195 +220,5 @@ fn deliver_interrupts(dom: &Domain, shared: &VcpuShared, v: &mut Vcpu) {
     }
     if upcall || l.has_irr() {
         shared.irq_hint.store(true, Ordering::Release);
-    }
-}
-
-fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, exit: VmExit) -> Next {
-    match exit {
-        VmExit::Hypercall => hypercall(dom, shared, v, if is_amd() { Expected::Vmmcall } else { Expected::Vmcall }),
-        VmExit::Cpuid => {
-            let ctx = CpuidContext {
-                vcpu_id: v.id,
-                domid: dom.id,
-                nr_vcpus: dom.vcpus.len() as u32,
-                tsc_khz: crate::time::tsc_khz() as u32,
-                host_tsc_reliable: cpu::features().invariant_tsc,
-            };
-            let r = guest_cpuid(cpu::cpuid, v.regs.rax as u32, v.regs.rcx as u32, &ctx);
-            v.regs.rax = r.eax as u64;
-            v.regs.rbx = r.ebx as u64;
-            v.regs.rcx = r.ecx as u64;
-            v.regs.rdx = r.edx as u64;
-            skip(dom, v, Expected::Cpuid)
-        }
-        VmExit::Rdmsr => rdmsr(dom, shared, v),
-        VmExit::Wrmsr => wrmsr(dom, shared, v),
-        VmExit::Io(io) => port_io(dom, v, io),
-        VmExit::Hlt => {
-            let interrupts_on = v.arch.rflags() & (1 << 9) != 0;
-            let r = skip(dom, v, Expected::Hlt);
-            if !matches!(r, Next::Resume) {
-                return r;
-            }
-            // Halting with interrupts off only an NMI could end: Xen takes
-            // it as the vCPU going offline.
-            if interrupts_on { Next::Block } else { Next::Down }
-        }
-        VmExit::NestedPageFault { gpa, access }
-            if (vlapic::DEFAULT_BASE..vlapic::DEFAULT_BASE + 0x1000).contains(&gpa) =>
-        {
-            apic_mmio(dom, shared, v, gpa, access.write)
-        }
-        VmExit::NestedPageFault { gpa, access } => {
-            let kind = if access.fetch {
-                "instruction fetch"
-            } else if access.write {
-                "write"
-            } else {
-                "read"
-            };
-            dom.crash(format_args!(
-                "{kind} of guest-physical {gpa:#x}{} at rip {:#x}: not the domain's memory",
-                if access.in_guest_walk { " (in its page-table walk)" } else { "" },
-                v.arch.rip()
-            ));
-            Next::Stop
-        }
-        VmExit::Exception { vector: 6, .. } => invalid_opcode(dom, shared, v),
-        VmExit::Exception { vector, error_code, cr2 } => {
-            if vector == 18 {
-                dom.crash(format_args!("machine check while it ran"));
-                return Next::Stop;
-            }
-            // #DB and #AC are intercepted only so that a guest cannot wedge
-            // the CPU in an exception loop: hand them back.
-            if vector == 14 {
-                v.arch.set_cr2(cr2);
-            }
-            v.arch.inject_exception(vector, error_code);
-            Next::Resume
-        }
-        VmExit::ExternalInterrupt | VmExit::SliceExpired | VmExit::Nmi | VmExit::InterruptWindow | VmExit::Handled => {
-            Next::Resume
-        }
-        VmExit::Shutdown => {
-            dom.crash(format_args!("triple fault at rip {:#x}", v.arch.rip()));
-            Next::Stop
-        }
-        // INVD would drop the host's dirty cache lines; WBINVD is costly
-        // and the guest has no device memory to write back: both are nops.
-        VmExit::Invd => skip(dom, v, Expected::Invd),
-        VmExit::Wbinvd => skip(dom, v, Expected::Wbinvd),
-        VmExit::Pause => skip(dom, v, Expected::Pause),
-        // XSAVE is not offered to guests.
-        VmExit::Xsetbv => {
-            v.arch.inject_exception(6, None);
-            Next::Resume
-        }
-        VmExit::Undefined(_) => {
-            v.arch.inject_exception(6, None);
-            Next::Resume
-        }
-        VmExit::InvalidState => {
-            let mut w = crate::console::serial::LockedWriter::new();
-            let _ = core::fmt::Write::write_fmt(
-                &mut w,
-                format_args!("domain {} vCPU {}: the CPU refused its state:\n", dom.id, v.id),
-            );
-            v.arch.dump(&mut w);
-            drop(w);
-            dom.crash(format_args!("invalid vCPU state"));
-            Next::Stop
-        }
-        VmExit::Unknown { code, info1, info2 } => {
-            dom.crash(format_args!(
-                "unexpected exit {code:#x} (info {info1:#x} {info2:#x}) at rip {:#x}",
-                v.arch.rip()
-            ));
-            Next::Stop
-        }
-    }
-}
-
-/// The hypercall instruction of the backend in use: VMMCALL on SVM,
-/// VMCALL on VMX (guests pick by CPU vendor, which matches).
-pub(super) fn is_amd() -> bool {
-    crate::arch::x86_64::hvm::backend() == Some(crate::arch::x86_64::hvm::Backend::Svm)
-}
-
-fn hypercall(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, insn: Expected) -> Next {
-    let rip = v.arch.rip();
-    let after = skip(dom, v, insn);
-    if !matches!(after, Next::Resume) {
-        return after;
-    }
-    complete_hypercall(dom, shared, v, rip)
-}
-
-/// Runs the hypercall in the vCPU's registers; RIP already points past the
-/// instruction at `rip`.
-pub(super) fn complete_hypercall(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, rip: u64) -> Next {
-    let long_mode = v.arch.bitness() == 64;
-    let nr = if long_mode { v.regs.rax } else { v.regs.rax & 0xffff_ffff };
-    let call = Call { nr, args: v.regs.hypercall_args(long_mode), long_mode };
-    let cpl = v.arch.cpl();
-    let mut env = HcEnv::new(dom, shared, &v.arch);
-    let outcome = hypercall::dispatch(&mut env, call, cpl);
-    let HcEnv { flush_tlb, deferred, .. } = env;
-    if flush_tlb || !deferred.is_empty() {
-        flush_then_free(dom, v, flush_tlb, deferred);
-    }
-    match outcome {
-        Outcome::Done(r) => {
-            v.regs.set_hypercall_result(long_mode, r);
-            Next::Resume
-        }
-        Outcome::Continue(args) => {
-            // Run the same hypercall again with what is left.
-            v.regs.set_hypercall_args(long_mode, args);
-            v.arch.set_rip(rip);
-            Next::Resume
-        }
-        Outcome::Yield => {
-            v.regs.set_hypercall_result(long_mode, 0);
-            Next::Yield
-        }
-        Outcome::Block => {
-            v.regs.set_hypercall_result(long_mode, 0);
-            Next::Block
-        }
-        Outcome::Down => {
-            v.regs.set_hypercall_result(long_mode, 0);
-            Next::Down
-        }
-        Outcome::Shutdown(reason) => {
-            dom.shutdown(reason);
-            Next::Stop
-        }
-    }
-}
-
-/// After a hypercall that changed the p2m: every vCPU of the domain drops
-/// its translations before it runs again (those on other CPUs leave their
-/// guests now, so a page the p2m no longer maps is not used through a
-/// stale entry); only then are the frames it unmapped freed.
-#[cold]
-#[inline(never)]
-fn flush_then_free(dom: &Domain, v: &mut Vcpu, flush_tlb: bool, deferred: alloc::vec::Vec<domain::Deferred>) {
-    if flush_tlb {
-        v.arch.flush_tlb();
-        v.fetch_cache = None;
-        let mut running = crate::util::cpumask::CpuMask::empty();
-        for o in dom.vcpus.iter().filter(|o| o.id != v.id) {
-            o.set_flag(vflags::FLUSH);
-            let on = o.running_on.load(core::sync::atomic::Ordering::Acquire);
-            if on != 0 {
-                running.set(on as usize - 1);
-            }
-        }
-        sched::kick_and_wait(&running);
-    }
-    for d in deferred {
-        d.run();
     }
 }

@@ -10,7 +10,7 @@
 pub mod vmcb;
 
 use self::vmcb::*;
-use super::Seg;
+use super::regs::Seg;
 use crate::arch::x86_64::cpu::{self, cpuid, rdmsr, wrmsr};
 use crate::arch::x86_64::hvm::exit::{IoExit, NpfAccess, VmExit};
 use crate::arch::x86_64::hvm::regs::GuestRegs;

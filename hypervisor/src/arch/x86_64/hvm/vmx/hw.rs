@@ -4,9 +4,9 @@
 use super::caps::*;
 use super::vmcs::*;
 use crate::arch::x86_64::cpu::{self, rdmsr, wrmsr};
-use crate::arch::x86_64::hvm::Seg;
 use crate::arch::x86_64::hvm::exit::{IoExit, NpfAccess, VmExit};
 use crate::arch::x86_64::hvm::regs::GuestRegs;
+use crate::arch::x86_64::hvm::regs::Seg;
 use crate::arch::x86_64::hvm::vcpu_init::{ATTR_P, InitialState};
 use crate::arch::x86_64::insn::Expected;
 use crate::arch::x86_64::percpu;
@@ -34,7 +34,7 @@ const EFER_LMA: u64 = 1 << 10;
 
 pub fn detect() -> Result<VmxFeatures, VmxError> {
     let f = cpu::features();
-    evaluate(f.vendor == cpu::Vendor::Intel, f.vmx, |m| rdmsr(m))
+    evaluate(f.vendor == cpu::Vendor::Intel, f.vmx, rdmsr)
 }
 
 static FEATURES: spin::Once<VmxFeatures> = spin::Once::new();

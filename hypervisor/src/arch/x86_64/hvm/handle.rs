@@ -1,0 +1,237 @@
+//! Handling every exit once, whatever the backend: `VmExit` in, what the
+//! run loop does next out. Hypercalls are dispatched here (their TLB
+//! flushes and deferred frees done before the vCPU runs again);
+//! instruction-level work is `emulate`'s.
+
+use super::emulate::{advance_to, apic_mmio, fetch, port_io, rdmsr, skip, wrmsr};
+use super::exit::{Next, VmExit};
+use crate::arch::x86_64::cpu;
+use crate::arch::x86_64::hvm::cpuid::{CpuidContext, guest_cpuid};
+use crate::arch::x86_64::hvm::vlapic;
+use crate::arch::x86_64::insn::{self, Expected};
+use crate::domain::{Domain, Vcpu, VcpuShared, vflags};
+use crate::hypercall::env::HcEnv;
+use crate::hypercall::{self, Call, Outcome};
+use crate::memory::frame_ref::{Deferred, release_frames};
+use crate::sched;
+use alloc::sync::Arc;
+
+pub(super) fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, exit: VmExit) -> Next {
+    match exit {
+        VmExit::Hypercall => hypercall(dom, shared, v, if is_amd() { Expected::Vmmcall } else { Expected::Vmcall }),
+        VmExit::Cpuid => {
+            let ctx = CpuidContext {
+                vcpu_id: v.id,
+                domid: dom.id,
+                nr_vcpus: dom.vcpus.len() as u32,
+                tsc_khz: crate::time::tsc_khz() as u32,
+                host_tsc_reliable: cpu::features().invariant_tsc,
+            };
+            let r = guest_cpuid(cpu::cpuid, v.regs.rax as u32, v.regs.rcx as u32, &ctx);
+            v.regs.rax = r.eax as u64;
+            v.regs.rbx = r.ebx as u64;
+            v.regs.rcx = r.ecx as u64;
+            v.regs.rdx = r.edx as u64;
+            skip(dom, v, Expected::Cpuid)
+        }
+        VmExit::Rdmsr => rdmsr(dom, shared, v),
+        VmExit::Wrmsr => wrmsr(dom, shared, v),
+        VmExit::Io(io) => port_io(dom, v, io),
+        VmExit::Hlt => {
+            let interrupts_on = v.arch.rflags() & (1 << 9) != 0;
+            let r = skip(dom, v, Expected::Hlt);
+            if !matches!(r, Next::Resume) {
+                return r;
+            }
+            // Halting with interrupts off only an NMI could end: Xen takes
+            // it as the vCPU going offline.
+            if interrupts_on { Next::Block } else { Next::Down }
+        }
+        VmExit::NestedPageFault { gpa, access }
+            if (vlapic::DEFAULT_BASE..vlapic::DEFAULT_BASE + 0x1000).contains(&gpa) =>
+        {
+            apic_mmio(dom, shared, v, gpa, access.write)
+        }
+        VmExit::NestedPageFault { gpa, access } => {
+            let kind = if access.fetch {
+                "instruction fetch"
+            } else if access.write {
+                "write"
+            } else {
+                "read"
+            };
+            dom.crash(format_args!(
+                "{kind} of guest-physical {gpa:#x}{} at rip {:#x}: not the domain's memory",
+                if access.in_guest_walk { " (in its page-table walk)" } else { "" },
+                v.arch.rip()
+            ));
+            Next::Stop
+        }
+        VmExit::Exception { vector: 6, .. } => invalid_opcode(dom, shared, v),
+        VmExit::Exception { vector, error_code, cr2 } => {
+            if vector == 18 {
+                dom.crash(format_args!("machine check while it ran"));
+                return Next::Stop;
+            }
+            // #DB and #AC are intercepted only so that a guest cannot wedge
+            // the CPU in an exception loop: hand them back.
+            if vector == 14 {
+                v.arch.set_cr2(cr2);
+            }
+            v.arch.inject_exception(vector, error_code);
+            Next::Resume
+        }
+        VmExit::ExternalInterrupt | VmExit::SliceExpired | VmExit::Nmi | VmExit::InterruptWindow | VmExit::Handled => {
+            Next::Resume
+        }
+        VmExit::Shutdown => {
+            dom.crash(format_args!("triple fault at rip {:#x}", v.arch.rip()));
+            Next::Stop
+        }
+        // INVD would drop the host's dirty cache lines; WBINVD is costly
+        // and the guest has no device memory to write back: both are nops.
+        VmExit::Invd => skip(dom, v, Expected::Invd),
+        VmExit::Wbinvd => skip(dom, v, Expected::Wbinvd),
+        VmExit::Pause => skip(dom, v, Expected::Pause),
+        // XSAVE is not offered to guests.
+        VmExit::Xsetbv => {
+            v.arch.inject_exception(6, None);
+            Next::Resume
+        }
+        VmExit::Undefined(_) => {
+            v.arch.inject_exception(6, None);
+            Next::Resume
+        }
+        VmExit::InvalidState => {
+            let mut w = crate::console::serial::LockedWriter::new();
+            let _ = core::fmt::Write::write_fmt(
+                &mut w,
+                format_args!("domain {} vCPU {}: the CPU refused its state:\n", dom.id, v.id),
+            );
+            v.arch.dump(&mut w);
+            drop(w);
+            dom.crash(format_args!("invalid vCPU state"));
+            Next::Stop
+        }
+        VmExit::Unknown { code, info1, info2 } => {
+            dom.crash(format_args!(
+                "unexpected exit {code:#x} (info {info1:#x} {info2:#x}) at rip {:#x}",
+                v.arch.rip()
+            ));
+            Next::Stop
+        }
+    }
+}
+
+/// The hypercall instruction of the backend in use: VMMCALL on SVM,
+/// VMCALL on VMX (guests pick by CPU vendor, which matches).
+fn is_amd() -> bool {
+    crate::arch::x86_64::hvm::backend() == Some(crate::arch::x86_64::hvm::Backend::Svm)
+}
+
+fn hypercall(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, insn: Expected) -> Next {
+    let rip = v.arch.rip();
+    let after = skip(dom, v, insn);
+    if !matches!(after, Next::Resume) {
+        return after;
+    }
+    complete_hypercall(dom, shared, v, rip)
+}
+
+/// Runs the hypercall in the vCPU's registers; RIP already points past the
+/// instruction at `rip`.
+fn complete_hypercall(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, rip: u64) -> Next {
+    let long_mode = v.arch.bitness() == 64;
+    let nr = if long_mode { v.regs.rax } else { v.regs.rax & 0xffff_ffff };
+    let call = Call { nr, args: v.regs.hypercall_args(long_mode), long_mode };
+    let cpl = v.arch.cpl();
+    let mut env = HcEnv::new(dom, shared, &v.arch);
+    let outcome = hypercall::dispatch(&mut env, call, cpl);
+    let HcEnv { flush_tlb, deferred, .. } = env;
+    if flush_tlb || !deferred.is_empty() {
+        flush_then_free(dom, v, flush_tlb, deferred);
+    }
+    match outcome {
+        Outcome::Done(r) => {
+            v.regs.set_hypercall_result(long_mode, r);
+            Next::Resume
+        }
+        Outcome::Continue(args) => {
+            // Run the same hypercall again with what is left.
+            v.regs.set_hypercall_args(long_mode, args);
+            v.arch.set_rip(rip);
+            Next::Resume
+        }
+        Outcome::Yield => {
+            v.regs.set_hypercall_result(long_mode, 0);
+            Next::Yield
+        }
+        Outcome::Block => {
+            v.regs.set_hypercall_result(long_mode, 0);
+            Next::Block
+        }
+        Outcome::Down => {
+            v.regs.set_hypercall_result(long_mode, 0);
+            Next::Down
+        }
+        Outcome::Shutdown(reason) => {
+            dom.shutdown(reason);
+            Next::Stop
+        }
+    }
+}
+
+/// After a hypercall that changed the p2m: every vCPU of the domain drops
+/// its translations before it runs again (those on other CPUs leave their
+/// guests now, so a page the p2m no longer maps is not used through a
+/// stale entry); only then are the frames it unmapped freed.
+#[cold]
+#[inline(never)]
+fn flush_then_free(dom: &Domain, v: &mut Vcpu, flush_tlb: bool, deferred: alloc::vec::Vec<Deferred>) {
+    if flush_tlb {
+        v.arch.flush_tlb();
+        v.fetch_cache = None;
+        let mut running = crate::util::cpumask::CpuMask::empty();
+        for o in dom.vcpus.iter().filter(|o| o.id != v.id) {
+            o.set_flag(vflags::FLUSH);
+            let on = o.running_on.load(core::sync::atomic::Ordering::Acquire);
+            if on != 0 {
+                running.set(on as usize - 1);
+            }
+        }
+        sched::kick_and_wait(&running);
+    }
+    for d in deferred {
+        match d {
+            Deferred::Release(mfn) => release_frames(mfn, 1),
+            Deferred::Unpin { granter, gref, readonly, mfn } => {
+                crate::grant::map::unpin_after_flush(granter, gref, readonly, mfn)
+            }
+        }
+    }
+}
+
+/// #UD in the guest: the other vendor's hypercall instruction is accepted
+/// (a guest migrated between vendors, or one that guessed wrong); anything
+/// else is the guest's own #UD.
+fn invalid_opcode(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu) -> Next {
+    let mut bytes = [0u8; 15];
+    let n = fetch(dom, v, &mut bytes, false);
+    let other = if is_amd() { iced_x86::Code::Vmcall } else { iced_x86::Code::Vmmcall };
+    if let Some((code, _)) = insn::decode_code(&bytes[..n], v.arch.bitness())
+        && code == other
+    {
+        // An exception exit's next-RIP does not describe the instruction:
+        // decode its length.
+        let e = if is_amd() { Expected::Vmcall } else { Expected::Vmmcall };
+        let Ok(len) = insn::length(&bytes[..n], v.arch.bitness(), e) else {
+            v.arch.inject_exception(6, None);
+            return Next::Resume;
+        };
+        let rip = v.arch.rip();
+        advance_to(v, rip.wrapping_add(len as u64));
+        return complete_hypercall(dom, shared, v, rip);
+    }
+    v.arch.inject_exception(6, None);
+    Next::Resume
+}
