@@ -240,7 +240,7 @@ pub extern "C" fn hv_start(mbi_phys: u64, load_delta: u64) -> ! {
     }
 
     fpu::init();
-    let virt_ok = match hvm::init(opts.hvm) {
+    let virt_ok = match hvm::init(opts.hvm, sched::credit::SLICE_NS) {
         Ok((_, line)) => {
             info!("{line}");
             true

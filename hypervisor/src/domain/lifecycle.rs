@@ -8,6 +8,7 @@ use crate::arch::x86_64::fpu::FxArea;
 use crate::arch::x86_64::hvm::npt::{Npt, P2mType};
 use crate::arch::x86_64::hvm::regs::GuestRegs;
 use crate::arch::x86_64::hvm::vcpu_init::InitialState;
+use crate::arch::x86_64::hvm::vendor::VendorVcpu;
 use crate::arch::x86_64::hvm::vlapic::VLapic;
 use crate::arch::x86_64::hvm::{self as arch_hvm, HvmVcpu};
 use crate::cmdline::ExitAction;

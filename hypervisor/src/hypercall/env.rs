@@ -3,6 +3,7 @@
 
 use crate::arch::x86_64::hvm::HvmVcpu;
 use crate::arch::x86_64::hvm::vcpu_init::InitialState;
+use crate::arch::x86_64::hvm::vendor::VendorVcpu;
 use crate::domain::registry::find;
 use crate::domain::{Domain, RunState, VcpuShared, vflags};
 use crate::hypercall::{Env, Extent};

@@ -64,7 +64,7 @@ static PATTERNS: [(u32, u32, usize); ALL.len()] = {
     let mut i = 0;
     while i < ALL.len() {
         assert!(ALL[i] as usize == i, "ALL is in declaration order");
-        let b = ALL[i].bytes();
+        let b = ALL[i].encoding();
         let mut v = 0u32;
         let mut k = 0;
         while k < b.len() {
@@ -79,7 +79,7 @@ static PATTERNS: [(u32, u32, usize); ALL.len()] = {
 
 impl Expected {
     /// The plain encoding (at most 4 bytes).
-    const fn bytes(self) -> &'static [u8] {
+    pub const fn encoding(self) -> &'static [u8] {
         match self {
             Expected::Vmmcall => &[0x0f, 0x01, 0xd9],
             Expected::Vmcall => &[0x0f, 0x01, 0xc1],
@@ -103,7 +103,7 @@ impl Expected {
         }
     }
 
-    fn matches(self, code: Code) -> bool {
+    pub fn matches(self, code: Code) -> bool {
         use Code::*;
         match self {
             Expected::Vmmcall => code == Vmmcall,
@@ -149,8 +149,8 @@ pub fn length(bytes: &[u8], bitness: u32, expected: Expected) -> Result<usize, I
         if u32::from_le_bytes(*head) & mask == want {
             return Ok(len);
         }
-    } else if bytes.starts_with(expected.bytes()) {
-        return Ok(expected.bytes().len());
+    } else if bytes.starts_with(expected.encoding()) {
+        return Ok(expected.encoding().len());
     }
     let mut d = Decoder::new(bitness, bytes, DecoderOptions::NONE);
     let insn = d.decode();

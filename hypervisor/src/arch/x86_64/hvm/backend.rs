@@ -1,12 +1,18 @@
-//! The hardware virtualization backend behind one interface: AMD-V (SVM)
-//! or Intel VT-x (VMX), chosen at boot by CPU vendor and features (or the
-//! `hvm=` option). Common code sees only `HvmVcpu` and `VmExit`.
+//! The hardware virtualization backend in use: AMD-V (`svm::Svm`) or
+//! Intel VT-x (`vmx::Vmx`), chosen at boot by CPU vendor and features (or
+//! the `hvm=` option), behind one vCPU type (`HvmVcpu`). Both implement the
+//! traits of `vendor`; neutral code sees only these functions, `HvmVcpu`
+//! and `VmExit`.
 
+use super::exit::VmExit;
 use super::npt::P2mFormat;
-use super::svm::{self, SvmVcpu};
-use super::vmx::{self, VmxVcpu};
-use crate::arch::x86_64::hvm::exit::VmExit;
-use crate::arch::x86_64::hvm::regs::{GuestRegs, Seg};
+use super::regs::{GuestRegs, Seg};
+use super::svm::{Svm, SvmVcpu};
+use super::vcpu_init::InitialState;
+use super::vendor::{HvmBackend, VendorVcpu};
+use super::vmx::{Vmx, VmxVcpu};
+use crate::arch::x86_64::insn::Expected;
+use crate::arch::x86_64::page_table::PageSize;
 use crate::cmdline::HvmChoice;
 use crate::memory::guest_mem::Paging;
 use core::fmt;
@@ -27,25 +33,40 @@ pub fn backend() -> Option<Backend> {
 /// The format of nested page tables for the backend in use.
 pub fn p2m_format() -> P2mFormat {
     match backend() {
-        Some(Backend::Vmx) => P2mFormat::Ept,
-        _ => P2mFormat::Npt,
+        Some(Backend::Vmx) => Vmx::p2m_format(),
+        _ => Svm::p2m_format(),
     }
 }
 
 /// The largest page the nested tables may use.
-pub fn p2m_largest() -> crate::arch::x86_64::page_table::PageSize {
-    use crate::arch::x86_64::page_table::PageSize;
+pub fn p2m_largest() -> PageSize {
     match backend() {
-        Some(Backend::Vmx) => vmx::ept_largest(),
-        _ if crate::arch::x86_64::cpu::features().page1g => PageSize::Size1G,
-        _ => PageSize::Size2M,
+        Some(Backend::Vmx) => Vmx::p2m_largest(),
+        _ => Svm::p2m_largest(),
+    }
+}
+
+/// The guest's native hypercall instruction.
+pub fn hypercall_insn() -> Expected {
+    match backend() {
+        Some(Backend::Vmx) => Vmx::HYPERCALL,
+        _ => Svm::HYPERCALL,
+    }
+}
+
+/// The other vendor's hypercall instruction, which a guest may still use
+/// (it reaches the hypervisor as #UD).
+pub fn foreign_hypercall_insn() -> Expected {
+    match backend() {
+        Some(Backend::Vmx) => Svm::HYPERCALL,
+        _ => Vmx::HYPERCALL,
     }
 }
 
 /// Why neither backend can run guests.
 pub struct NoBackend {
-    pub svm: Option<svm::SvmError>,
-    pub vmx: Option<vmx::VmxError>,
+    pub svm: Option<<Svm as HvmBackend>::Error>,
+    pub vmx: Option<<Vmx as HvmBackend>::Error>,
 }
 
 impl fmt::Display for NoBackend {
@@ -60,10 +81,11 @@ impl fmt::Display for NoBackend {
 }
 
 /// Enables the backend on this CPU: the one `choice` forces, or the one the
-/// CPU has. Returns a line describing it.
-pub fn init(choice: HvmChoice) -> Result<(Backend, alloc::string::String), NoBackend> {
-    let try_svm = || svm::init_cpu().map(|f| (Backend::Svm, svm::describe(&f)));
-    let try_vmx = || vmx::init_cpu().map(|f| (Backend::Vmx, vmx::describe(&f)));
+/// CPU has. Returns a line describing it. `slice_ns` is the scheduler's
+/// slice (a backend may need a backstop timer of its own).
+pub fn init(choice: HvmChoice, slice_ns: u64) -> Result<(Backend, alloc::string::String), NoBackend> {
+    let try_svm = || Svm::init_boot_cpu(slice_ns).map(|line| (Backend::Svm, line));
+    let try_vmx = || Vmx::init_boot_cpu(slice_ns).map(|line| (Backend::Vmx, line));
     let r = match choice {
         HvmChoice::Svm => try_svm().map_err(|e| NoBackend { svm: Some(e), vmx: None }),
         HvmChoice::Vmx => try_vmx().map_err(|e| NoBackend { svm: None, vmx: Some(e) }),
@@ -83,8 +105,8 @@ pub fn init(choice: HvmChoice) -> Result<(Backend, alloc::string::String), NoBac
 /// The backend on a CPU started after the boot CPU.
 pub fn init_this_cpu() -> Result<(), &'static str> {
     match backend() {
-        Some(Backend::Svm) => svm::init_this_cpu().map_err(|_| "SVM could not be enabled"),
-        Some(Backend::Vmx) => vmx::init_this_cpu().map_err(|_| "VMX could not be enabled"),
+        Some(Backend::Svm) => Svm::init_this_cpu().map_err(|_| "SVM could not be enabled"),
+        Some(Backend::Vmx) => Vmx::init_this_cpu().map_err(|_| "VMX could not be enabled"),
         None => Ok(()),
     }
 }
@@ -107,112 +129,110 @@ impl HvmVcpu {
     /// A vCPU of the backend in use over the p2m rooted at `p2m_root`.
     pub fn new(p2m_root: u64) -> Result<HvmVcpu, &'static str> {
         match backend() {
-            Some(Backend::Svm) => SvmVcpu::new(p2m_root).map(HvmVcpu::Svm).map_err(|_| "cannot set up an SVM vCPU"),
-            Some(Backend::Vmx) => VmxVcpu::new(p2m_root).map(HvmVcpu::Vmx).map_err(|_| "cannot set up a VMX vCPU"),
+            Some(Backend::Svm) => Svm::new_vcpu(p2m_root).map(HvmVcpu::Svm).map_err(|_| "cannot set up an SVM vCPU"),
+            Some(Backend::Vmx) => Vmx::new_vcpu(p2m_root).map(HvmVcpu::Vmx).map_err(|_| "cannot set up a VMX vCPU"),
             None => Err("no virtualization backend"),
         }
     }
+}
 
-    pub fn run(&mut self, regs: &mut GuestRegs) -> VmExit {
+/// Each operation goes to the backend's own (which the trait makes both
+/// have).
+impl VendorVcpu for HvmVcpu {
+    fn run(&mut self, regs: &mut GuestRegs) -> VmExit {
         dispatch!(self, v => v.run(regs))
     }
-    /// Loads a starting state (the caller also sets the general registers).
-    pub fn set_state(&mut self, s: &crate::arch::x86_64::hvm::vcpu_init::InitialState) {
+    fn set_state(&mut self, s: &InitialState) {
         dispatch!(self, v => v.set_state(s))
     }
-    pub fn interrupt_window_open(&self) -> bool {
+    fn interrupt_window_open(&self) -> bool {
         dispatch!(self, v => v.interrupt_window_open())
     }
-    pub fn inject_interrupt(&mut self, vector: u8) {
+    fn inject_interrupt(&mut self, vector: u8) {
         dispatch!(self, v => v.inject_interrupt(vector))
     }
-    pub fn set_interrupt_window(&mut self, on: bool) {
+    fn set_interrupt_window(&mut self, on: bool) {
         dispatch!(self, v => v.set_interrupt_window(on))
     }
-    pub fn inject_nmi(&mut self) {
+    fn inject_nmi(&mut self) {
         dispatch!(self, v => v.inject_nmi())
     }
-    pub fn tpr(&self) -> u64 {
+    fn tpr(&self) -> u64 {
         dispatch!(self, v => v.tpr())
     }
-    pub fn set_tpr(&mut self, tpr: u64) {
+    fn set_tpr(&mut self, tpr: u64) {
         dispatch!(self, v => v.set_tpr(tpr))
     }
-    /// After touching a vCPU that is not running (building it, starting
-    /// it): leave nothing of it cached on this CPU.
-    pub fn release(&mut self) {
+    fn release(&mut self) {
         dispatch!(self, v => v.release())
     }
-    pub fn rip(&self) -> u64 {
+    fn rip(&self) -> u64 {
         dispatch!(self, v => v.rip())
     }
-    pub fn set_rip(&mut self, rip: u64) {
+    fn set_rip(&mut self, rip: u64) {
         dispatch!(self, v => v.set_rip(rip))
     }
-    pub fn rflags(&self) -> u64 {
+    fn rflags(&self) -> u64 {
         dispatch!(self, v => v.rflags())
     }
-    pub fn cpl(&self) -> u8 {
+    fn cpl(&self) -> u8 {
         dispatch!(self, v => v.cpl())
     }
-    pub fn efer(&self) -> u64 {
+    fn efer(&self) -> u64 {
         dispatch!(self, v => v.efer())
     }
-    pub fn set_efer(&mut self, efer: u64) {
+    fn set_efer(&mut self, efer: u64) {
         dispatch!(self, v => v.set_efer(efer))
     }
-    pub fn pat(&self) -> u64 {
+    fn pat(&self) -> u64 {
         dispatch!(self, v => v.pat())
     }
-    pub fn set_pat(&mut self, pat: u64) {
+    fn set_pat(&mut self, pat: u64) {
         dispatch!(self, v => v.set_pat(pat))
     }
-    pub fn tsc_offset(&self) -> u64 {
+    fn tsc_offset(&self) -> u64 {
         dispatch!(self, v => v.tsc_offset())
     }
-    pub fn set_tsc_offset(&mut self, off: u64) {
+    fn set_tsc_offset(&mut self, off: u64) {
         dispatch!(self, v => v.set_tsc_offset(off))
     }
-    pub fn cr3(&self) -> u64 {
+    fn cr3(&self) -> u64 {
         dispatch!(self, v => v.cr3())
     }
-    pub fn paging(&self) -> Paging {
+    fn paging(&self) -> Paging {
         dispatch!(self, v => v.paging())
     }
-    pub fn bitness(&self) -> u32 {
+    fn bitness(&self) -> u32 {
         dispatch!(self, v => v.bitness())
     }
-    pub fn cs_base(&self) -> u64 {
+    fn cs_base(&self) -> u64 {
         dispatch!(self, v => v.cs_base())
     }
-    pub fn segment_base(&self, s: Seg) -> u64 {
+    fn segment_base(&self, s: Seg) -> u64 {
         dispatch!(self, v => v.segment_base(s))
     }
-    /// Where the instruction after the exiting one starts, when the
-    /// hardware says so.
-    pub fn next_rip(&self) -> Option<u64> {
+    fn next_rip(&self) -> Option<u64> {
         dispatch!(self, v => v.next_rip())
     }
-    pub fn clear_interrupt_shadow(&mut self) {
+    fn clear_interrupt_shadow(&mut self) {
         dispatch!(self, v => v.clear_interrupt_shadow())
     }
-    pub fn inject_exception(&mut self, vector: u8, error_code: Option<u32>) {
+    fn inject_exception(&mut self, vector: u8, error_code: Option<u32>) {
         dispatch!(self, v => v.inject_exception(vector, error_code))
     }
-    pub fn set_cr2(&mut self, cr2: u64) {
+    fn set_cr2(&mut self, cr2: u64) {
         dispatch!(self, v => v.set_cr2(cr2))
     }
-    pub fn flush_tlb(&mut self) {
+    fn flush_tlb(&mut self) {
         dispatch!(self, v => v.flush_tlb())
     }
-    /// Called when the vCPU gets the CPU and when it leaves it.
-    pub fn switch_in(&mut self) {
+    fn switch_in(&mut self) {
         dispatch!(self, v => v.switch_in())
     }
-    pub fn switch_out(&mut self) {
+    fn switch_out(&mut self) {
         dispatch!(self, v => v.switch_out())
     }
-    pub fn dump(&self, out: &mut impl fmt::Write) {
+    fn dump(&self, out: &mut impl fmt::Write) {
         dispatch!(self, v => v.dump(out))
     }
 }

@@ -8,6 +8,7 @@ use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::hvm::exit::IoExit;
 use crate::arch::x86_64::hvm::msr;
 use crate::arch::x86_64::hvm::vcpu_init::InitialState;
+use crate::arch::x86_64::hvm::vendor::VendorVcpu;
 use crate::arch::x86_64::hvm::vlapic::{self, Ipi, IpiKind};
 use crate::arch::x86_64::insn::{self, Expected};
 use crate::domain::{Domain, RunState, Vcpu, VcpuShared, vflags};
@@ -396,6 +397,5 @@ fn string_io(dom: &Arc<Domain>, v: &mut Vcpu, io: IoExit) -> Next {
 /// The hypercall page for the backend in use (vmmcall on SVM, vmcall on
 /// VMX).
 fn hypercall_page() -> [u8; 4096] {
-    use crate::arch::x86_64::hvm as arch_hvm;
-    crate::hypercall::page::hypercall_page(arch_hvm::backend() == Some(arch_hvm::Backend::Svm))
+    crate::hypercall::page::hypercall_page(super::hypercall_insn().encoding())
 }

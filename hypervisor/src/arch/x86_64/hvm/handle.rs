@@ -7,6 +7,7 @@ use super::emulate::{advance_to, apic_mmio, fetch, port_io, rdmsr, skip, wrmsr};
 use super::exit::{Next, VmExit};
 use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::hvm::cpuid::{CpuidContext, guest_cpuid};
+use crate::arch::x86_64::hvm::vendor::VendorVcpu;
 use crate::arch::x86_64::hvm::vlapic;
 use crate::arch::x86_64::insn::{self, Expected};
 use crate::domain::{Domain, Vcpu, VcpuShared, vflags};
@@ -18,7 +19,7 @@ use alloc::sync::Arc;
 
 pub(super) fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, exit: VmExit) -> Next {
     match exit {
-        VmExit::Hypercall => hypercall(dom, shared, v, if is_amd() { Expected::Vmmcall } else { Expected::Vmcall }),
+        VmExit::Hypercall => hypercall(dom, shared, v, super::hypercall_insn()),
         VmExit::Cpuid => {
             let ctx = CpuidContext {
                 vcpu_id: v.id,
@@ -123,12 +124,6 @@ pub(super) fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, 
     }
 }
 
-/// The hypercall instruction of the backend in use: VMMCALL on SVM,
-/// VMCALL on VMX (guests pick by CPU vendor, which matches).
-fn is_amd() -> bool {
-    crate::arch::x86_64::hvm::backend() == Some(crate::arch::x86_64::hvm::Backend::Svm)
-}
-
 fn hypercall(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, insn: Expected) -> Next {
     let rip = v.arch.rip();
     let after = skip(dom, v, insn);
@@ -217,14 +212,13 @@ fn flush_then_free(dom: &Domain, v: &mut Vcpu, flush_tlb: bool, deferred: alloc:
 fn invalid_opcode(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu) -> Next {
     let mut bytes = [0u8; 15];
     let n = fetch(dom, v, &mut bytes, false);
-    let other = if is_amd() { iced_x86::Code::Vmcall } else { iced_x86::Code::Vmmcall };
+    let other = super::foreign_hypercall_insn();
     if let Some((code, _)) = insn::decode_code(&bytes[..n], v.arch.bitness())
-        && code == other
+        && other.matches(code)
     {
         // An exception exit's next-RIP does not describe the instruction:
         // decode its length.
-        let e = if is_amd() { Expected::Vmcall } else { Expected::Vmmcall };
-        let Ok(len) = insn::length(&bytes[..n], v.arch.bitness(), e) else {
+        let Ok(len) = insn::length(&bytes[..n], v.arch.bitness(), other) else {
             v.arch.inject_exception(6, None);
             return Next::Resume;
         };

@@ -26,6 +26,8 @@ pub mod npt;
 pub mod run;
 #[cfg(target_os = "none")]
 pub mod svm;
+#[cfg(target_os = "none")]
+pub mod vendor;
 
 #[cfg(target_os = "none")]
 pub use backend::*;

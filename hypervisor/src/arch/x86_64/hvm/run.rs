@@ -6,6 +6,7 @@
 use super::exit::Next;
 use super::handle::handle_exit;
 use crate::arch::x86_64::hvm::vcpu_init::InitialState;
+use crate::arch::x86_64::hvm::vendor::VendorVcpu;
 use crate::domain::{Domain, RunState, Vcpu, VcpuShared, vflags};
 use crate::memory::guest_mem::{self};
 use crate::memory::physmap::DomainMemory;

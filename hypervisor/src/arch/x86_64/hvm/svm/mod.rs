@@ -13,9 +13,12 @@ use self::vmcb::*;
 use super::regs::Seg;
 use crate::arch::x86_64::cpu::{self, cpuid, rdmsr, wrmsr};
 use crate::arch::x86_64::hvm::exit::{IoExit, NpfAccess, VmExit};
+use crate::arch::x86_64::hvm::npt::P2mFormat;
 use crate::arch::x86_64::hvm::regs::GuestRegs;
 use crate::arch::x86_64::hvm::vcpu_init::InitialState;
+use crate::arch::x86_64::hvm::vendor::{HvmBackend, VendorVcpu};
 use crate::arch::x86_64::insn::Expected;
+use crate::arch::x86_64::page_table::PageSize;
 use crate::memory::guest_mem::Paging;
 use crate::mm::phys::{alloc_frames, alloc_zeroed_frame, free_frames, phys_to_virt};
 use core::fmt;
@@ -185,6 +188,35 @@ pub fn init_this_cpu() -> Result<(), SvmError> {
     Ok(())
 }
 
+/// AMD-V as the hypervisor's backend.
+pub struct Svm;
+
+impl HvmBackend for Svm {
+    type Vcpu = SvmVcpu;
+    type Error = SvmError;
+    const HYPERCALL: Expected = Expected::Vmmcall;
+
+    fn init_boot_cpu(_slice_ns: u64) -> Result<alloc::string::String, SvmError> {
+        init_cpu().map(|f| describe(&f))
+    }
+
+    fn init_this_cpu() -> Result<(), SvmError> {
+        init_this_cpu()
+    }
+
+    fn p2m_format() -> P2mFormat {
+        P2mFormat::Npt
+    }
+
+    fn p2m_largest() -> PageSize {
+        if cpu::features().page1g { PageSize::Size1G } else { PageSize::Size2M }
+    }
+
+    fn new_vcpu(p2m_root: u64) -> Result<SvmVcpu, SvmError> {
+        SvmVcpu::new(p2m_root)
+    }
+}
+
 static NEXT_ASID: AtomicU32 = AtomicU32::new(1);
 
 /// A vCPU's SVM state.
@@ -328,233 +360,8 @@ impl SvmVcpu {
         self.asid
     }
 
-    /// Loads an architectural starting state (the PVH entry, a real-mode
-    /// start after INIT and STARTUP, a VCPUOP_initialise context). The
-    /// VMCB's segment attributes use the same packing as `Segment::attr`.
-    pub fn set_state(&mut self, st: &InitialState) {
-        let v = &mut self.vmcb;
-        let seg = |s: &crate::arch::x86_64::hvm::vcpu_init::Segment| Segment {
-            selector: s.selector,
-            attrib: s.attr,
-            limit: s.limit,
-            base: s.base,
-        };
-        for (off, s) in [(ES, &st.es), (CS, &st.cs), (SS, &st.ss), (DS, &st.ds), (FS, &st.fs), (GS, &st.gs)] {
-            v.set_segment(off, seg(s));
-        }
-        v.set_segment(TR, seg(&st.tr));
-        v.set_segment(LDTR, seg(&st.ldtr));
-        v.set_segment(GDTR, Segment { selector: 0, attrib: 0, limit: st.gdtr.1, base: st.gdtr.0 });
-        v.set_segment(IDTR, Segment { selector: 0, attrib: 0, limit: st.idtr.1, base: st.idtr.0 });
-        v.write_u8(CPL, ((st.ss.attr >> 5) & 3) as u8);
-        v.write_u64(CR0, st.cr0);
-        v.write_u64(CR3, st.cr3);
-        v.write_u64(CR4, st.cr4);
-        v.write_u64(EFER, st.efer | EFER_SVME);
-        v.write_u64(RFLAGS, st.rflags);
-        v.write_u64(RIP, st.rip);
-        v.write_u64(RSP, st.regs.rsp);
-        v.write_u64(DR7, 0x400);
-        v.write_u64(CR2, 0);
-        v.write_u64(G_PAT, DEFAULT_PAT);
-        v.write_u64(EVENTINJ, 0);
-        v.write_u64(INTERRUPT_STATE, 0);
-        for off in [STAR, LSTAR, CSTAR, SFMASK, KERNEL_GS_BASE, SYSENTER_CS, SYSENTER_ESP, SYSENTER_EIP] {
-            v.write_u64(off, 0);
-        }
-        v.write_u64(V_INTR, V_INTR_MASKING);
-        self.set_interrupt_window(false);
-        self.flush = true;
-    }
-
-    /// Whether an external interrupt can be injected now: IF set, no
-    /// interrupt shadow, no event already being injected.
-    pub fn interrupt_window_open(&self) -> bool {
-        self.vmcb.read_u64(RFLAGS) & (1 << 9) != 0
-            && self.vmcb.read_u64(INTERRUPT_STATE) & 1 == 0
-            && self.vmcb.read_u64(EVENTINJ) & EVENT_VALID == 0
-    }
-
-    pub fn inject_interrupt(&mut self, vector: u8) {
-        self.vmcb.write_u64(EVENTINJ, EVENT_VALID | vector as u64);
-    }
-
-    /// Exit as soon as the guest can take an interrupt: a virtual
-    /// interrupt the guest cannot refuse by priority, intercepted when the
-    /// guest would take it (VINTR).
-    pub fn set_interrupt_window(&mut self, on: bool) {
-        let v = self.vmcb.read_u64(V_INTR);
-        let bits = V_IRQ | V_INTR_PRIO_MAX | V_IGN_TPR;
-        let want = if on { v | bits } else { v & !bits };
-        if want != v {
-            self.vmcb.write_u64(V_INTR, want);
-        }
-        let i = self.vmcb.read_u32(INTERCEPT_MISC1);
-        let want = if on { i | I1_VINTR } else { i & !I1_VINTR };
-        if want != i {
-            self.vmcb.write_u32(INTERCEPT_MISC1, want);
-        }
-    }
-
-    pub fn inject_nmi(&mut self) {
-        if self.vmcb.read_u64(EVENTINJ) & EVENT_VALID == 0 {
-            self.vmcb.write_u64(EVENTINJ, EVENT_VALID | EVENT_TYPE_NMI | 2);
-        }
-    }
-
-    /// The guest's task priority (CR8), which V_INTR_MASKING keeps in
-    /// V_TPR instead of the host's.
-    pub fn tpr(&self) -> u64 {
-        self.vmcb.read_u64(V_INTR) & 0xf
-    }
-
-    pub fn set_tpr(&mut self, tpr: u64) {
-        let v = self.vmcb.read_u64(V_INTR);
-        if v & 0xf != tpr & 0xf {
-            self.vmcb.write_u64(V_INTR, (v & !0xff) | (tpr & 0xf));
-        }
-    }
-
-    pub fn rip(&self) -> u64 {
-        self.vmcb.read_u64(RIP)
-    }
-    pub fn set_rip(&mut self, rip: u64) {
-        self.vmcb.write_u64(RIP, rip);
-    }
-    pub fn rflags(&self) -> u64 {
-        self.vmcb.read_u64(RFLAGS)
-    }
     pub fn set_rflags(&mut self, f: u64) {
         self.vmcb.write_u64(RFLAGS, f);
-    }
-    pub fn cpl(&self) -> u8 {
-        self.vmcb.read_u8(CPL)
-    }
-    /// Guest EFER as the guest sees it (SVME is the hypervisor's).
-    pub fn efer(&self) -> u64 {
-        self.vmcb.read_u64(EFER) & !EFER_SVME
-    }
-    pub fn set_efer(&mut self, efer: u64) {
-        self.vmcb.write_u64(EFER, efer | EFER_SVME);
-    }
-    pub fn pat(&self) -> u64 {
-        self.vmcb.read_u64(G_PAT)
-    }
-    pub fn set_pat(&mut self, pat: u64) {
-        self.vmcb.write_u64(G_PAT, pat);
-    }
-    pub fn tsc_offset(&self) -> u64 {
-        self.vmcb.read_u64(TSC_OFFSET)
-    }
-    pub fn set_tsc_offset(&mut self, off: u64) {
-        self.vmcb.write_u64(TSC_OFFSET, off);
-    }
-    pub fn cr3(&self) -> u64 {
-        self.vmcb.read_u64(CR3)
-    }
-    pub fn paging(&self) -> Paging {
-        Paging {
-            cr0: self.vmcb.read_u64(CR0),
-            cr3: self.vmcb.read_u64(CR3),
-            cr4: self.vmcb.read_u64(CR4),
-            efer: self.vmcb.read_u64(EFER),
-        }
-    }
-    /// 16, 32 or 64: the guest's current code size.
-    pub fn bitness(&self) -> u32 {
-        let cs = self.vmcb.segment(CS);
-        let lma = self.vmcb.read_u64(EFER) & (1 << 10) != 0;
-        if lma && cs.attrib & (1 << 9) != 0 {
-            64
-        } else if self.vmcb.read_u64(CR0) & 1 == 0 || cs.attrib & (1 << 10) == 0 {
-            16
-        } else {
-            32
-        }
-    }
-    pub fn cs_base(&self) -> u64 {
-        if self.bitness() == 64 { 0 } else { self.vmcb.segment(CS).base }
-    }
-    pub fn segment_base(&self, seg: Seg) -> u64 {
-        let off = match seg {
-            Seg::Es => ES,
-            Seg::Cs => CS,
-            Seg::Ss => SS,
-            Seg::Ds => DS,
-            Seg::Fs => FS,
-            Seg::Gs => GS,
-        };
-        self.vmcb.segment(off).base
-    }
-
-    /// VMLOAD/VMSAVE switch the guest's hidden state on every run; a vCPU
-    /// that comes from another CPU only needs its cached translations
-    /// dropped (that CPU's TLB may hold stale ones for its ASID).
-    pub fn switch_in(&mut self) {
-        let cpu = crate::arch::x86_64::percpu::cpu_index();
-        if self.last_cpu != Some(cpu) {
-            self.flush = true;
-            self.last_cpu = Some(cpu);
-        }
-        self.host_vmcb = crate::arch::x86_64::percpu::this_cpu().map_or(0, |p| p.host_vmcb.load(Ordering::Relaxed));
-    }
-    pub fn switch_out(&mut self) {}
-    /// Nothing is cached per CPU between runs.
-    pub fn release(&mut self) {}
-    /// Where the hardware says the next instruction starts, when it does.
-    pub fn next_rip(&self) -> Option<u64> {
-        if features().nrip_save { Some(self.vmcb.read_u64(NEXT_RIP)) } else { None }
-    }
-    /// Ends an interrupt shadow (after emulating the instruction under it).
-    pub fn clear_interrupt_shadow(&mut self) {
-        let s = self.vmcb.read_u64(INTERRUPT_STATE);
-        self.vmcb.write_u64(INTERRUPT_STATE, s & !1);
-    }
-
-    pub fn inject_exception(&mut self, vector: u8, error_code: Option<u32>) {
-        let mut ev = EVENT_VALID | EVENT_TYPE_EXCEPTION | vector as u64;
-        if let Some(code) = error_code {
-            ev |= EVENT_ERROR_VALID | (code as u64) << 32;
-        }
-        self.vmcb.write_u64(EVENTINJ, ev);
-    }
-
-    pub fn set_cr2(&mut self, cr2: u64) {
-        self.vmcb.write_u64(CR2, cr2);
-    }
-
-    /// Drops cached translations of this vCPU at the next entry.
-    pub fn flush_tlb(&mut self) {
-        self.flush = true;
-    }
-
-    /// Runs the guest until the next exit.
-    pub fn run(&mut self, regs: &mut GuestRegs) -> VmExit {
-        self.vmcb.write_u64(RAX, regs.rax);
-        self.vmcb.write_u64(RSP, regs.rsp);
-        let tlb = if self.flush || self.shared_asid {
-            if features().flush_by_asid { TLB_FLUSH_ASID } else { TLB_FLUSH_ALL }
-        } else {
-            TLB_NOTHING
-        };
-        self.vmcb.write_u8(TLB_CONTROL, tlb);
-        self.flush = false;
-        // QEMU and older CPUs keep no VMCB state cache; on CPUs that do,
-        // nothing may be reused because every field may have changed.
-        self.vmcb.write_u32(CLEAN_BITS, 0);
-        let host = self.host_vmcb;
-        // SAFETY: both VMCBs are valid, page-aligned and set up above;
-        // `regs` outlives the call; interrupts are off (the run loop's
-        // invariant).
-        unsafe { svm_vmrun(self.vmcb_phys, host, regs) };
-        regs.rax = self.vmcb.read_u64(RAX);
-        regs.rsp = self.vmcb.read_u64(RSP);
-        // An event the exit interrupted must still be delivered.
-        let pending = self.vmcb.read_u64(EXITINTINFO);
-        if pending & EVENT_VALID != 0 {
-            self.vmcb.write_u64(EVENTINJ, pending);
-        }
-        self.exit()
     }
 
     fn exit(&self) -> VmExit {
@@ -623,9 +430,255 @@ impl SvmVcpu {
             _ => VmExit::Unknown { code, info1, info2 },
         }
     }
+}
+
+impl VendorVcpu for SvmVcpu {
+    /// Loads an architectural starting state (the PVH entry, a real-mode
+    /// start after INIT and STARTUP, a VCPUOP_initialise context). The
+    /// VMCB's segment attributes use the same packing as `Segment::attr`.
+    fn set_state(&mut self, st: &InitialState) {
+        let v = &mut self.vmcb;
+        let seg = |s: &crate::arch::x86_64::hvm::vcpu_init::Segment| Segment {
+            selector: s.selector,
+            attrib: s.attr,
+            limit: s.limit,
+            base: s.base,
+        };
+        for (off, s) in [(ES, &st.es), (CS, &st.cs), (SS, &st.ss), (DS, &st.ds), (FS, &st.fs), (GS, &st.gs)] {
+            v.set_segment(off, seg(s));
+        }
+        v.set_segment(TR, seg(&st.tr));
+        v.set_segment(LDTR, seg(&st.ldtr));
+        v.set_segment(GDTR, Segment { selector: 0, attrib: 0, limit: st.gdtr.1, base: st.gdtr.0 });
+        v.set_segment(IDTR, Segment { selector: 0, attrib: 0, limit: st.idtr.1, base: st.idtr.0 });
+        v.write_u8(CPL, ((st.ss.attr >> 5) & 3) as u8);
+        v.write_u64(CR0, st.cr0);
+        v.write_u64(CR3, st.cr3);
+        v.write_u64(CR4, st.cr4);
+        v.write_u64(EFER, st.efer | EFER_SVME);
+        v.write_u64(RFLAGS, st.rflags);
+        v.write_u64(RIP, st.rip);
+        v.write_u64(RSP, st.regs.rsp);
+        v.write_u64(DR7, 0x400);
+        v.write_u64(CR2, 0);
+        v.write_u64(G_PAT, DEFAULT_PAT);
+        v.write_u64(EVENTINJ, 0);
+        v.write_u64(INTERRUPT_STATE, 0);
+        for off in [STAR, LSTAR, CSTAR, SFMASK, KERNEL_GS_BASE, SYSENTER_CS, SYSENTER_ESP, SYSENTER_EIP] {
+            v.write_u64(off, 0);
+        }
+        v.write_u64(V_INTR, V_INTR_MASKING);
+        self.set_interrupt_window(false);
+        self.flush = true;
+    }
+
+    /// Whether an external interrupt can be injected now: IF set, no
+    /// interrupt shadow, no event already being injected.
+    fn interrupt_window_open(&self) -> bool {
+        self.vmcb.read_u64(RFLAGS) & (1 << 9) != 0
+            && self.vmcb.read_u64(INTERRUPT_STATE) & 1 == 0
+            && self.vmcb.read_u64(EVENTINJ) & EVENT_VALID == 0
+    }
+
+    fn inject_interrupt(&mut self, vector: u8) {
+        self.vmcb.write_u64(EVENTINJ, EVENT_VALID | vector as u64);
+    }
+
+    /// Exit as soon as the guest can take an interrupt: a virtual
+    /// interrupt the guest cannot refuse by priority, intercepted when the
+    /// guest would take it (VINTR).
+    fn set_interrupt_window(&mut self, on: bool) {
+        let v = self.vmcb.read_u64(V_INTR);
+        let bits = V_IRQ | V_INTR_PRIO_MAX | V_IGN_TPR;
+        let want = if on { v | bits } else { v & !bits };
+        if want != v {
+            self.vmcb.write_u64(V_INTR, want);
+        }
+        let i = self.vmcb.read_u32(INTERCEPT_MISC1);
+        let want = if on { i | I1_VINTR } else { i & !I1_VINTR };
+        if want != i {
+            self.vmcb.write_u32(INTERCEPT_MISC1, want);
+        }
+    }
+
+    fn inject_nmi(&mut self) {
+        if self.vmcb.read_u64(EVENTINJ) & EVENT_VALID == 0 {
+            self.vmcb.write_u64(EVENTINJ, EVENT_VALID | EVENT_TYPE_NMI | 2);
+        }
+    }
+
+    /// The guest's task priority (CR8), which V_INTR_MASKING keeps in
+    /// V_TPR instead of the host's.
+    fn tpr(&self) -> u64 {
+        self.vmcb.read_u64(V_INTR) & 0xf
+    }
+
+    fn set_tpr(&mut self, tpr: u64) {
+        let v = self.vmcb.read_u64(V_INTR);
+        if v & 0xf != tpr & 0xf {
+            self.vmcb.write_u64(V_INTR, (v & !0xff) | (tpr & 0xf));
+        }
+    }
+
+    fn rip(&self) -> u64 {
+        self.vmcb.read_u64(RIP)
+    }
+
+    fn set_rip(&mut self, rip: u64) {
+        self.vmcb.write_u64(RIP, rip);
+    }
+
+    fn rflags(&self) -> u64 {
+        self.vmcb.read_u64(RFLAGS)
+    }
+
+    fn cpl(&self) -> u8 {
+        self.vmcb.read_u8(CPL)
+    }
+
+    /// Guest EFER as the guest sees it (SVME is the hypervisor's).
+    fn efer(&self) -> u64 {
+        self.vmcb.read_u64(EFER) & !EFER_SVME
+    }
+
+    fn set_efer(&mut self, efer: u64) {
+        self.vmcb.write_u64(EFER, efer | EFER_SVME);
+    }
+
+    fn pat(&self) -> u64 {
+        self.vmcb.read_u64(G_PAT)
+    }
+
+    fn set_pat(&mut self, pat: u64) {
+        self.vmcb.write_u64(G_PAT, pat);
+    }
+
+    fn tsc_offset(&self) -> u64 {
+        self.vmcb.read_u64(TSC_OFFSET)
+    }
+
+    fn set_tsc_offset(&mut self, off: u64) {
+        self.vmcb.write_u64(TSC_OFFSET, off);
+    }
+
+    fn cr3(&self) -> u64 {
+        self.vmcb.read_u64(CR3)
+    }
+
+    fn paging(&self) -> Paging {
+        Paging {
+            cr0: self.vmcb.read_u64(CR0),
+            cr3: self.vmcb.read_u64(CR3),
+            cr4: self.vmcb.read_u64(CR4),
+            efer: self.vmcb.read_u64(EFER),
+        }
+    }
+
+    /// 16, 32 or 64: the guest's current code size.
+    fn bitness(&self) -> u32 {
+        let cs = self.vmcb.segment(CS);
+        let lma = self.vmcb.read_u64(EFER) & (1 << 10) != 0;
+        if lma && cs.attrib & (1 << 9) != 0 {
+            64
+        } else if self.vmcb.read_u64(CR0) & 1 == 0 || cs.attrib & (1 << 10) == 0 {
+            16
+        } else {
+            32
+        }
+    }
+
+    fn cs_base(&self) -> u64 {
+        if self.bitness() == 64 { 0 } else { self.vmcb.segment(CS).base }
+    }
+
+    fn segment_base(&self, seg: Seg) -> u64 {
+        let off = match seg {
+            Seg::Es => ES,
+            Seg::Cs => CS,
+            Seg::Ss => SS,
+            Seg::Ds => DS,
+            Seg::Fs => FS,
+            Seg::Gs => GS,
+        };
+        self.vmcb.segment(off).base
+    }
+
+    /// VMLOAD/VMSAVE switch the guest's hidden state on every run; a vCPU
+    /// that comes from another CPU only needs its cached translations
+    /// dropped (that CPU's TLB may hold stale ones for its ASID).
+    fn switch_in(&mut self) {
+        let cpu = crate::arch::x86_64::percpu::cpu_index();
+        if self.last_cpu != Some(cpu) {
+            self.flush = true;
+            self.last_cpu = Some(cpu);
+        }
+        self.host_vmcb = crate::arch::x86_64::percpu::this_cpu().map_or(0, |p| p.host_vmcb.load(Ordering::Relaxed));
+    }
+
+    fn switch_out(&mut self) {}
+
+    /// Nothing is cached per CPU between runs.
+    fn release(&mut self) {}
+
+    /// Where the hardware says the next instruction starts, when it does.
+    fn next_rip(&self) -> Option<u64> {
+        if features().nrip_save { Some(self.vmcb.read_u64(NEXT_RIP)) } else { None }
+    }
+
+    /// Ends an interrupt shadow (after emulating the instruction under it).
+    fn clear_interrupt_shadow(&mut self) {
+        let s = self.vmcb.read_u64(INTERRUPT_STATE);
+        self.vmcb.write_u64(INTERRUPT_STATE, s & !1);
+    }
+
+    fn inject_exception(&mut self, vector: u8, error_code: Option<u32>) {
+        let mut ev = EVENT_VALID | EVENT_TYPE_EXCEPTION | vector as u64;
+        if let Some(code) = error_code {
+            ev |= EVENT_ERROR_VALID | (code as u64) << 32;
+        }
+        self.vmcb.write_u64(EVENTINJ, ev);
+    }
+
+    fn set_cr2(&mut self, cr2: u64) {
+        self.vmcb.write_u64(CR2, cr2);
+    }
+
+    /// Drops cached translations of this vCPU at the next entry.
+    fn flush_tlb(&mut self) {
+        self.flush = true;
+    }
+
+    /// Runs the guest until the next exit.
+    fn run(&mut self, regs: &mut GuestRegs) -> VmExit {
+        self.vmcb.write_u64(RAX, regs.rax);
+        self.vmcb.write_u64(RSP, regs.rsp);
+        let tlb = if self.flush || self.shared_asid {
+            if features().flush_by_asid { TLB_FLUSH_ASID } else { TLB_FLUSH_ALL }
+        } else {
+            TLB_NOTHING
+        };
+        self.vmcb.write_u8(TLB_CONTROL, tlb);
+        self.flush = false;
+        // QEMU and older CPUs keep no VMCB state cache; on CPUs that do,
+        // nothing may be reused because every field may have changed.
+        self.vmcb.write_u32(CLEAN_BITS, 0);
+        let host = self.host_vmcb;
+        // SAFETY: both VMCBs are valid, page-aligned and set up above;
+        // `regs` outlives the call; interrupts are off (the run loop's
+        // invariant).
+        unsafe { svm_vmrun(self.vmcb_phys, host, regs) };
+        regs.rax = self.vmcb.read_u64(RAX);
+        regs.rsp = self.vmcb.read_u64(RSP);
+        // An event the exit interrupted must still be delivered.
+        let pending = self.vmcb.read_u64(EXITINTINFO);
+        if pending & EVENT_VALID != 0 {
+            self.vmcb.write_u64(EVENTINJ, pending);
+        }
+        self.exit()
+    }
 
     /// The fields that matter when VMRUN refuses the guest state.
-    pub fn dump(&self, out: &mut impl fmt::Write) {
+    fn dump(&self, out: &mut impl fmt::Write) {
         let v = &self.vmcb;
         let seg = |o| v.segment(o);
         let _ = writeln!(

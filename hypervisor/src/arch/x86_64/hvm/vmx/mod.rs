@@ -16,8 +16,55 @@
 pub mod caps;
 #[cfg(target_os = "none")]
 mod hw;
+#[cfg(target_os = "none")]
+mod vcpu;
 pub mod vmcs;
 
 pub use caps::{VmxError, VmxFeatures, describe, evaluate};
 #[cfg(target_os = "none")]
 pub use hw::*;
+#[cfg(target_os = "none")]
+pub use vcpu::VmxVcpu;
+
+#[cfg(target_os = "none")]
+mod backend {
+    use super::hw::{SLICE_NS, ept_largest, init_cpu, init_this_cpu};
+    use super::{VmxError, VmxVcpu, describe};
+    use crate::arch::x86_64::hvm::npt::P2mFormat;
+    use crate::arch::x86_64::hvm::vendor::HvmBackend;
+    use crate::arch::x86_64::insn::Expected;
+    use crate::arch::x86_64::page_table::PageSize;
+    use core::sync::atomic::Ordering;
+
+    /// VT-x as the hypervisor's backend.
+    pub struct Vmx;
+
+    impl HvmBackend for Vmx {
+        type Vcpu = VmxVcpu;
+        type Error = VmxError;
+        const HYPERCALL: Expected = Expected::Vmcall;
+
+        fn init_boot_cpu(slice_ns: u64) -> Result<alloc::string::String, VmxError> {
+            SLICE_NS.store(slice_ns, Ordering::Relaxed);
+            init_cpu().map(|f| describe(&f))
+        }
+
+        fn init_this_cpu() -> Result<(), VmxError> {
+            init_this_cpu()
+        }
+
+        fn p2m_format() -> P2mFormat {
+            P2mFormat::Ept
+        }
+
+        fn p2m_largest() -> PageSize {
+            ept_largest()
+        }
+
+        fn new_vcpu(p2m_root: u64) -> Result<VmxVcpu, VmxError> {
+            VmxVcpu::new(p2m_root)
+        }
+    }
+}
+#[cfg(target_os = "none")]
+pub use backend::Vmx;
