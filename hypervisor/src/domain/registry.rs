@@ -4,7 +4,6 @@ use super::Domain;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use spin::Mutex;
-use xen_abi::DOMID_SELF;
 
 static DOMAINS: Mutex<Vec<Arc<Domain>>> = Mutex::new(Vec::new());
 
@@ -20,9 +19,10 @@ pub fn count() -> usize {
     DOMAINS.lock().len()
 }
 
-/// `me` for its own id or DOMID_SELF, else the domain with that id.
-pub fn domain_or_self(me: &Arc<Domain>, id: u16) -> Option<Arc<Domain>> {
-    if id == me.id || id == DOMID_SELF { Some(me.clone()) } else { find(id) }
+/// Domain `id`: `me` when that is its own id (no search), else the domain
+/// found by id. Ids arrive resolved: DOMID_SELF means nothing here.
+pub fn get(me: &Arc<Domain>, id: u16) -> Option<Arc<Domain>> {
+    if id == me.id { Some(me.clone()) } else { find(id) }
 }
 
 /// Adds a built domain.

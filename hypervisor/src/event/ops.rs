@@ -6,7 +6,7 @@
 //! after; two domains' `evtchn` locks lower domain id first.
 
 use crate::domain::Domain;
-use crate::domain::registry::{self as domain, domain_or_self};
+use crate::domain::registry as domain;
 use crate::event::deliver::Words;
 use crate::event::table::{self as evtchn, EventWords, Reply, Request, SendTarget, Table};
 use alloc::sync::Arc;
@@ -29,7 +29,7 @@ fn lock_two<'a>(a: &'a Domain, b: &'a Domain) -> (spin::MutexGuard<'a, Table>, s
 pub fn evtchn_op(me: &Arc<Domain>, req: Request) -> Result<Reply, i64> {
     match req {
         Request::AllocUnbound { dom, remote, permitted } => {
-            let d = domain_or_self(me, dom).ok_or(-ESRCH)?;
+            let d = domain::get(me, dom).ok_or(-ESRCH)?;
             let mut t = d.evtchn.lock();
             let port = t.alloc_unbound(remote)?;
             if !permitted {
@@ -63,7 +63,7 @@ pub fn evtchn_op(me: &Arc<Domain>, req: Request) -> Result<Reply, i64> {
             Ok(Reply::Done)
         }
         Request::Status { dom, port } => {
-            let d = domain_or_self(me, dom).ok_or(-ESRCH)?;
+            let d = domain::get(me, dom).ok_or(-ESRCH)?;
             let s = d.evtchn.lock().status(port)?;
             Ok(Reply::Status(s))
         }

@@ -3,11 +3,10 @@
 
 use super::map::{acquire, owned_frame, release};
 use crate::domain::Domain;
-use crate::domain::registry::domain_or_self;
+use crate::domain::registry as domain;
 use crate::memory::frame_ref::frame_put;
 use crate::mm::phys::phys_to_virt;
 use alloc::sync::Arc;
-use xen_abi::DOMID_SELF;
 use xen_abi::grant_table::{self as gt, *};
 
 /// One side of a copy, acquired: host frame, and the grant to release.
@@ -17,16 +16,13 @@ struct CopySide {
     readonly: bool,
 }
 
-fn copy_side(me: &Arc<Domain>, p: &CopyPtr, is_gref: bool, readonly: bool) -> Result<CopySide, i16> {
+/// One side: a frame of `me`'s own, or a grant of domain `dom`.
+fn copy_side(me: &Arc<Domain>, p: &CopyPtr, dom: u16, is_gref: bool, readonly: bool) -> Result<CopySide, i16> {
     if !is_gref {
-        // Only DOMID_SELF may name a frame (Xen).
-        if p.domid != DOMID_SELF {
-            return Err(GNTST_PERMISSION_DENIED);
-        }
         let mfn = owned_frame(me, p.u, readonly).ok_or(GNTST_BAD_PAGE)?;
         return Ok(CopySide { mfn, grant: None, readonly });
     }
-    let d = domain_or_self(me, p.domid).ok_or(GNTST_BAD_DOMAIN)?;
+    let d = domain::get(me, dom).ok_or(GNTST_BAD_DOMAIN)?;
     let gref = p.u as u32;
     let mfn = acquire(&d, gref, me.id, readonly, true)?;
     Ok(CopySide { mfn, grant: Some((d, gref)), readonly })
@@ -39,24 +35,17 @@ fn drop_side(s: CopySide) {
     }
 }
 
-/// GNTTABOP_copy: checks in Xen's order (domains, source, destination,
-/// then the bounds).
-pub fn grant_copy(me: &Arc<Domain>, op: &gt::Copy) -> i16 {
+/// GNTTABOP_copy by `me` whose sides are domains `source` and `dest` (the
+/// hypercall has checked and resolved them): source, destination, then
+/// the bounds, in Xen's order.
+pub fn grant_copy(me: &Arc<Domain>, op: &gt::Copy, source: u16, dest: u16) -> i16 {
     let src_gref = op.flags & GNTCOPY_SOURCE_GREF != 0;
     let dst_gref = op.flags & GNTCOPY_DEST_GREF != 0;
-    for (p, is_gref) in [(&op.source, src_gref), (&op.dest, dst_gref)] {
-        if !is_gref && p.domid != DOMID_SELF {
-            return GNTST_PERMISSION_DENIED;
-        }
-        if is_gref && domain_or_self(me, p.domid).is_none() {
-            return GNTST_BAD_DOMAIN;
-        }
-    }
-    let src = match copy_side(me, &op.source, src_gref, true) {
+    let src = match copy_side(me, &op.source, source, src_gref, true) {
         Ok(s) => s,
         Err(st) => return st,
     };
-    let dst = match copy_side(me, &op.dest, dst_gref, false) {
+    let dst = match copy_side(me, &op.dest, dest, dst_gref, false) {
         Ok(s) => s,
         Err(st) => {
             drop_side(src);

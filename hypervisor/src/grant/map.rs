@@ -8,7 +8,7 @@
 
 use crate::arch::x86_64::hvm::npt::{GPA_BITS, P2mType};
 use crate::domain::Domain;
-use crate::domain::registry::{self as domain, domain_or_self};
+use crate::domain::registry as domain;
 use crate::grant::table::{Frame, Mapping, Pinned};
 use crate::memory::frame_ref::Deferred;
 use crate::memory::frame_ref::{frame_get, frame_put};
@@ -16,7 +16,6 @@ use crate::memory::physmap::replaceable;
 use crate::mm::phys::{alloc_zeroed_frame, free_frames, phys_to_virt};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use xen_abi::DOMID_SELF;
 use xen_abi::errno::*;
 use xen_abi::grant_table::*;
 
@@ -83,20 +82,11 @@ pub(super) fn release(granter: Option<&Domain>, gref: u32, readonly: bool, mfn: 
 }
 
 /// GNTTABOP_map_grant_ref by `me` (a PVH domain: host_addr is where in
-/// its guest-physical space).
-pub fn grant_map(me: &Arc<Domain>, op: &MapGrantRef, deferred: &mut Vec<Deferred>) -> (i16, u32) {
-    if op.flags & (GNTMAP_HOST_MAP | GNTMAP_DEVICE_MAP) == 0 {
-        return (GNTST_BAD_GNTREF, 0);
-    }
-    if op.flags & (GNTMAP_DEVICE_MAP | GNTMAP_APPLICATION_MAP | GNTMAP_CONTAINS_PTE) != 0 {
-        return (GNTST_GENERAL_ERROR, 0);
-    }
-    // By id only: DOMID_SELF is not a domain here (Xen's
-    // rcu_lock_domain_by_id).
-    if op.dom == DOMID_SELF {
-        return (GNTST_BAD_DOMAIN, 0);
-    }
-    let Some(granter) = domain_or_self(me, op.dom) else { return (GNTST_BAD_DOMAIN, 0) };
+/// its guest-physical space) of grant `op.gref` of `granter`; the
+/// hypercall has checked the flags and resolved the granter.
+pub fn grant_map(me: &Arc<Domain>, op: &MapGrantRef, granter: u16, deferred: &mut Vec<Deferred>) -> (i16, u32) {
+    // It may have gone since it was looked up.
+    let Some(granter) = domain::get(me, granter) else { return (GNTST_BAD_DOMAIN, 0) };
     let readonly = op.flags & GNTMAP_READONLY != 0;
     let gfn = op.host_addr >> 12;
     // A handle first (Xen: GNTST_no_space before the reference is looked at).

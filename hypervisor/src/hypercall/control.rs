@@ -1,7 +1,8 @@
 //! The control hypercalls: domctl, sysctl, platform_op (interface version
 //! first, then the control domain only) and kexec_op.
 
-use super::{Env, fault};
+use super::call::{Args, Guest, GuestHandle, Outcome};
+use super::perm::Perm;
 use xen_abi::errno::*;
 
 /// Interface versions of the control hypercalls (Xen 4.17).
@@ -15,22 +16,40 @@ pub const PLATFORM_INTERFACE_VERSION: u32 = 0x0300_0001;
 /// interface version (-EACCES), then that the caller is the control
 /// domain (-EPERM). None of their commands is offered yet (the toolstack
 /// issue brings them), so dom0 gets -ENOSYS.
-pub fn control_op(env: &impl Env, arg: u64, version: u32) -> Result<i64, i64> {
-    let mut hdr = [0u8; 8];
-    env.read(arg, &mut hdr).map_err(fault)?;
-    if u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]) != version {
+fn control_op(env: &impl Guest, arg: u64, version: u32) -> Result<i64, i64> {
+    // Every control structure starts with a command and its interface
+    // version; both must be readable.
+    let head = GuestHandle::<u32>::new(arg);
+    head.read(env)?;
+    let interface = head.at(1).read(env)?;
+    if interface != version {
         return Err(-EACCES);
     }
-    if !env.privileged() {
-        return Err(-EPERM);
-    }
+    env.caller().check(Perm::Control, None)?;
     Err(-ENOSYS)
+}
+
+pub fn domctl<E: Guest>(env: &mut E, args: &Args) -> Outcome {
+    Outcome::of(control_op(env, args.a[0], DOMCTL_INTERFACE_VERSION))
+}
+
+pub fn sysctl<E: Guest>(env: &mut E, args: &Args) -> Outcome {
+    Outcome::of(control_op(env, args.a[0], SYSCTL_INTERFACE_VERSION))
+}
+
+pub fn platform_op<E: Guest>(env: &mut E, args: &Args) -> Outcome {
+    Outcome::of(control_op(env, args.a[0], PLATFORM_INTERFACE_VERSION))
+}
+
+/// kexec_op: the table lets only the control domain in; loading and
+/// running another kernel is not offered.
+pub fn kexec_op<E: Guest>(_env: &mut E, _args: &Args) -> Outcome {
+    Outcome::Done(-ENOSYS)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hypercall::Outcome;
     use crate::hypercall::fake::{Fake, call};
     use xen_abi::hypercall as nr;
 

@@ -1,12 +1,18 @@
 //! `event_channel_op(cmd, arg)`: argument structures in and out of guest
 //! memory, domain ids resolved and checked in Xen's order; the operations
-//! themselves are `common::evtchn`'s, run by the [`Env`].
+//! themselves are `event::table`'s, run on real domains by `event::ops`.
 
+use super::call::{Args, Guest, GuestHandle, Outcome};
+use super::perm::{self, Perm};
 use crate::event::table::{Reply, Request};
-use crate::hypercall::{Env, fault, read_arg};
 use xen_abi::errno::*;
 use xen_abi::event_channel::{self as ev};
-use xen_abi::{DOMID_SELF, Pod};
+
+/// What event_channel_op needs of the caller: one operation on real
+/// domains (resolved, and known to exist when asked).
+pub trait EventEnv: Guest {
+    fn evtchn(&mut self, req: Request) -> Result<Reply, i64>;
+}
 
 fn port_of(r: Reply) -> u32 {
     match r {
@@ -15,85 +21,86 @@ fn port_of(r: Reply) -> u32 {
     }
 }
 
-/// `dom` with DOMID_SELF resolved; -ESRCH if there is no such domain.
-fn existing(env: &impl Env, dom: u16) -> Result<u16, i64> {
-    let d = if dom == DOMID_SELF { env.domid() } else { dom };
-    if env.domain_exists(d) { Ok(d) } else { Err(-ESRCH) }
+/// event_channel_op(cmd, arg).
+pub fn event_channel_op<E: EventEnv>(env: &mut E, args: &Args) -> Outcome {
+    Outcome::of(op(env, args.a[0], args.a[1]))
 }
 
-pub fn event_channel_op(env: &mut impl Env, cmd: u64, arg: u64) -> Result<i64, i64> {
+/// Reads the argument structure, lets `f` fill it in, writes it back.
+fn in_out<E: EventEnv, T: xen_abi::Pod>(
+    env: &mut E,
+    arg: u64,
+    f: impl FnOnce(&mut E, &mut T) -> Result<(), i64>,
+) -> Result<i64, i64> {
+    let h = GuestHandle::<T>::new(arg);
+    let mut v = h.read(env)?;
+    f(env, &mut v)?;
+    h.write(env, &v)?;
+    Ok(0)
+}
+
+fn op<E: EventEnv>(env: &mut E, cmd: u64, arg: u64) -> Result<i64, i64> {
     match cmd {
-        ev::EVTCHNOP_ALLOC_UNBOUND => {
-            let mut a: ev::AllocUnbound = read_arg(env, arg)?;
-            let dom = existing(env, a.dom)?;
-            let permitted = dom == env.domid() || env.privileged();
-            let remote = if a.remote_dom == DOMID_SELF { env.domid() } else { a.remote_dom };
+        ev::EVTCHNOP_ALLOC_UNBOUND => in_out(env, arg, |env, a: &mut ev::AllocUnbound| {
+            let dom = perm::lookup(env, a.dom)?;
+            // Xen allocates the port before its xsm_evtchn_unbound check
+            // (and frees it again when that fails).
+            let permitted = env.caller().may(Perm::Target, Some(dom));
+            let remote = perm::resolve(env, a.remote_dom);
             a.port = port_of(env.evtchn(Request::AllocUnbound { dom, remote, permitted })?);
-            env.write(arg, a.as_bytes()).map_err(fault)?;
-            Ok(0)
-        }
-        ev::EVTCHNOP_BIND_INTERDOMAIN => {
-            let mut b: ev::BindInterdomain = read_arg(env, arg)?;
-            let remote_dom = existing(env, b.remote_dom)?;
+            Ok(())
+        }),
+        ev::EVTCHNOP_BIND_INTERDOMAIN => in_out(env, arg, |env, b: &mut ev::BindInterdomain| {
+            let remote_dom = perm::lookup(env, b.remote_dom)?;
             b.local_port = port_of(env.evtchn(Request::BindInterdomain { remote_dom, remote_port: b.remote_port })?);
-            env.write(arg, b.as_bytes()).map_err(fault)?;
-            Ok(0)
-        }
-        ev::EVTCHNOP_BIND_VIRQ => {
-            let mut b: ev::BindVirq = read_arg(env, arg)?;
+            Ok(())
+        }),
+        ev::EVTCHNOP_BIND_VIRQ => in_out(env, arg, |env, b: &mut ev::BindVirq| {
             b.port = port_of(env.evtchn(Request::BindVirq { virq: b.virq, vcpu: b.vcpu })?);
-            env.write(arg, b.as_bytes()).map_err(fault)?;
-            Ok(0)
-        }
-        ev::EVTCHNOP_BIND_IPI => {
-            let mut b: ev::BindIpi = read_arg(env, arg)?;
+            Ok(())
+        }),
+        ev::EVTCHNOP_BIND_IPI => in_out(env, arg, |env, b: &mut ev::BindIpi| {
             b.port = port_of(env.evtchn(Request::BindIpi { vcpu: b.vcpu })?);
-            env.write(arg, b.as_bytes()).map_err(fault)?;
-            Ok(0)
-        }
+            Ok(())
+        }),
         // Physical IRQs belong to the hardware domain; PVH domUs have none.
         ev::EVTCHNOP_BIND_PIRQ => {
-            let _: ev::BindPirq = read_arg(env, arg)?;
-            Err(if env.privileged() { -ENOSYS } else { -EPERM })
+            GuestHandle::<ev::BindPirq>::new(arg).read(env)?;
+            env.caller().check(Perm::Control, None)?;
+            Err(-ENOSYS)
         }
         ev::EVTCHNOP_CLOSE => {
-            let p: ev::Port = read_arg(env, arg)?;
+            let p = GuestHandle::<ev::Port>::new(arg).read(env)?;
             env.evtchn(Request::Close { port: p.port }).map(|_| 0)
         }
         ev::EVTCHNOP_SEND => {
-            let p: ev::Port = read_arg(env, arg)?;
+            let p = GuestHandle::<ev::Port>::new(arg).read(env)?;
             env.evtchn(Request::Send { port: p.port }).map(|_| 0)
         }
         ev::EVTCHNOP_UNMASK => {
-            let p: ev::Port = read_arg(env, arg)?;
+            let p = GuestHandle::<ev::Port>::new(arg).read(env)?;
             env.evtchn(Request::Unmask { port: p.port }).map(|_| 0)
         }
-        ev::EVTCHNOP_STATUS => {
-            let mut s: ev::Status = read_arg(env, arg)?;
-            let dom = existing(env, s.dom)?;
-            // Xen looks the port up before it checks the caller may see it.
+        ev::EVTCHNOP_STATUS => in_out(env, arg, |env, s: &mut ev::Status| {
+            let dom = perm::lookup(env, s.dom)?;
+            // Xen looks the port up before its xsm_evtchn_status check.
             let r = env.evtchn(Request::Status { dom, port: s.port })?;
-            if dom != env.domid() && !env.privileged() {
-                return Err(-EPERM);
-            }
+            env.caller().check(Perm::Target, Some(dom))?;
             if let Reply::Status(st) = r {
                 s.status = st.status;
                 s.vcpu = st.vcpu;
                 s.u = st.u;
             }
-            env.write(arg, s.as_bytes()).map_err(fault)?;
-            Ok(0)
-        }
+            Ok(())
+        }),
         ev::EVTCHNOP_BIND_VCPU => {
-            let b: ev::BindVcpu = read_arg(env, arg)?;
+            let b = GuestHandle::<ev::BindVcpu>::new(arg).read(env)?;
             env.evtchn(Request::BindVcpu { port: b.port, vcpu: b.vcpu }).map(|_| 0)
         }
         ev::EVTCHNOP_RESET | ev::EVTCHNOP_RESET_CONT => {
-            let r: ev::Reset = read_arg(env, arg)?;
-            let dom = existing(env, r.dom)?;
-            if dom != env.domid() && !env.privileged() {
-                return Err(-EPERM);
-            }
+            let r = GuestHandle::<ev::Reset>::new(arg).read(env)?;
+            // Xen's xsm_evtchn_reset.
+            let dom = perm::target(env, r.dom, Perm::Target)?;
             // Xen resets another domain only while its controller keeps it
             // paused; there is no pausing here yet.
             if dom != env.domid() {
@@ -109,7 +116,7 @@ pub fn event_channel_op(env: &mut impl Env, cmd: u64, arg: u64) -> Result<i64, i
         // 2-level ports have no priorities: the port is checked first
         // (-EINVAL), then -ENOSYS (Xen).
         ev::EVTCHNOP_SET_PRIORITY => {
-            let p: ev::BindVcpu = read_arg(env, arg)?;
+            let p = GuestHandle::<ev::BindVcpu>::new(arg).read(env)?;
             env.evtchn(Request::Status { dom: env.domid(), port: p.port })?;
             Err(-ENOSYS)
         }

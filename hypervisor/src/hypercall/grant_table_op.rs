@@ -1,37 +1,58 @@
 //! `grant_table_op(cmd, arg, count)`: batches of map, unmap and copy
 //! operations read from and written back to guest memory (continued
 //! after a bounded number, as Xen does), and the table-wide operations.
-//! What each operation does is the [`Env`]'s (`common::grant` underneath).
+//! Arguments are checked here in Xen's order; what each operation does on
+//! real domains is `grant::map` and `grant::copy`'s.
 
-use crate::hypercall::{Env, Outcome, fault, read_arg};
+use super::call::{Args, Guest, GuestHandle, Outcome};
+use super::perm::{self, Perm};
 use xen_abi::errno::*;
 use xen_abi::grant_table::{self as gt, *};
 use xen_abi::{DOMID_SELF, Pod};
+
+/// What grant_table_op needs of the caller. Domains are resolved and
+/// checked here first; each returns a GNTST_* status.
+pub trait GrantEnv: Guest {
+    /// Maps grant `op.gref` of `granter`; the handle on success.
+    fn grant_map(&mut self, op: &MapGrantRef, granter: u16) -> (i16, u32);
+    fn grant_unmap(&mut self, op: &UnmapGrantRef) -> i16;
+    /// A copy whose grant sides name `source` and `dest` (the caller's own
+    /// id for a frame side).
+    fn grant_copy(&mut self, op: &gt::Copy, source: u16, dest: u16) -> i16;
+    /// Frames and maximum frames of `domid`'s table, grown to `grow_to`
+    /// frames first if asked.
+    fn grant_table_size(&mut self, domid: u16, grow_to: Option<u32>) -> Result<(u32, u32), i16>;
+    /// Where grant frame `idx` of `domid` is mapped (INVALID_GFN if not).
+    fn grant_frame_gfn(&self, domid: u16, idx: u32) -> u64;
+}
 
 /// Operations of a batch handled before the hypercall continues.
 const BATCH: u32 = 256;
 /// `INVALID_GFN` as setup_table reports a frame that is not mapped.
 pub const INVALID_GFN: u64 = u64::MAX;
 
-/// The domain a table-wide operation names, and whether the caller may
-/// act on it (Xen's XSM_TARGET): Err(status) if it does not exist.
-fn target(env: &impl Env, dom: u16) -> Result<(u16, bool), i16> {
-    let d = if dom == DOMID_SELF { env.domid() } else { dom };
-    if !env.domain_exists(d) {
-        return Err(GNTST_BAD_DOMAIN);
-    }
-    Ok((d, d == env.domid() || env.privileged()))
+/// The domain a table-wide operation names, if the caller may act on it
+/// (Xen's xsm_grant_setup / xsm_grant_query_size, XSM_TARGET), else the
+/// status to report.
+fn table_target(env: &impl Guest, dom: u16) -> Result<u16, i16> {
+    let d = perm::lookup(env, dom).map_err(|_| GNTST_BAD_DOMAIN)?;
+    env.caller().check(Perm::Target, Some(d)).map_err(|_| GNTST_PERMISSION_DENIED)?;
+    Ok(d)
 }
 
-pub fn grant_table_op(env: &mut impl Env, cmd: u64, arg: u64, count: u64, long_mode: bool) -> Outcome {
+/// grant_table_op(cmd, arg, count).
+pub fn grant_table_op<E: GrantEnv>(env: &mut E, args: &Args) -> Outcome {
+    let [cmd, arg, count, ..] = args.a;
     let count = count & 0xffff_ffff;
     if (count as u32 as i32) < 0 {
         return Outcome::Done(-EINVAL);
     }
-    let done = |r: Result<i64, i64>| Outcome::Done(r.unwrap_or_else(|e| e));
     match cmd {
         gt::GNTTABOP_MAP_GRANT_REF => batch(env, cmd, arg, count, |env, op: &mut MapGrantRef| {
-            let (status, handle) = env.grant_map(op);
+            let (status, handle) = match map_args(env, op) {
+                Ok(granter) => env.grant_map(op, granter),
+                Err(status) => (status, 0),
+            };
             op.status = status;
             op.handle = handle;
             op.dev_bus_addr = 0;
@@ -40,31 +61,31 @@ pub fn grant_table_op(env: &mut impl Env, cmd: u64, arg: u64, count: u64, long_m
             op.status = env.grant_unmap(op);
         }),
         gt::GNTTABOP_COPY => batch(env, cmd, arg, count, |env, op: &mut gt::Copy| {
-            op.status = env.grant_copy(op);
+            op.status = match copy_args(env, op) {
+                Ok((source, dest)) => env.grant_copy(op, source, dest),
+                Err(status) => status,
+            };
         }),
-        gt::GNTTABOP_SETUP_TABLE => done(setup_table(env, arg, count, long_mode)),
-        gt::GNTTABOP_QUERY_SIZE => done((|| {
+        gt::GNTTABOP_SETUP_TABLE => Outcome::of(setup_table(env, arg, count, args.long_mode)),
+        gt::GNTTABOP_QUERY_SIZE => Outcome::of((|| {
             if count != 1 {
                 return Err(-EINVAL);
             }
-            let mut q: QuerySize = read_arg(env, arg)?;
-            q.status = match target(env, q.dom) {
+            let h = GuestHandle::<QuerySize>::new(arg);
+            let mut q = h.read(env)?;
+            q.status = match table_target(env, q.dom).and_then(|d| env.grant_table_size(d, None)) {
+                Ok((nr, max)) => {
+                    q.nr_frames = nr;
+                    q.max_nr_frames = max;
+                    GNTST_OKAY
+                }
                 Err(s) => s,
-                Ok((_, false)) => GNTST_PERMISSION_DENIED,
-                Ok((d, true)) => match env.grant_table_size(d, None) {
-                    Ok((nr, max)) => {
-                        q.nr_frames = nr;
-                        q.max_nr_frames = max;
-                        GNTST_OKAY
-                    }
-                    Err(s) => s,
-                },
             };
-            env.write(arg, q.as_bytes()).map_err(fault)?;
+            h.write(env, &q)?;
             Ok(0)
         })()),
-        gt::GNTTABOP_SET_VERSION => done((|| {
-            let v: SetVersion = read_arg(env, arg)?;
+        gt::GNTTABOP_SET_VERSION => Outcome::of((|| {
+            let v = GuestHandle::<SetVersion>::new(arg).read(env)?;
             match v.version {
                 1 => Ok(0),
                 // Version 2 is not offered: what Xen says to a domain whose
@@ -73,20 +94,15 @@ pub fn grant_table_op(env: &mut impl Env, cmd: u64, arg: u64, count: u64, long_m
                 _ => Err(-EINVAL),
             }
         })()),
-        gt::GNTTABOP_GET_VERSION => done((|| {
+        gt::GNTTABOP_GET_VERSION => Outcome::of((|| {
             if count != 1 {
                 return Err(-EINVAL);
             }
-            let mut v: GetVersion = read_arg(env, arg)?;
-            let d = if v.dom == DOMID_SELF { env.domid() } else { v.dom };
-            if !env.domain_exists(d) {
-                return Err(-ESRCH);
-            }
-            if d != env.domid() && !env.privileged() {
-                return Err(-EPERM);
-            }
+            let h = GuestHandle::<GetVersion>::new(arg);
+            let mut v = h.read(env)?;
+            perm::target(env, v.dom, Perm::Target)?;
             v.version = 1;
-            env.write(arg, v.as_bytes()).map_err(fault)?;
+            h.write(env, &v)?;
             Ok(0)
         })()),
         // Transfers are for PV guests; the rest are not offered (yet).
@@ -94,37 +110,74 @@ pub fn grant_table_op(env: &mut impl Env, cmd: u64, arg: u64, count: u64, long_m
     }
 }
 
+/// map_grant_ref's checks before any table is touched, in Xen's order:
+/// the flags, then the granter, by id only (DOMID_SELF names no domain
+/// here).
+fn map_args(env: &impl Guest, op: &MapGrantRef) -> Result<u16, i16> {
+    if op.flags & (GNTMAP_HOST_MAP | GNTMAP_DEVICE_MAP) == 0 {
+        return Err(GNTST_BAD_GNTREF);
+    }
+    // A PVH mapper maps into its p2m: no device, application or PTE maps.
+    if op.flags & (GNTMAP_DEVICE_MAP | GNTMAP_APPLICATION_MAP | GNTMAP_CONTAINS_PTE) != 0 {
+        return Err(GNTST_GENERAL_ERROR);
+    }
+    perm::lookup_by_id(env, op.dom).map_err(|_| GNTST_BAD_DOMAIN)
+}
+
+/// A copy's sides: a frame must be the caller's own (DOMID_SELF), a
+/// grant's domain must exist. The domains of the two sides.
+fn copy_args(env: &impl Guest, op: &gt::Copy) -> Result<(u16, u16), i16> {
+    let mut doms = [0u16; 2];
+    for (slot, (p, is_gref)) in doms
+        .iter_mut()
+        .zip([(&op.source, op.flags & GNTCOPY_SOURCE_GREF != 0), (&op.dest, op.flags & GNTCOPY_DEST_GREF != 0)])
+    {
+        *slot = if is_gref {
+            perm::lookup(env, p.domid).map_err(|_| GNTST_BAD_DOMAIN)?
+        } else if p.domid == DOMID_SELF {
+            env.domid()
+        } else {
+            return Err(GNTST_PERMISSION_DENIED);
+        };
+    }
+    Ok((doms[0], doms[1]))
+}
+
 /// Runs `one` on each of `count` operations of type `T` at `arg`, writing
 /// each back; continues the hypercall after BATCH of them.
-fn batch<E: Env, T: Pod>(env: &mut E, cmd: u64, arg: u64, count: u64, mut one: impl FnMut(&mut E, &mut T)) -> Outcome {
-    let size = core::mem::size_of::<T>() as u64;
+fn batch<E: GrantEnv, T: Pod>(
+    env: &mut E,
+    cmd: u64,
+    arg: u64,
+    count: u64,
+    mut one: impl FnMut(&mut E, &mut T),
+) -> Outcome {
+    let ops = GuestHandle::<T>::new(arg);
     for i in 0..count {
         if i == BATCH as u64 {
-            return Outcome::Continue([cmd, arg.wrapping_add(i * size), count - i, 0, 0]);
+            return Outcome::Continue([cmd, ops.at(i).addr().0, count - i, 0, 0]);
         }
-        let at = arg.wrapping_add(i * size);
-        let mut op: T = match read_arg(env, at) {
+        let mut op = match ops.at(i).read(env) {
             Ok(op) => op,
             Err(e) => return Outcome::Done(e),
         };
         one(env, &mut op);
-        if env.write(at, op.as_bytes()).is_err() {
-            return Outcome::Done(-EFAULT);
+        if let Err(e) = ops.at(i).write(env, &op) {
+            return Outcome::Done(e);
         }
     }
     Outcome::Done(0)
 }
 
-fn setup_table(env: &mut impl Env, arg: u64, count: u64, long_mode: bool) -> Result<i64, i64> {
+fn setup_table(env: &mut impl GrantEnv, arg: u64, count: u64, long_mode: bool) -> Result<i64, i64> {
     if count != 1 {
         return Err(-EINVAL);
     }
-    let mut s: SetupTable = if long_mode {
-        read_arg(env, arg)?
+    let s = if long_mode {
+        GuestHandle::<SetupTable>::new(arg).read(env)?
     } else {
         // 32-bit layout: the frame list handle is 4 bytes at offset 12.
-        let mut b = [0u8; 16];
-        env.read(arg, &mut b).map_err(fault)?;
+        let b = GuestHandle::<[u8; 16]>::new(arg).read(env)?;
         SetupTable {
             dom: u16::from_le_bytes([b[0], b[1]]),
             nr_frames: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
@@ -132,33 +185,28 @@ fn setup_table(env: &mut impl Env, arg: u64, count: u64, long_mode: bool) -> Res
             ..SetupTable::default()
         }
     };
-    s.status = match target(env, s.dom) {
+    let status = match table_target(env, s.dom).and_then(|d| env.grant_table_size(d, Some(s.nr_frames)).map(|_| d)) {
         Err(st) => st,
-        Ok((_, false)) => GNTST_PERMISSION_DENIED,
-        Ok((d, true)) => match env.grant_table_size(d, Some(s.nr_frames)) {
-            Err(st) => st,
-            Ok(_) => {
-                let width = if long_mode { 8 } else { 4 };
-                for i in 0..s.nr_frames {
-                    let gfn = env.grant_frame_gfn(d, i);
-                    let at = s.frame_list.wrapping_add(i as u64 * width);
-                    let r = if long_mode {
-                        env.write(at, &gfn.to_le_bytes())
-                    } else {
-                        env.write(at, &(gfn as u32).to_le_bytes())
-                    };
-                    // Xen reports a frame list it cannot write in the
-                    // status (a PVH guest's handle always looks fine).
-                    if r.is_err() {
-                        s.status = GNTST_BAD_VIRT_ADDR;
-                    }
+        Ok(d) => {
+            let mut status = GNTST_OKAY;
+            for i in 0..s.nr_frames {
+                let gfn = env.grant_frame_gfn(d, i);
+                let r = if long_mode {
+                    GuestHandle::<u64>::new(s.frame_list).at(i as u64).write(env, &gfn)
+                } else {
+                    GuestHandle::<u32>::new(s.frame_list).at(i as u64).write(env, &(gfn as u32))
+                };
+                // Xen reports a frame list it cannot write in the status (a
+                // PVH guest's handle always looks fine).
+                if r.is_err() {
+                    status = GNTST_BAD_VIRT_ADDR;
                 }
-                if s.status == GNTST_BAD_VIRT_ADDR { s.status } else { GNTST_OKAY }
             }
-        },
+            status
+        }
     };
-    let status_at = arg.wrapping_add(8);
-    env.write(status_at, &s.status.to_le_bytes()).map_err(fault)?;
+    // The status sits at offset 8 in both layouts.
+    GuestHandle::<SetupTable>::new(arg).cast::<u16>(8).write(env, &(status as u16))?;
     Ok(0)
 }
 

@@ -2,10 +2,11 @@
 //! or set on itself), the event-channel upcall vector, TLB flushes and the
 //! time.
 
-use super::{Env, fault, read_arg};
+use super::call::{Args, Guest, GuestHandle, Outcome};
+use super::perm::{self, Perm};
+use xen_abi::DOMID_SELF;
 use xen_abi::errno::*;
 use xen_abi::hvm::{self, EvtchnUpcallVector, HvmParam};
-use xen_abi::{DOMID_SELF, Pod};
 
 /// Params no one may use any more.
 fn param_deprecated(i: u32) -> bool {
@@ -32,21 +33,31 @@ fn param_guest_readable(i: u32) -> bool {
     param_guest_settable(i) || matches!(i, hvm::PARAM_STORE_PFN | hvm::PARAM_CONSOLE_PFN | hvm::PARAM_ALTP2M)
 }
 
-pub fn hvm_op(env: &mut impl Env, op: u64, arg: u64) -> Result<i64, i64> {
+/// What hvm_op needs of the caller.
+pub trait HvmEnv: Guest {
+    fn param(&self, domid: u16, index: u32) -> u64;
+    fn set_param(&mut self, domid: u16, index: u32, value: u64);
+    fn set_upcall_vector(&mut self, vcpu: u32, vector: u8);
+    /// Every vCPU of the caller's domain drops its cached translations.
+    fn flush_guest_tlbs(&mut self);
+}
+
+/// hvm_op(op, arg).
+pub fn hvm_op<E: HvmEnv>(env: &mut E, args: &Args) -> Outcome {
+    Outcome::of(hvm_op_inner(env, args.a[0], args.a[1]))
+}
+
+fn hvm_op_inner(env: &mut impl HvmEnv, op: u64, arg: u64) -> Result<i64, i64> {
     match op {
         hvm::HVMOP_SET_PARAM | hvm::HVMOP_GET_PARAM => {
-            let mut p: HvmParam = read_arg(env, arg)?;
+            let h = GuestHandle::<HvmParam>::new(arg);
+            let mut p = h.read(env)?;
             if p.index >= hvm::NR_PARAMS {
                 return Err(-EINVAL);
             }
-            let target = if p.domid == DOMID_SELF { env.domid() } else { p.domid };
-            if !env.domain_exists(target) {
-                return Err(-ESRCH);
-            }
+            // Xen's xsm_hvm_param.
+            let target = perm::target(env, p.domid, Perm::Target)?;
             let own = target == env.domid();
-            if !own && !env.privileged() {
-                return Err(-EPERM);
-            }
             if param_deprecated(p.index) {
                 return Err(-EINVAL);
             }
@@ -68,12 +79,12 @@ pub fn hvm_op(env: &mut impl Env, op: u64, arg: u64) -> Result<i64, i64> {
                     return Err(-EPERM);
                 }
                 p.value = env.param(target, p.index);
-                env.write(arg, p.as_bytes()).map_err(fault)?;
+                h.write(env, &p)?;
                 Ok(0)
             }
         }
         hvm::HVMOP_SET_EVTCHN_UPCALL_VECTOR => {
-            let v: EvtchnUpcallVector = read_arg(env, arg)?;
+            let v = GuestHandle::<EvtchnUpcallVector>::new(arg).read(env)?;
             if v.vector < 0x10 {
                 return Err(-EINVAL);
             }
@@ -84,7 +95,7 @@ pub fn hvm_op(env: &mut impl Env, op: u64, arg: u64) -> Result<i64, i64> {
             Ok(0)
         }
         hvm::HVMOP_PAGETABLE_DYING => {
-            let d: hvm::PagetableDying = read_arg(env, arg)?;
+            let d = GuestHandle::<hvm::PagetableDying>::new(arg).read(env)?;
             if d.domid != DOMID_SELF && d.domid != env.domid() {
                 return Err(-EOPNOTSUPP);
             }
@@ -100,7 +111,7 @@ pub fn hvm_op(env: &mut impl Env, op: u64, arg: u64) -> Result<i64, i64> {
         }
         hvm::HVMOP_GET_TIME => {
             let now = env.now_ns();
-            env.write(arg, &now.to_le_bytes()).map_err(fault)?;
+            GuestHandle::<u64>::new(arg).write(env, &now)?;
             Ok(0)
         }
         _ => Err(-ENOSYS),
@@ -110,9 +121,8 @@ pub fn hvm_op(env: &mut impl Env, op: u64, arg: u64) -> Result<i64, i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hypercall::Outcome;
     use crate::hypercall::fake::{Fake, call};
-    use xen_abi::{DOMID_SELF, Pod, hypercall as nr};
+    use xen_abi::{Pod, hypercall as nr};
 
     fn param_at(f: &mut Fake, at: u64, domid: u16, index: u32, value: u64) {
         let p = HvmParam { domid, _pad: 0, index, value };

@@ -2,10 +2,44 @@
 //! a bounded number of extents), add_to_physmap (shared_info, grant
 //! frames), the memory map and the reservation queries.
 
-use super::{Env, Extent, Outcome, fault, read_arg};
+use super::call::{Args, Guest, GuestHandle, Outcome};
+use super::perm::{self, Perm};
 use xen_abi::errno::*;
-use xen_abi::memory::{self, AddToPhysmap};
-use xen_abi::{DOMID_SELF, Pod};
+use xen_abi::memory::{self, AddToPhysmap, E820Entry};
+
+/// What an extent operation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extent {
+    /// Adds pages to the domain without placing them (what
+    /// increase_reservation does for a translated guest).
+    Increase,
+    /// Takes the domain's RAM at the extent away.
+    Decrease,
+    /// Gives the domain new zeroed RAM at the extent.
+    Populate,
+}
+
+/// What memory_op needs of the caller. Domain ids are resolved and
+/// checked before these are called.
+pub trait MemoryEnv: Guest {
+    /// Maps the caller's shared_info page at `gpfn` (moving it if it was
+    /// mapped elsewhere, freeing a RAM page that was there).
+    fn map_shared_info(&mut self, gpfn: u64) -> Result<(), i64>;
+    /// XENMAPSPACE_grant_table: maps the caller's grant frame `idx` at
+    /// `gpfn`, growing the table to it.
+    fn map_grant_frame(&mut self, idx: u32, gpfn: u64) -> Result<(), i64>;
+    /// The caller's memory map (None if it has none).
+    fn memory_map(&self) -> Option<&[E820Entry]>;
+    /// (pages it has, pages it may have).
+    fn reservation(&self, domid: u16) -> (u64, u64);
+    /// One extent of increase/decrease_reservation or populate_physmap:
+    /// false stops the operation there.
+    fn extent(&mut self, op: Extent, domid: u16, gfn: u64, order: u32) -> bool;
+    /// The highest guest frame `domid` has mapped.
+    fn maximum_gpfn(&self, domid: u16) -> u64;
+    /// The highest host frame number (XENMEM_maximum_ram_page).
+    fn maximum_ram_page(&self) -> u64;
+}
 
 /// Largest extent order a domU may ask for (Xen's default
 /// `memop-max-order` for domUs); the control domain may use more.
@@ -16,40 +50,42 @@ const CTLDOM_MAX_ORDER: u32 = 12;
 /// Extents handled before a reservation operation continues.
 const EXTENTS_PER_CALL: u64 = 512;
 
-pub fn memory_op_outer(env: &mut impl Env, cmd: u64, arg: u64, long_mode: bool) -> Outcome {
+/// memory_op(cmd, arg): the command's upper bits carry a continuation's
+/// progress.
+pub fn memory_op<E: MemoryEnv>(env: &mut E, args: &Args) -> Outcome {
+    let (cmd, arg, long_mode) = (args.a[0], args.a[1], args.long_mode);
     let op = cmd & memory::MEMOP_CMD_MASK;
     match op {
         memory::XENMEM_INCREASE_RESERVATION | memory::XENMEM_DECREASE_RESERVATION | memory::XENMEM_POPULATE_PHYSMAP => {
             reservation_op(env, op, cmd >> memory::MEMOP_EXTENT_SHIFT, arg, long_mode)
         }
-        _ => Outcome::Done(memory_op(env, cmd, arg, long_mode).unwrap_or_else(|e| e)),
+        _ => Outcome::of(other_op(env, cmd, arg, long_mode)),
     }
+}
+
+/// A reservation structure in either layout.
+fn read_reservation(env: &impl Guest, arg: u64, long_mode: bool) -> Result<memory::MemoryReservation, i64> {
+    if long_mode {
+        return GuestHandle::<memory::MemoryReservation>::new(arg).read(env);
+    }
+    // 32-bit layout: a 4-byte handle, count, order, flags, then the domain.
+    let b = GuestHandle::<[u8; 20]>::new(arg).read(env)?;
+    let w = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    Ok(memory::MemoryReservation {
+        extent_start: w(0) as u64,
+        nr_extents: w(4) as u64,
+        extent_order: w(8),
+        mem_flags: w(12),
+        domid: u16::from_le_bytes([b[16], b[17]]),
+        _pad: [0; 3],
+    })
 }
 
 /// increase/decrease_reservation and populate_physmap: they return how
 /// many extents were done, stopping at the first that cannot be (errors
 /// included, as in Xen, except a bad flag).
-pub fn reservation_op(env: &mut impl Env, op: u64, start: u64, arg: u64, long_mode: bool) -> Outcome {
-    let r = if long_mode {
-        match read_arg::<memory::MemoryReservation>(env, arg) {
-            Ok(r) => r,
-            Err(_) => return Outcome::Done(start as i64),
-        }
-    } else {
-        let mut b = [0u8; 20];
-        if env.read(arg, &mut b).is_err() {
-            return Outcome::Done(start as i64);
-        }
-        let w = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-        memory::MemoryReservation {
-            extent_start: w(0) as u64,
-            nr_extents: w(4) as u64,
-            extent_order: w(8),
-            mem_flags: w(12),
-            domid: u16::from_le_bytes([b[16], b[17]]),
-            _pad: [0; 3],
-        }
-    };
+fn reservation_op(env: &mut impl MemoryEnv, op: u64, start: u64, arg: u64, long_mode: bool) -> Outcome {
+    let Ok(r) = read_reservation(env, arg, long_mode) else { return Outcome::Done(start as i64) };
     if r.nr_extents > (u32::MAX >> memory::MEMOP_EXTENT_SHIFT) as u64 || start >= r.nr_extents {
         return Outcome::Done(start as i64);
     }
@@ -63,15 +99,12 @@ pub fn reservation_op(env: &mut impl Env, op: u64, start: u64, arg: u64, long_mo
     if address_bits != 0 && address_bits <= 12 {
         return Outcome::Done(start as i64);
     }
-    let target = if r.domid == DOMID_SELF { env.domid() } else { r.domid };
-    if !env.domain_exists(target) || (target != env.domid() && !env.privileged()) {
-        return Outcome::Done(start as i64);
-    }
-    let max_order = if env.privileged() { CTLDOM_MAX_ORDER } else { DOMU_MAX_ORDER };
+    // Xen's xsm_memory_adjust_reservation.
+    let Ok(target) = perm::target(env, r.domid, Perm::Target) else { return Outcome::Done(start as i64) };
+    let max_order = if env.caller().may(Perm::Control, None) { CTLDOM_MAX_ORDER } else { DOMU_MAX_ORDER };
     if r.extent_order > max_order {
         return Outcome::Done(start as i64);
     }
-    let width = if long_mode { 8 } else { 4 };
     let kind = match op {
         memory::XENMEM_INCREASE_RESERVATION => Extent::Increase,
         memory::XENMEM_DECREASE_RESERVATION => Extent::Decrease,
@@ -86,12 +119,16 @@ pub fn reservation_op(env: &mut impl Env, op: u64, start: u64, arg: u64, long_mo
         let gfn = if kind == Extent::Increase {
             0
         } else {
-            let at = r.extent_start.wrapping_add(i * width);
-            let mut b = [0u8; 8];
-            if env.read(at, &mut b[..width as usize]).is_err() {
-                break;
+            // Frame numbers are unsigned longs: 4 bytes for a 32-bit caller.
+            let list = if long_mode {
+                GuestHandle::<u64>::new(r.extent_start).at(i).read(env)
+            } else {
+                GuestHandle::<u32>::new(r.extent_start).at(i).read(env).map(u64::from)
+            };
+            match list {
+                Ok(gfn) => gfn,
+                Err(_) => break,
             }
-            u64::from_le_bytes(b)
         };
         if !env.extent(kind, target, gfn, r.extent_order) {
             break;
@@ -101,31 +138,32 @@ pub fn reservation_op(env: &mut impl Env, op: u64, start: u64, arg: u64, long_mo
     Outcome::Done(i as i64)
 }
 
-pub fn memory_op(env: &mut impl Env, cmd: u64, arg: u64, long_mode: bool) -> Result<i64, i64> {
+/// add_to_physmap in either layout.
+fn read_add_to_physmap(env: &impl Guest, arg: u64, long_mode: bool) -> Result<AddToPhysmap, i64> {
+    if long_mode {
+        return GuestHandle::<AddToPhysmap>::new(arg).read(env);
+    }
+    // 32-bit layout: domid, size, space, then 32-bit idx and gpfn.
+    let b = GuestHandle::<[u8; 16]>::new(arg).read(env)?;
+    Ok(AddToPhysmap {
+        domid: u16::from_le_bytes([b[0], b[1]]),
+        size: u16::from_le_bytes([b[2], b[3]]),
+        space: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+        idx: u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as u64,
+        gpfn: u32::from_le_bytes([b[12], b[13], b[14], b[15]]) as u64,
+    })
+}
+
+fn other_op(env: &mut impl MemoryEnv, cmd: u64, arg: u64, long_mode: bool) -> Result<i64, i64> {
     match cmd & memory::MEMOP_CMD_MASK {
         memory::XENMEM_ADD_TO_PHYSMAP => {
-            let x = if long_mode {
-                read_arg::<AddToPhysmap>(env, arg)?
-            } else {
-                // 32-bit layout: domid, size, space, then 32-bit idx and gpfn.
-                let mut b = [0u8; 16];
-                env.read(arg, &mut b).map_err(fault)?;
-                AddToPhysmap {
-                    domid: u16::from_le_bytes([b[0], b[1]]),
-                    size: u16::from_le_bytes([b[2], b[3]]),
-                    space: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
-                    idx: u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as u64,
-                    gpfn: u32::from_le_bytes([b[12], b[13], b[14], b[15]]) as u64,
-                }
-            };
-            let target = if x.domid == DOMID_SELF { env.domid() } else { x.domid };
-            if !env.domain_exists(target) {
-                return Err(-ESRCH);
-            }
+            let x = read_add_to_physmap(env, arg, long_mode)?;
+            // Xen's xsm_add_to_physmap.
+            let target = perm::target(env, x.domid, Perm::Target)?;
             if target != env.domid() {
-                // Acting on another domain's physmap: not for a domU, and
-                // not implemented for dom0 yet.
-                return Err(if env.privileged() { -EOPNOTSUPP } else { -EPERM });
+                // Another domain's physmap (the control domain's right): not
+                // implemented yet.
+                return Err(-EOPNOTSUPP);
             }
             if x.gpfn == u64::MAX || (!long_mode && x.gpfn == 0xffff_ffff) {
                 return Err(-EINVAL);
@@ -145,23 +183,22 @@ pub fn memory_op(env: &mut impl Env, cmd: u64, arg: u64, long_mode: bool) -> Res
         }
         memory::XENMEM_MEMORY_MAP => {
             let (nr, buf) = if long_mode {
-                let m: memory::MemoryMap = read_arg(env, arg)?;
+                let m = GuestHandle::<memory::MemoryMap>::new(arg).read(env)?;
                 (m.nr_entries, m.buffer)
             } else {
-                let mut b = [0u8; 8];
-                env.read(arg, &mut b).map_err(fault)?;
+                let b = GuestHandle::<[u8; 8]>::new(arg).read(env)?;
                 (u32::from_le_bytes([b[0], b[1], b[2], b[3]]), u32::from_le_bytes([b[4], b[5], b[6], b[7]]) as u64)
             };
             let Some(map) = env.memory_map() else { return Err(-ENOSYS) };
             // A buffer too small for the whole map gets what fits (Xen).
-            let n = (nr as usize).min(map.len());
-            let mut bytes = [0u8; 20 * 32];
-            let n = n.min(32);
-            for (i, e) in map[..n].iter().enumerate() {
-                bytes[i * 20..i * 20 + 20].copy_from_slice(e.as_bytes());
+            let n = (nr as usize).min(map.len()).min(32);
+            let mut entries = [E820Entry::default(); 32];
+            entries[..n].copy_from_slice(&map[..n]);
+            let out = GuestHandle::<E820Entry>::new(buf);
+            for (i, e) in entries[..n].iter().enumerate() {
+                out.at(i as u64).write(env, e)?;
             }
-            env.write(buf, &bytes[..n * 20]).map_err(fault)?;
-            env.write(arg, &(n as u32).to_le_bytes()).map_err(fault)?;
+            GuestHandle::<u32>::new(arg).write(env, &(n as u32))?;
             Ok(0)
         }
         // These take no continuation: bits above the command are refused.
@@ -174,14 +211,9 @@ pub fn memory_op(env: &mut impl Env, cmd: u64, arg: u64, long_mode: bool) -> Res
             Err(-EINVAL)
         }
         memory::XENMEM_CURRENT_RESERVATION | memory::XENMEM_MAXIMUM_RESERVATION | memory::XENMEM_MAXIMUM_GPFN => {
-            let dom: u16 = read_arg(env, arg)?;
-            let target = if dom == DOMID_SELF { env.domid() } else { dom };
-            if !env.domain_exists(target) {
-                return Err(-ESRCH);
-            }
-            if target != env.domid() && !env.privileged() {
-                return Err(-EPERM);
-            }
+            let dom = GuestHandle::<u16>::new(arg).read(env)?;
+            // Xen's xsm_memory_stat_reservation.
+            let target = perm::target(env, dom, Perm::Target)?;
             let (cur, max) = env.reservation(target);
             Ok(match cmd & memory::MEMOP_CMD_MASK {
                 memory::XENMEM_CURRENT_RESERVATION => cur,
@@ -200,8 +232,7 @@ pub fn memory_op(env: &mut impl Env, cmd: u64, arg: u64, long_mode: bool) -> Res
 mod tests {
     use super::*;
     use crate::hypercall::fake::{Fake, call};
-    use crate::hypercall::{Call, Extent, Outcome, dispatch};
-    use xen_abi::memory::E820Entry;
+    use crate::hypercall::{Call, dispatch};
     use xen_abi::{DOMID_SELF, Pod, hypercall as nr};
 
     #[test]

@@ -2,44 +2,68 @@
 //! channels, shutting down (itself or, for the control domain, another
 //! domain), and the singleshot timer.
 
-use super::{Env, Outcome, read_arg};
-use xen_abi::DOMID_SELF;
+use super::call::{Args, Guest, GuestHandle, Outcome};
+use super::perm::{self, Perm};
 use xen_abi::errno::*;
 use xen_abi::sched::{self, SchedRemoteShutdown};
 
-pub fn sched_op(env: &mut impl Env, cmd: u64, arg: u64) -> Outcome {
-    let done = |r: Result<i64, i64>| Outcome::Done(r.unwrap_or_else(|e| e));
+/// The caller's singleshot timer, which set_timer_op and
+/// VCPUOP_set_singleshot_timer both set.
+pub trait TimerEnv: Guest {
+    /// The caller's singleshot timer (None stops it); a deadline already
+    /// past raises the timer event at once.
+    fn set_singleshot_timer(&mut self, deadline: Option<u64>);
+}
+
+/// What sched_op needs of the caller.
+pub trait SchedEnv: TimerEnv {
+    /// Shuts another domain down.
+    fn shutdown_domain(&mut self, domid: u16, reason: u8);
+    /// Latches the shutdown code for a later shutdown.
+    fn set_shutdown_code(&mut self, reason: u8);
+    /// Whether event channel `port` is pending (-EINVAL for a port the
+    /// domain cannot have).
+    fn port_pending(&self, port: u32) -> Result<bool, i64>;
+    /// Starts a poll: the caller wakes when `port` (None: any port) turns
+    /// pending, or at `deadline` (0: none).
+    fn set_poll(&mut self, port: Option<u32>, deadline: u64);
+    /// Ends a poll that found a port pending before it blocked.
+    fn cancel_poll(&mut self);
+}
+
+/// sched_op(cmd, arg).
+pub fn sched_op<E: SchedEnv>(env: &mut E, args: &Args) -> Outcome {
+    let (cmd, arg) = (args.a[0], args.a[1]);
     match cmd {
         sched::SCHEDOP_YIELD => Outcome::Yield,
         sched::SCHEDOP_BLOCK => Outcome::Block,
         // Xen does not range-check the reason: it is truncated to a byte.
-        sched::SCHEDOP_SHUTDOWN => match read_arg::<u32>(env, arg) {
+        sched::SCHEDOP_SHUTDOWN => match GuestHandle::<u32>::new(arg).read(env) {
             Ok(reason) => Outcome::Shutdown(reason as u8),
             Err(e) => Outcome::Done(e),
         },
-        sched::SCHEDOP_SHUTDOWN_CODE => done(read_arg::<u32>(env, arg).map(|reason| {
+        sched::SCHEDOP_SHUTDOWN_CODE => Outcome::of(GuestHandle::<u32>::new(arg).read(env).map(|reason| {
             env.set_shutdown_code(reason as u8);
             0
         })),
         sched::SCHEDOP_REMOTE_SHUTDOWN => {
-            let rs = match read_arg::<SchedRemoteShutdown>(env, arg) {
+            let rs = match GuestHandle::<SchedRemoteShutdown>::new(arg).read(env) {
                 Ok(rs) => rs,
                 Err(e) => return Outcome::Done(e),
             };
-            let target = if rs.domain_id == DOMID_SELF { env.domid() } else { rs.domain_id };
-            if !env.domain_exists(target) {
-                Outcome::Done(-ESRCH)
-            } else if !env.privileged() {
-                Outcome::Done(-EPERM)
-            } else if target == env.domid() {
-                Outcome::Shutdown(rs.reason as u8)
-            } else {
-                env.shutdown_domain(target, rs.reason as u8);
-                Outcome::Done(0)
+            // Xen's xsm_schedop_shutdown: the target's device model or the
+            // control domain, even on itself.
+            match perm::target(env, rs.domain_id, Perm::DeviceModel) {
+                Err(e) => Outcome::Done(e),
+                Ok(target) if target == env.domid() => Outcome::Shutdown(rs.reason as u8),
+                Ok(target) => {
+                    env.shutdown_domain(target, rs.reason as u8);
+                    Outcome::Done(0)
+                }
             }
         }
         sched::SCHEDOP_POLL => poll(env, arg),
-        sched::SCHEDOP_PIN_OVERRIDE if !env.privileged() => Outcome::Done(-EPERM),
+        sched::SCHEDOP_PIN_OVERRIDE if !env.caller().may(Perm::Control, None) => Outcome::Done(-EPERM),
         _ => Outcome::Done(-ENOSYS),
     }
 }
@@ -47,17 +71,18 @@ pub fn sched_op(env: &mut impl Env, cmd: u64, arg: u64) -> Outcome {
 /// Event-channel ports SCHEDOP_poll may wait on at once (Xen's limit).
 const POLL_MAX_PORTS: u32 = 128;
 
-pub fn poll(env: &mut impl Env, arg: u64) -> Outcome {
-    let p = match read_arg::<sched::SchedPoll>(env, arg) {
+fn poll(env: &mut impl SchedEnv, arg: u64) -> Outcome {
+    let p = match GuestHandle::<sched::SchedPoll>::new(arg).read(env) {
         Ok(p) => p,
         Err(e) => return Outcome::Done(e),
     };
     if p.nr_ports > POLL_MAX_PORTS {
         return Outcome::Done(-EINVAL);
     }
+    let list = GuestHandle::<u32>::new(p.ports);
     let mut ports = [0u32; POLL_MAX_PORTS as usize];
     for (i, slot) in ports.iter_mut().take(p.nr_ports as usize).enumerate() {
-        match read_arg::<u32>(env, p.ports.wrapping_add(4 * i as u64)) {
+        match list.at(i as u64).read(env) {
             Ok(port) => *slot = port,
             Err(e) => return Outcome::Done(e),
         }
@@ -86,11 +111,13 @@ pub fn poll(env: &mut impl Env, arg: u64) -> Outcome {
 pub const HUGE_TIMEOUT_NS: u64 = 1 << 50;
 
 /// set_timer_op(timeout): the caller's singleshot timer at an absolute
-/// system time; 0 stops it. Nonsense values get Xen's 100 ms.
-pub fn set_timer_op(env: &mut impl Env, timeout: u64) -> Result<i64, i64> {
+/// system time; 0 stops it. Nonsense values get Xen's 100 ms. (A 32-bit
+/// caller passes the time in two halves; the table joins them.)
+pub fn set_timer_op<E: TimerEnv>(env: &mut E, args: &Args) -> Outcome {
+    let timeout = args.a[0];
     if timeout == 0 {
         env.set_singleshot_timer(None);
-        return Ok(0);
+        return Outcome::Done(0);
     }
     let now = env.now_ns();
     let deadline = if (timeout as i64) < 0 || timeout.saturating_sub(now) >= HUGE_TIMEOUT_NS {
@@ -99,7 +126,7 @@ pub fn set_timer_op(env: &mut impl Env, timeout: u64) -> Result<i64, i64> {
         timeout
     };
     env.set_singleshot_timer(Some(deadline));
-    Ok(0)
+    Outcome::Done(0)
 }
 
 #[cfg(test)]

@@ -1,16 +1,44 @@
 //! `vcpu_op`: starting and stopping a domain's vCPUs, their runstate and
 //! time areas, vcpu_info placement, timers and NMIs.
 
-use super::sched_op::HUGE_TIMEOUT_NS;
-use super::{Env, Outcome, fault, read_arg};
+use super::call::{Args, GuestHandle, Outcome};
+use super::sched_op::{HUGE_TIMEOUT_NS, TimerEnv};
 use crate::arch::x86_64::hvm::vcpu_init::InitialState;
-use xen_abi::Pod;
+use crate::mm::addr::Gva;
 use xen_abi::errno::*;
 use xen_abi::sched;
-use xen_abi::vcpu as xv;
+use xen_abi::vcpu::{self as xv, RunstateInfo};
 
-pub fn vcpu_op(env: &mut impl Env, cmd: u64, vcpu: u64, arg: u64, long_mode: bool) -> Outcome {
-    let done = |r: Result<i64, i64>| Outcome::Done(r.unwrap_or_else(|e| e));
+/// What vcpu_op needs of the caller: its domain's vCPUs (`vcpu` is below
+/// `nr_vcpus`, checked first).
+pub trait VcpuEnv: TimerEnv {
+    /// Gives a down, never-started vCPU its starting state (-EEXIST if it
+    /// has one).
+    fn vcpu_initialise(&mut self, vcpu: u32, state: &InitialState) -> Result<(), i64>;
+    /// Makes an initialised vCPU runnable (-EINVAL if not initialised).
+    fn vcpu_up(&mut self, vcpu: u32) -> Result<(), i64>;
+    /// Takes another vCPU down.
+    fn vcpu_down(&mut self, vcpu: u32);
+    fn vcpu_is_up(&self, vcpu: u32) -> bool;
+    fn vcpus_up(&self) -> u32;
+    fn runstate(&self, vcpu: u32) -> RunstateInfo;
+    /// Registers a guest-virtual runstate area (updated on every switch).
+    fn set_runstate_area(&mut self, vcpu: u32, gva: Gva);
+    /// Registers a guest-virtual copy of vcpu_time_info.
+    fn set_time_area(&mut self, vcpu: u32, gva: Gva);
+    fn register_vcpu_info(&mut self, vcpu: u32, gfn: u64, offset: u32) -> Result<(), i64>;
+    /// 0 stops it.
+    fn set_periodic_timer(&mut self, vcpu: u32, period_ns: u64);
+    fn send_nmi(&mut self, vcpu: u32);
+    /// CR4 bits a vCPU may have.
+    fn cr4_valid(&self) -> u64;
+}
+
+/// vcpu_op(cmd, vcpu, arg).
+pub fn vcpu_op<E: VcpuEnv>(env: &mut E, args: &Args) -> Outcome {
+    let [cmd, vcpu, arg, ..] = args.a;
+    let long_mode = args.long_mode;
+    let done = Outcome::of;
     if vcpu >= env.nr_vcpus() as u64 {
         return Outcome::Done(-ENOENT);
     }
@@ -18,7 +46,7 @@ pub fn vcpu_op(env: &mut impl Env, cmd: u64, vcpu: u64, arg: u64, long_mode: boo
     let own = vcpu == env.vcpu_id();
     match cmd {
         xv::VCPUOP_INITIALISE => done((|| {
-            let ctx: xv::VcpuHvmContext = read_arg(env, arg)?;
+            let ctx = GuestHandle::<xv::VcpuHvmContext>::new(arg).read(env)?;
             let state = InitialState::from_hvm_context(&ctx, env.cr4_valid()).map_err(|_| -EINVAL)?;
             env.vcpu_initialise(vcpu, &state).map(|_| 0)
         })()),
@@ -37,25 +65,24 @@ pub fn vcpu_op(env: &mut impl Env, cmd: u64, vcpu: u64, arg: u64, long_mode: boo
         xv::VCPUOP_IS_UP => Outcome::Done(env.vcpu_is_up(vcpu) as i64),
         xv::VCPUOP_GET_RUNSTATE_INFO => {
             let r = env.runstate(vcpu);
-            done(env.write(arg, r.as_bytes()).map(|_| 0).map_err(fault))
+            done(GuestHandle::new(arg).write(env, &r).map(|_| 0))
         }
         xv::VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA => done((|| {
-            let a: xv::RegisterArea = read_arg(env, arg)?;
-            let gva = if long_mode { a.addr } else { a.addr & 0xffff_ffff };
+            let a = GuestHandle::<xv::RegisterArea>::new(arg).read(env)?;
+            let area = GuestHandle::<RunstateInfo>::new(if long_mode { a.addr } else { a.addr & 0xffff_ffff });
             // The area must be writable now (Xen checks the handle).
             let r = env.runstate(vcpu);
-            env.write(gva, r.as_bytes()).map_err(fault)?;
-            env.set_runstate_area(vcpu, gva);
+            area.write(env, &r)?;
+            env.set_runstate_area(vcpu, area.addr());
             Ok(0)
         })()),
         xv::VCPUOP_REGISTER_VCPU_TIME_MEMORY_AREA => done((|| {
-            let a: xv::RegisterArea = read_arg(env, arg)?;
-            let gva = if long_mode { a.addr } else { a.addr & 0xffff_ffff };
-            env.set_time_area(vcpu, gva);
+            let a = GuestHandle::<xv::RegisterArea>::new(arg).read(env)?;
+            env.set_time_area(vcpu, Gva(if long_mode { a.addr } else { a.addr & 0xffff_ffff }));
             Ok(0)
         })()),
         xv::VCPUOP_SET_PERIODIC_TIMER => done((|| {
-            let t: xv::SetPeriodicTimer = read_arg(env, arg)?;
+            let t = GuestHandle::<xv::SetPeriodicTimer>::new(arg).read(env)?;
             if t.period_ns < 1_000_000 || t.period_ns > HUGE_TIMEOUT_NS {
                 return Err(-EINVAL);
             }
@@ -70,7 +97,7 @@ pub fn vcpu_op(env: &mut impl Env, cmd: u64, vcpu: u64, arg: u64, long_mode: boo
             if !own {
                 return Err(-EINVAL);
             }
-            let t: xv::SetSingleshotTimer = read_arg(env, arg)?;
+            let t = GuestHandle::<xv::SetSingleshotTimer>::new(arg).read(env)?;
             if t.flags & xv::SSHOTTMR_FUTURE != 0 && t.timeout_abs_ns < env.now_ns() {
                 return Err(-ETIME);
             }
@@ -85,7 +112,7 @@ pub fn vcpu_op(env: &mut impl Env, cmd: u64, vcpu: u64, arg: u64, long_mode: boo
             Outcome::Done(0)
         }
         xv::VCPUOP_REGISTER_VCPU_INFO => done((|| {
-            let r: xv::RegisterVcpuInfo = read_arg(env, arg)?;
+            let r = GuestHandle::<xv::RegisterVcpuInfo>::new(arg).read(env)?;
             if r.mfn >> 52 != 0 {
                 return Err(-EINVAL);
             }
@@ -108,9 +135,7 @@ pub fn vcpu_op(env: &mut impl Env, cmd: u64, vcpu: u64, arg: u64, long_mode: boo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hypercall::Outcome;
     use crate::hypercall::fake::{Fake, call};
-    use xen_abi::vcpu::RunstateInfo;
     use xen_abi::{Pod, hypercall as nr};
 
     #[test]

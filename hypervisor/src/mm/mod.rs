@@ -1,6 +1,7 @@
 //! Memory: physical ranges and frames (host-testable), and the hypervisor's
 //! own address space (bare metal only).
 
+pub mod addr;
 pub mod frame;
 pub mod layout;
 pub mod ranges;
