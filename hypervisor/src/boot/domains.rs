@@ -272,7 +272,7 @@ fn wire_static(built: &[Built<'_>]) -> Vec<u16> {
                 flags: xen_abi::grant_table::GTF_PERMIT_ACCESS
                     | if g.readonly { xen_abi::grant_table::GTF_READONLY } else { 0 },
                 domid: peer.id,
-                frame: g.gfn as u32,
+                frame: g.gfn.0 as u32,
             };
             if b.dom.grants.lock().write_entry(g.gref, e) {
                 info!(

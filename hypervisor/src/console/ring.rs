@@ -5,12 +5,13 @@
 
 use crate::domain::Domain;
 use crate::event::table::Consumer;
+use crate::mm::addr::Gfn;
 use core::sync::atomic::{AtomicU32, Ordering};
 use xen_abi::console as xc;
 
 /// Where the console ring page is in every domain (libxl's special page
 /// for the console: the last of the 8 at 0xfeff8000).
-pub const CONSOLE_GFN: u64 = 0xfefff;
+pub const CONSOLE_GFN: Gfn = Gfn(0xfefff);
 
 fn ring_u32(va: u64, off: usize) -> &'static AtomicU32 {
     // SAFETY: `va` is the domain's console page (hypervisor-owned, alive as

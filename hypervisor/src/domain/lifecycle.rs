@@ -16,6 +16,7 @@ use crate::console::line::LineBuffer;
 use crate::domain::build::pvh::{self, BuildSpec, PvhError};
 use crate::memory::guest_mem;
 use crate::memory::physmap::{DomainMemory, OutOfMemory, populate};
+use crate::mm::addr::{Gfn, Gpa, Mfn};
 use crate::mm::phys::{alloc_zeroed_frame, frame_counts, free_frames, phys_to_virt};
 use crate::util::cpumask::CpuMask;
 use alloc::string::String;
@@ -137,9 +138,9 @@ impl fmt::Display for CreateError {
 }
 
 /// The RAM ranges (start gfn, frame count) of a domain with `pages` pages.
-fn ram_layout(pages: u64) -> [(u64, u64); 2] {
-    let low = pages.min(LOW_RAM_END >> 12);
-    [(0, low), (1 << 20, pages - low)]
+fn ram_layout(pages: u64) -> [(Gfn, u64); 2] {
+    let low = pages.min(Gpa(LOW_RAM_END).gfn().0);
+    [(Gfn(0), low), (Gfn(1 << 20), pages - low)]
 }
 
 /// Builds a PVH domain and registers it (its first vCPU is runnable; the
@@ -160,12 +161,12 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
     for (gfn, count) in layout.into_iter().filter(|(_, c)| *c > 0) {
         if let Err(e) = populate(&mut p2m, gfn, count) {
             p2m.destroy(&mut |mfn, n| {
-                let _ = free_frames(mfn << 12, n);
+                let _ = free_frames(mfn.phys(), n);
             });
             return Err(e.into());
         }
-        memmap.push(HvmMemmapEntry { addr: gfn << 12, size: count << 12, kind: 1, reserved: 0 });
-        e820.push(E820Entry { addr: gfn << 12, size: count << 12, kind: 1 });
+        memmap.push(HvmMemmapEntry { addr: gfn.gpa().0, size: count << 12, kind: 1, reserved: 0 });
+        e820.push(E820Entry { addr: gfn.gpa().0, size: count << 12, kind: 1 });
     }
     // libxl's order: low RAM, the special pages, then high RAM.
     let special = HvmMemmapEntry { addr: SPECIAL_PAGES, size: SPECIAL_PAGES_LEN, kind: 2, reserved: 0 };
@@ -174,7 +175,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
 
     let cleanup = |p2m: Npt| {
         p2m.destroy(&mut |mfn, n| {
-            let _ = free_frames(mfn << 12, n);
+            let _ = free_frames(mfn.phys(), n);
         });
     };
     // ACPI tables (RSDP, XSDT, FADT, DSDT, MADT) right after low RAM.
@@ -182,11 +183,11 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
     let acpi_pages = (acpi.len() as u64).div_ceil(4096);
     memmap.insert(1, HvmMemmapEntry { addr: ACPI_BASE, size: acpi_pages << 12, kind: 3, reserved: 0 });
     e820.insert(1, E820Entry { addr: ACPI_BASE, size: acpi_pages << 12, kind: 3 });
-    if let Err(e) = populate(&mut p2m, ACPI_BASE >> 12, acpi_pages) {
+    if let Err(e) = populate(&mut p2m, Gpa(ACPI_BASE).gfn(), acpi_pages) {
         cleanup(p2m);
         return Err(e.into());
     }
-    if guest_mem::write_phys(&DomainMemory { p2m: &p2m }, ACPI_BASE, &acpi).is_err() {
+    if guest_mem::write_phys(&DomainMemory { p2m: &p2m }, Gpa(ACPI_BASE), &acpi).is_err() {
         cleanup(p2m);
         return Err(CreateError::OutOfMemory);
     }
@@ -222,7 +223,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
         let _ = free_frames(shared_info, 1);
         return Err(CreateError::OutOfMemory);
     };
-    if p2m.set(crate::console::ring::CONSOLE_GFN, console >> 12, P2mType::Special).is_err() {
+    if p2m.set(crate::console::ring::CONSOLE_GFN, Mfn::of_phys(console), P2mType::Special).is_err() {
         cleanup(p2m);
         let _ = free_frames(shared_info, 1);
         let _ = free_frames(console, 1);
@@ -308,7 +309,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
             p2m: Some(p2m),
             ram_pages: pages,
             params: [0; hvm::NR_PARAMS as usize],
-            shared_info_mfn: shared_info >> 12,
+            shared_info_mfn: Mfn::of_phys(shared_info),
             shared_info_gfn: None,
             console: LineBuffer::new(),
             shutdown_code: None,
@@ -327,7 +328,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
         )),
         pollers: AtomicU32::new(0),
         callback_vector: AtomicU8::new(0),
-        console_mfn: console >> 12,
+        console_mfn: Mfn::of_phys(console),
         console_va: phys_to_virt(console).unwrap_or(0),
         console_port: AtomicU32::new(0),
     });
@@ -336,7 +337,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
     if let Ok(port) = dom.evtchn.lock().alloc_console(0) {
         dom.console_port.store(port, Ordering::Release);
         let mut i = dom.inner.lock();
-        i.params[hvm::PARAM_CONSOLE_PFN as usize] = crate::console::ring::CONSOLE_GFN;
+        i.params[hvm::PARAM_CONSOLE_PFN as usize] = crate::console::ring::CONSOLE_GFN.0;
         i.params[hvm::PARAM_CONSOLE_EVTCHN as usize] = port as u64;
     }
     crate::grant::map::grant_grow(&dom, 1);

@@ -6,6 +6,7 @@
 use super::vcpu::{VcpuShared, vflags};
 use crate::arch::x86_64::hvm::npt::{Npt, P2mType};
 use crate::console::line::LineBuffer;
+use crate::mm::addr::{Gfn, Mfn};
 use crate::mm::phys::{free_frames, phys_to_virt};
 use crate::util::cpumask::CpuMask;
 use alloc::string::String;
@@ -44,8 +45,8 @@ pub struct DomainInner {
     pub p2m: Option<Npt>,
     pub ram_pages: u64,
     pub params: [u64; hvm::NR_PARAMS as usize],
-    pub shared_info_mfn: u64,
-    pub shared_info_gfn: Option<u64>,
+    pub shared_info_mfn: Mfn,
+    pub shared_info_gfn: Option<Gfn>,
     pub console: LineBuffer,
     pub shutdown_code: Option<u8>,
     /// Changes whenever a guest frame is remapped or removed.
@@ -53,7 +54,7 @@ pub struct DomainInner {
     /// Pages the domain may have (xl's maxmem; its initial memory).
     pub max_pages: u64,
     /// Extents from increase_reservation, owned but not in the p2m.
-    pub unplaced: Vec<(u64, u64)>,
+    pub unplaced: Vec<(Mfn, u64)>,
 }
 
 pub struct Domain {
@@ -91,7 +92,7 @@ pub struct Domain {
     /// evtchn_upcall_pending is set.
     pub callback_vector: AtomicU8,
     /// The console ring page (host frame and address) and its port.
-    pub console_mfn: u64,
+    pub console_mfn: Mfn,
     pub console_va: u64,
     pub console_port: AtomicU32,
 }
@@ -128,7 +129,7 @@ impl Domain {
 
     /// Moves vCPU `id`'s vcpu_info to (`gfn`, `offset`), copying what is
     /// there now (VCPUOP_register_vcpu_info).
-    pub fn register_vcpu_info(&self, id: u32, gfn: u64, offset: u32) -> Result<(), i64> {
+    pub fn register_vcpu_info(&self, id: u32, gfn: Gfn, offset: u32) -> Result<(), i64> {
         use xen_abi::errno::*;
         let v = self.vcpu(id).ok_or(-ENOENT)?;
         if offset as usize + xs::VCPU_INFO_SIZE > 4096 {
@@ -149,7 +150,7 @@ impl Domain {
                 _ => return Err(-EINVAL),
             }
         };
-        let dst = phys_to_virt((mfn << 12) + offset as u64).ok_or(-EINVAL)? as *mut u8;
+        let dst = phys_to_virt(mfn.phys() + offset as u64).ok_or(-EINVAL)? as *mut u8;
         let mut cur = [0u8; xs::VCPU_INFO_SIZE];
         if let Some(src) = self.vcpu_info_ptr(id) {
             // SAFETY: both point at 64 bytes of domain memory (checked).
@@ -168,8 +169,8 @@ impl Drop for Domain {
     /// The pages other CPUs may still write while they hold the domain
     /// (an event raised, a console drained) go with the last reference.
     fn drop(&mut self) {
-        let _ = free_frames(self.inner.get_mut().shared_info_mfn << 12, 1);
-        let _ = free_frames(self.console_mfn << 12, 1);
+        let _ = free_frames(self.inner.get_mut().shared_info_mfn.phys(), 1);
+        let _ = free_frames(self.console_mfn.phys(), 1);
         for v in &mut self.vcpus {
             if let Some((_, _, mfn)) = v.vcpu_info.get_mut().take() {
                 crate::memory::frame_ref::frame_put(mfn);

@@ -46,7 +46,7 @@ impl Domain {
     /// The wall clock at system time 0, in shared_info.
     pub fn write_wallclock(&self) {
         let mfn = self.inner.lock().shared_info_mfn;
-        let Some(base) = phys_to_virt(mfn << 12) else { return };
+        let Some(base) = phys_to_virt(mfn.phys()) else { return };
         let (sec, nsec) = crate::time::boot_wallclock();
         let at = |off: usize| (base + off as u64) as *mut u32;
         // SAFETY: the domain's shared_info page, owned by the hypervisor;

@@ -8,6 +8,7 @@ use crate::arch::x86_64::hvm::HvmVcpu;
 use crate::arch::x86_64::hvm::regs::GuestRegs;
 use crate::arch::x86_64::hvm::vcpu_init::InitialState;
 use crate::arch::x86_64::hvm::vlapic::VLapic;
+use crate::mm::addr::{Gfn, Gva, Mfn};
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use spin::Mutex;
 
@@ -72,7 +73,7 @@ pub struct RunstateAcct {
     pub entry: u64,
     pub time: [u64; 4],
     /// A guest-virtual address the guest registered for updates.
-    pub area: Option<u64>,
+    pub area: Option<Gva>,
 }
 
 impl RunstateAcct {
@@ -125,14 +126,14 @@ pub struct VcpuShared {
     pub timers: Mutex<VcpuTimers>,
     /// vcpu_info moved by VCPUOP_register_vcpu_info: (guest frame, offset,
     /// host frame, which is referenced while registered).
-    pub vcpu_info: Mutex<Option<(u64, u32, u64)>>,
+    pub vcpu_info: Mutex<Option<(Gfn, u32, Mfn)>>,
     /// Where the hypervisor reaches its vcpu_info (0: it has none, a vCPU
     /// past the 32 slots of shared_info that did not register one).
     pub vcpu_info_va: AtomicU64,
     /// SCHEDOP_poll: the port it waits for plus one, POLL_ANY, or 0.
     pub poll_port: AtomicU32,
     /// A guest-virtual copy of vcpu_time_info the guest asked for.
-    pub time_area: Mutex<Option<u64>>,
+    pub time_area: Mutex<Option<Gva>>,
     pub runstate: Mutex<RunstateAcct>,
     pub cell: Mutex<Vcpu>,
 }

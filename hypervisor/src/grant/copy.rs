@@ -5,13 +5,14 @@ use super::map::{acquire, owned_frame, release};
 use crate::domain::Domain;
 use crate::domain::registry as domain;
 use crate::memory::frame_ref::frame_put;
+use crate::mm::addr::{Gfn, Mfn};
 use crate::mm::phys::phys_to_virt;
 use alloc::sync::Arc;
 use xen_abi::grant_table::{self as gt, *};
 
 /// One side of a copy, acquired: host frame, and the grant to release.
 struct CopySide {
-    mfn: u64,
+    mfn: Mfn,
     grant: Option<(Arc<Domain>, u32)>,
     readonly: bool,
 }
@@ -19,7 +20,7 @@ struct CopySide {
 /// One side: a frame of `me`'s own, or a grant of domain `dom`.
 fn copy_side(me: &Arc<Domain>, p: &CopyPtr, dom: u16, is_gref: bool, readonly: bool) -> Result<CopySide, i16> {
     if !is_gref {
-        let mfn = owned_frame(me, p.u, readonly).ok_or(GNTST_BAD_PAGE)?;
+        let mfn = owned_frame(me, Gfn(p.u), readonly).ok_or(GNTST_BAD_PAGE)?;
         return Ok(CopySide { mfn, grant: None, readonly });
     }
     let d = domain::get(me, dom).ok_or(GNTST_BAD_DOMAIN)?;
@@ -56,7 +57,7 @@ pub fn grant_copy(me: &Arc<Domain>, op: &gt::Copy, source: u16, dest: u16) -> i1
     let st = if so + len > 4096 || doff + len > 4096 {
         GNTST_BAD_COPY_ARG
     } else {
-        match (phys_to_virt((src.mfn << 12) + so), phys_to_virt((dst.mfn << 12) + doff)) {
+        match (phys_to_virt(src.mfn.phys() + so), phys_to_virt(dst.mfn.phys() + doff)) {
             (Some(s), Some(d)) => {
                 // SAFETY: both ranges lie inside 4 KiB frames referenced for
                 // the copy (they cannot be freed meanwhile); `copy` allows

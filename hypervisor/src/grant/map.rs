@@ -13,6 +13,7 @@ use crate::grant::table::{Frame, Mapping, Pinned};
 use crate::memory::frame_ref::Deferred;
 use crate::memory::frame_ref::{frame_get, frame_put};
 use crate::memory::physmap::replaceable;
+use crate::mm::addr::{Gfn, Gpa, Mfn};
 use crate::mm::phys::{alloc_zeroed_frame, free_frames, phys_to_virt};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -23,19 +24,19 @@ use xen_abi::grant_table::*;
 fn grant_frame() -> Option<Frame> {
     let phys = alloc_zeroed_frame()?;
     let va = phys_to_virt(phys)? as usize;
-    Some(Frame { mfn: phys >> 12, va })
+    Some(Frame { mfn: Mfn::of_phys(phys), va })
 }
 
 /// Frees a grant table's frames (when its domain is gone for good).
 pub fn free_grant_frames(frames: Vec<Frame>) {
     for f in frames {
-        let _ = free_frames(f.mfn << 12, 1);
+        let _ = free_frames(f.mfn.phys(), 1);
     }
 }
 
 /// Takes a reference on the frame behind `gfn` of `owner` if it is the
 /// owner's RAM (writable RAM unless `readonly`).
-pub(super) fn owned_frame(owner: &Domain, gfn: u64, readonly: bool) -> Option<u64> {
+pub(super) fn owned_frame(owner: &Domain, gfn: Gfn, readonly: bool) -> Option<Mfn> {
     let i = owner.inner.lock();
     let (mfn, t) = i.p2m.as_ref()?.lookup(gfn)?;
     let ok = match t {
@@ -52,7 +53,7 @@ pub(super) fn owned_frame(owner: &Domain, gfn: u64, readonly: bool) -> Option<u6
 
 /// Pins grant `gref` of `granter` for `me` and takes a reference on its
 /// frame: the host frame, or a GNTST_* status.
-pub(super) fn acquire(granter: &Domain, gref: u32, me: u16, readonly: bool, for_copy: bool) -> Result<u64, i16> {
+pub(super) fn acquire(granter: &Domain, gref: u32, me: u16, readonly: bool, for_copy: bool) -> Result<Mfn, i16> {
     let mut g = granter.grants.lock();
     match g.pin(gref, me, readonly, for_copy)? {
         Pinned::Frame(mfn) => {
@@ -74,7 +75,7 @@ pub(super) fn acquire(granter: &Domain, gref: u32, me: u16, readonly: bool, for_
 }
 
 /// Undoes [`acquire`].
-pub(super) fn release(granter: Option<&Domain>, gref: u32, readonly: bool, mfn: u64) {
+pub(super) fn release(granter: Option<&Domain>, gref: u32, readonly: bool, mfn: Mfn) {
     if let Some(g) = granter {
         g.grants.lock().unpin(gref, readonly);
     }
@@ -88,9 +89,9 @@ pub fn grant_map(me: &Arc<Domain>, op: &MapGrantRef, granter: u16, deferred: &mu
     // It may have gone since it was looked up.
     let Some(granter) = domain::get(me, granter) else { return (GNTST_BAD_DOMAIN, 0) };
     let readonly = op.flags & GNTMAP_READONLY != 0;
-    let gfn = op.host_addr >> 12;
+    let gfn = Gpa(op.host_addr).gfn();
     // A handle first (Xen: GNTST_no_space before the reference is looked at).
-    let placeholder = Mapping { granter: granter.id, gref: op.gref, readonly, gfn, mfn: 0 };
+    let placeholder = Mapping { granter: granter.id, gref: op.gref, readonly, gfn, mfn: Mfn(0) };
     let Some(handle) = me.grants.lock().add_mapping(placeholder) else { return (GNTST_NO_SPACE, 0) };
     let mfn = match acquire(&granter, op.gref, me.id, readonly, false) {
         Ok(mfn) => mfn,
@@ -106,7 +107,7 @@ pub fn grant_map(me: &Arc<Domain>, op: &MapGrantRef, granter: u16, deferred: &mu
         let mut i = me.inner.lock();
         let t = if readonly { P2mType::GrantRo } else { P2mType::GrantRw };
         match i.p2m.as_mut() {
-            Some(p2m) if gfn >> (GPA_BITS - 12) == 0 && replaceable(p2m.lookup(gfn)) => match p2m.set(gfn, mfn, t) {
+            Some(p2m) if gfn.0 >> (GPA_BITS - 12) == 0 && replaceable(p2m.lookup(gfn)) => match p2m.set(gfn, mfn, t) {
                 Ok(old) => {
                     if let Some((old_mfn, ot)) = old
                         && ot.owned()
@@ -140,7 +141,7 @@ pub fn grant_unmap(me: &Domain, op: &UnmapGrantRef, deferred: &mut Vec<Deferred>
     if op.host_addr == 0 {
         return GNTST_OKAY;
     }
-    if op.host_addr >> 12 != m.gfn {
+    if Gpa(op.host_addr).gfn() != m.gfn {
         return GNTST_GENERAL_ERROR;
     }
     {
@@ -161,7 +162,7 @@ pub fn grant_unmap(me: &Domain, op: &UnmapGrantRef, deferred: &mut Vec<Deferred>
 }
 
 /// Work left for after the TLB flush that an unmap needs.
-pub fn unpin_after_flush(granter: u16, gref: u32, readonly: bool, mfn: u64) {
+pub fn unpin_after_flush(granter: u16, gref: u32, readonly: bool, mfn: Mfn) {
     let g = domain::find(granter);
     release(g.as_deref(), gref, readonly, mfn);
 }
@@ -181,7 +182,7 @@ pub fn grant_grow(d: &Domain, n: u32) -> bool {
 }
 
 /// XENMAPSPACE_grant_table: grant frame `idx` of `me` at `gpfn`.
-pub fn map_grant_frame(me: &Domain, idx: u32, gpfn: u64, deferred: &mut Vec<Deferred>) -> Result<bool, i64> {
+pub fn map_grant_frame(me: &Domain, idx: u32, gpfn: Gfn, deferred: &mut Vec<Deferred>) -> Result<bool, i64> {
     let mut g = me.grants.lock();
     if idx >= g.max_frames() || !g.grow(idx + 1, &mut grant_frame) {
         return Err(-EINVAL);

@@ -10,6 +10,7 @@
 //! compare-and-exchange on the 32-bit (flags, domid) pair, as Xen does,
 //! since the granting guest writes them concurrently.
 
+use crate::mm::addr::{Gfn, Mfn};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 use xen_abi::grant_table::*;
@@ -25,7 +26,7 @@ const CMPXCHG_RETRIES: u32 = 4;
 /// it (a direct-map address of a 4 KiB page the table owns).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame {
-    pub mfn: u64,
+    pub mfn: Mfn,
     pub va: usize,
 }
 
@@ -38,8 +39,8 @@ pub struct Active {
     /// The domain that pinned it.
     pub domid: u16,
     /// The granted guest frame and its host frame while pinned.
-    pub gfn: u64,
-    pub mfn: u64,
+    pub gfn: Gfn,
+    pub mfn: Mfn,
 }
 
 impl Active {
@@ -55,8 +56,8 @@ pub struct Mapping {
     pub gref: u32,
     pub readonly: bool,
     /// Where it is mapped in the mapping domain (guest frame).
-    pub gfn: u64,
-    pub mfn: u64,
+    pub gfn: Gfn,
+    pub mfn: Mfn,
 }
 
 /// What a first pin must be completed with: the granted guest frame,
@@ -64,15 +65,15 @@ pub struct Mapping {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pinned {
     /// Already pinned: the host frame is known.
-    Frame(u64),
+    Frame(Mfn),
     /// First pin of the entry: translate this guest frame.
-    Translate(u64),
+    Translate(Gfn),
 }
 
 pub struct Grants {
     frames: Vec<Frame>,
     /// Where each frame is mapped in the domain (XENMAPSPACE_grant_table).
-    frame_gfns: Vec<Option<u64>>,
+    frame_gfns: Vec<Option<Gfn>>,
     max_frames: u32,
     active: Vec<Active>,
     maps: Vec<Option<Mapping>>,
@@ -109,11 +110,11 @@ impl Grants {
         self.frames.get(idx as usize).copied()
     }
 
-    pub fn frame_gfn(&self, idx: u32) -> Option<u64> {
+    pub fn frame_gfn(&self, idx: u32) -> Option<Gfn> {
         self.frame_gfns.get(idx as usize).copied().flatten()
     }
 
-    pub fn set_frame_gfn(&mut self, idx: u32, gfn: Option<u64>) {
+    pub fn set_frame_gfn(&mut self, idx: u32, gfn: Option<Gfn>) {
         if let Some(g) = self.frame_gfns.get_mut(idx as usize) {
             *g = gfn;
         }
@@ -197,7 +198,7 @@ impl Grants {
         }
         if first {
             a.domid = by;
-            let gfn = self.entry(gref).map_or(0, |e| e.frame as u64);
+            let gfn = Gfn(self.entry(gref).map_or(0, |e| e.frame as u64));
             self.active[gref as usize].gfn = gfn;
             return Ok(Pinned::Translate(gfn));
         }
@@ -205,7 +206,7 @@ impl Grants {
     }
 
     /// Completes a first pin with the granted frame's host frame.
-    pub fn set_frame(&mut self, gref: u32, mfn: u64) {
+    pub fn set_frame(&mut self, gref: u32, mfn: Mfn) {
         if let Some(a) = self.active.get_mut(gref as usize) {
             a.mfn = mfn;
         }
@@ -239,7 +240,7 @@ impl Grants {
     /// Drops one pin; the shared entry loses GTF_writing with the last
     /// writer and GTF_reading with the last pin. Returns the host frame if
     /// that was the last pin (the caller drops its reference on it).
-    pub fn unpin(&mut self, gref: u32, readonly: bool) -> Option<u64> {
+    pub fn unpin(&mut self, gref: u32, readonly: bool) -> Option<Mfn> {
         let a = self.active.get_mut(gref as usize)?;
         if readonly {
             a.readers = a.readers.checked_sub(1)?;
@@ -316,7 +317,7 @@ mod tests {
             let mut b = Box::new([0u64; 512]);
             let va = b.as_mut_ptr() as usize;
             self.0.push(b);
-            Some(Frame { mfn: 0x1000 + self.0.len() as u64, va })
+            Some(Frame { mfn: Mfn(0x1000 + self.0.len() as u64), va })
         }
     }
 
@@ -355,44 +356,44 @@ mod tests {
         grant(&g, 5, 2, 0x77, GTF_PERMIT_ACCESS | GTF_READONLY);
         assert_eq!(g.pin(5, 2, false, false), Err(GNTST_GENERAL_ERROR), "read-only grant pinned writable");
         assert_eq!(g.entry(5).unwrap().flags, GTF_PERMIT_ACCESS | GTF_READONLY, "a refused pin changes nothing");
-        assert_eq!(g.pin(5, 2, true, false), Ok(Pinned::Translate(0x77)));
-        g.set_frame(5, 0x9000);
+        assert_eq!(g.pin(5, 2, true, false), Ok(Pinned::Translate(Gfn(0x77))));
+        g.set_frame(5, Mfn(0x9000));
         assert_eq!(g.entry(5).unwrap().flags, GTF_PERMIT_ACCESS | GTF_READONLY | GTF_READING);
-        assert_eq!(g.pin(5, 2, true, false), Ok(Pinned::Frame(0x9000)));
+        assert_eq!(g.pin(5, 2, true, false), Ok(Pinned::Frame(Mfn(0x9000))));
         assert_eq!(g.pin(5, 4, true, false), Err(GNTST_GENERAL_ERROR), "pinned by another domain");
         assert_eq!(g.unpin(5, true), None);
-        assert_eq!(g.unpin(5, true), Some(0x9000), "the last pin returns the frame");
+        assert_eq!(g.unpin(5, true), Some(Mfn(0x9000)), "the last pin returns the frame");
         assert_eq!(g.entry(5).unwrap().flags, GTF_PERMIT_ACCESS | GTF_READONLY);
         assert_eq!(g.unpin(5, true), None, "nothing left to unpin");
         // Sub-page grants can be copied from but not mapped.
         grant(&g, 6, 2, 1, GTF_PERMIT_ACCESS | GTF_SUB_PAGE);
         assert_eq!(g.pin(6, 2, true, false), Err(GNTST_GENERAL_ERROR));
-        assert_eq!(g.pin(6, 2, true, true), Ok(Pinned::Translate(1)));
+        assert_eq!(g.pin(6, 2, true, true), Ok(Pinned::Translate(Gfn(1))));
     }
 
     #[test]
     fn writing_is_cleared_with_the_last_writer_reading_with_the_last_pin() {
         let (mut g, _p) = table(1);
         grant(&g, 1, 2, 0x10, GTF_PERMIT_ACCESS);
-        assert_eq!(g.pin(1, 2, true, false), Ok(Pinned::Translate(0x10)));
-        g.set_frame(1, 0x500);
-        assert_eq!(g.pin(1, 2, false, false), Ok(Pinned::Frame(0x500)));
+        assert_eq!(g.pin(1, 2, true, false), Ok(Pinned::Translate(Gfn(0x10))));
+        g.set_frame(1, Mfn(0x500));
+        assert_eq!(g.pin(1, 2, false, false), Ok(Pinned::Frame(Mfn(0x500))));
         assert_eq!(g.entry(1).unwrap().flags, GTF_PERMIT_ACCESS | GTF_READING | GTF_WRITING);
         assert_eq!(g.unpin(1, false), None);
         assert_eq!(g.entry(1).unwrap().flags, GTF_PERMIT_ACCESS | GTF_READING);
-        assert_eq!(g.unpin(1, true), Some(0x500));
+        assert_eq!(g.unpin(1, true), Some(Mfn(0x500)));
         assert_eq!(g.entry(1).unwrap().flags, GTF_PERMIT_ACCESS);
         // Once pinned, the guest changing the entry does not unpin it: the
         // granting guest sees GTF_reading and must wait.
-        assert_eq!(g.pin(1, 2, true, false), Ok(Pinned::Translate(0x10)));
+        assert_eq!(g.pin(1, 2, true, false), Ok(Pinned::Translate(Gfn(0x10))));
         grant(&g, 1, 2, 0x10, GTF_INVALID | GTF_READING);
-        assert_eq!(g.pin(1, 2, true, false), Ok(Pinned::Frame(0)));
+        assert_eq!(g.pin(1, 2, true, false), Ok(Pinned::Frame(Mfn(0))));
     }
 
     #[test]
     fn maptrack_handles_are_reused_and_bounded() {
         let (mut g, _p) = table(1);
-        let m = Mapping { granter: 1, gref: 3, readonly: false, gfn: 0x2000, mfn: 0x55 };
+        let m = Mapping { granter: 1, gref: 3, readonly: false, gfn: Gfn(0x2000), mfn: Mfn(0x55) };
         let handles: Vec<u32> = (0..8).map(|_| g.add_mapping(m).unwrap()).collect();
         assert_eq!(handles, (0..8).collect::<Vec<_>>());
         assert_eq!(g.add_mapping(m), None, "maptrack full");

@@ -21,7 +21,7 @@ use crate::memory::frame_ref::Deferred;
 use crate::memory::guest_mem::{self, MemFault};
 use crate::memory::physmap::DomainMemory;
 use crate::memory::reservation;
-use crate::mm::addr::Gva;
+use crate::mm::addr::{Gfn, Gpa, Gva};
 use crate::util::cpumask::CpuMask;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -50,7 +50,7 @@ impl<'a> HcEnv<'a> {
 
     fn with_mem<R>(&self, f: impl FnOnce(&DomainMemory<'_>) -> Result<R, MemFault>) -> Result<R, MemFault> {
         let i = self.dom.inner.lock();
-        let p2m = i.p2m.as_ref().ok_or(MemFault::Unmapped { gpa: 0 })?;
+        let p2m = i.p2m.as_ref().ok_or(MemFault::Unmapped { gpa: Gpa(0) })?;
         f(&DomainMemory { p2m })
     }
 
@@ -75,11 +75,11 @@ impl Guest for HcEnv<'_> {
     }
     fn read(&self, gva: Gva, buf: &mut [u8]) -> Result<(), MemFault> {
         let p = self.arch.paging();
-        self.with_mem(|m| guest_mem::read_virt(m, &p, gva.0, buf))
+        self.with_mem(|m| guest_mem::read_virt(m, &p, gva, buf))
     }
     fn write(&mut self, gva: Gva, buf: &[u8]) -> Result<(), MemFault> {
         let p = self.arch.paging();
-        self.with_mem(|m| guest_mem::write_virt(m, &p, gva.0, buf))
+        self.with_mem(|m| guest_mem::write_virt(m, &p, gva, buf))
     }
     fn now_ns(&self) -> u64 {
         crate::time::now_ns()
@@ -181,14 +181,14 @@ impl VcpuEnv for HcEnv<'_> {
         self.target(vcpu).runstate.lock().info(crate::time::now_ns())
     }
     fn set_runstate_area(&mut self, vcpu: u32, gva: Gva) {
-        self.target(vcpu).runstate.lock().area = Some(gva.0);
+        self.target(vcpu).runstate.lock().area = Some(gva);
     }
     fn set_time_area(&mut self, vcpu: u32, gva: Gva) {
         let t = self.target(vcpu);
-        *t.time_area.lock() = Some(gva.0);
+        *t.time_area.lock() = Some(gva);
         t.set_flag(vflags::TIME);
     }
-    fn register_vcpu_info(&mut self, vcpu: u32, gfn: u64, offset: u32) -> Result<(), i64> {
+    fn register_vcpu_info(&mut self, vcpu: u32, gfn: Gfn, offset: u32) -> Result<(), i64> {
         self.dom.register_vcpu_info(vcpu, gfn, offset)
     }
     fn set_periodic_timer(&mut self, vcpu: u32, period_ns: u64) {
@@ -245,7 +245,7 @@ impl HvmEnv for HcEnv<'_> {
 }
 
 impl MemoryEnv for HcEnv<'_> {
-    fn map_shared_info(&mut self, gpfn: u64) -> Result<(), i64> {
+    fn map_shared_info(&mut self, gpfn: Gfn) -> Result<(), i64> {
         let mut i = self.dom.inner.lock();
         let (mfn, prev) = (i.shared_info_mfn, i.shared_info_gfn);
         if i.place_hypervisor_page(gpfn, mfn, prev, &mut self.deferred)? {
@@ -254,7 +254,7 @@ impl MemoryEnv for HcEnv<'_> {
         }
         Ok(())
     }
-    fn map_grant_frame(&mut self, idx: u32, gpfn: u64) -> Result<(), i64> {
+    fn map_grant_frame(&mut self, idx: u32, gpfn: Gfn) -> Result<(), i64> {
         if crate::grant::map::map_grant_frame(self.dom, idx, gpfn, &mut self.deferred)? {
             self.flush_tlb = true;
         }
@@ -270,7 +270,7 @@ impl MemoryEnv for HcEnv<'_> {
             (i.ram_pages, i.max_pages)
         })
     }
-    fn extent(&mut self, op: Extent, domid: u16, gfn: u64, order: u32) -> bool {
+    fn extent(&mut self, op: Extent, domid: u16, gfn: Gfn, order: u32) -> bool {
         let d = registry::get(self.dom, domid);
         let Some(d) = d else { return false };
         let n = self.deferred.len();
@@ -297,12 +297,12 @@ impl MemoryEnv for HcEnv<'_> {
         }
         ok
     }
-    fn maximum_gpfn(&self, domid: u16) -> u64 {
+    fn maximum_gpfn(&self, domid: u16) -> Gfn {
         let d = registry::get(self.dom, domid);
-        d.map_or(0, |d| {
+        Gfn(d.map_or(0, |d| {
             let hi = d.memmap.iter().map(|e| (e.addr + e.size) >> 12).max().unwrap_or(1);
-            hi.max(crate::console::ring::CONSOLE_GFN + 1) - 1
-        })
+            hi.max(crate::console::ring::CONSOLE_GFN.0 + 1) - 1
+        }))
     }
     fn maximum_ram_page(&self) -> u64 {
         crate::mm::phys::max_frame()
@@ -345,8 +345,7 @@ impl GrantEnv for HcEnv<'_> {
         let g = d.grants.lock();
         Ok((g.nr_frames(), g.max_frames()))
     }
-    fn grant_frame_gfn(&self, domid: u16, idx: u32) -> u64 {
-        let d = registry::get(self.dom, domid);
-        d.and_then(|d| d.grants.lock().frame_gfn(idx)).unwrap_or(crate::hypercall::grant_table_op::INVALID_GFN)
+    fn grant_frame_gfn(&self, domid: u16, idx: u32) -> Option<Gfn> {
+        registry::get(self.dom, domid).and_then(|d| d.grants.lock().frame_gfn(idx))
     }
 }

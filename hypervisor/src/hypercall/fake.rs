@@ -18,7 +18,7 @@ use super::{Call, dispatch};
 use crate::arch::x86_64::hvm::vcpu_init::InitialState;
 use crate::event::table::{Reply, Request};
 use crate::memory::guest_mem::MemFault;
-use crate::mm::addr::Gva;
+use crate::mm::addr::{Gfn, Gva};
 use std::collections::BTreeMap;
 use std::vec::Vec;
 use xen_abi::errno::*;
@@ -65,12 +65,12 @@ impl Guest for FakeGuest {
                 buf.copy_from_slice(&self.mem[gva.0 as usize..gva.0 as usize + buf.len()]);
                 Ok(())
             }
-            None => Err(MemFault::PageFault { gva: gva.0, error_code: 0 }),
+            None => Err(MemFault::PageFault { gva, error_code: 0 }),
         }
     }
     fn write(&mut self, gva: Gva, buf: &[u8]) -> Result<(), MemFault> {
         if gva.0.checked_add(buf.len() as u64).is_none_or(|e| e > self.mem.len() as u64) {
-            return Err(MemFault::PageFault { gva: gva.0, error_code: 2 });
+            return Err(MemFault::PageFault { gva, error_code: 2 });
         }
         self.put(gva.0, buf);
         Ok(())
@@ -267,11 +267,11 @@ impl VcpuEnv for Fake {
     fn set_time_area(&mut self, vcpu: u32, gva: Gva) {
         self.areas.push((vcpu + 100, gva.0));
     }
-    fn register_vcpu_info(&mut self, vcpu: u32, gfn: u64, offset: u32) -> Result<(), i64> {
+    fn register_vcpu_info(&mut self, vcpu: u32, gfn: Gfn, offset: u32) -> Result<(), i64> {
         if offset > 4096 - 64 {
             return Err(-EINVAL);
         }
-        self.infos.push((vcpu, gfn, offset));
+        self.infos.push((vcpu, gfn.0, offset));
         Ok(())
     }
     fn set_periodic_timer(&mut self, vcpu: u32, period_ns: u64) {
@@ -299,11 +299,11 @@ impl HvmEnv for Fake {
 }
 
 impl MemoryEnv for Fake {
-    fn map_shared_info(&mut self, gpfn: u64) -> Result<(), i64> {
-        self.shared_info_at = Some(gpfn);
+    fn map_shared_info(&mut self, gpfn: Gfn) -> Result<(), i64> {
+        self.shared_info_at = Some(gpfn.0);
         Ok(())
     }
-    fn map_grant_frame(&mut self, idx: u32, _gpfn: u64) -> Result<(), i64> {
+    fn map_grant_frame(&mut self, idx: u32, _gpfn: Gfn) -> Result<(), i64> {
         if idx >= 64 { Err(-EINVAL) } else { Ok(()) }
     }
     fn memory_map(&self) -> Option<&[E820Entry]> {
@@ -312,16 +312,16 @@ impl MemoryEnv for Fake {
     fn reservation(&self, _d: u16) -> (u64, u64) {
         (2000, 2048)
     }
-    fn extent(&mut self, op: Extent, d: u16, gfn: u64, order: u32) -> bool {
+    fn extent(&mut self, op: Extent, d: u16, gfn: Gfn, order: u32) -> bool {
         if self.extents_left == 0 {
             return false;
         }
         self.extents_left -= 1;
-        self.extents.push((op, d, gfn, order));
+        self.extents.push((op, d, gfn.0, order));
         true
     }
-    fn maximum_gpfn(&self, _d: u16) -> u64 {
-        0x7ff
+    fn maximum_gpfn(&self, _d: u16) -> Gfn {
+        Gfn(0x7ff)
     }
     fn maximum_ram_page(&self) -> u64 {
         0x12345
@@ -354,8 +354,8 @@ impl GrantEnv for Fake {
             None => Ok((1, 64)),
         }
     }
-    fn grant_frame_gfn(&self, _d: u16, idx: u32) -> u64 {
-        if idx == 0 { 0x1000 } else { u64::MAX }
+    fn grant_frame_gfn(&self, _d: u16, idx: u32) -> Option<Gfn> {
+        (idx == 0).then_some(Gfn(0x1000))
     }
 }
 

@@ -6,6 +6,7 @@
 
 use super::call::{Args, Guest, GuestHandle, Outcome};
 use super::perm::{self, Perm};
+use crate::mm::addr::Gfn;
 use xen_abi::errno::*;
 use xen_abi::grant_table::{self as gt, *};
 use xen_abi::{DOMID_SELF, Pod};
@@ -22,8 +23,8 @@ pub trait GrantEnv: Guest {
     /// Frames and maximum frames of `domid`'s table, grown to `grow_to`
     /// frames first if asked.
     fn grant_table_size(&mut self, domid: u16, grow_to: Option<u32>) -> Result<(u32, u32), i16>;
-    /// Where grant frame `idx` of `domid` is mapped (INVALID_GFN if not).
-    fn grant_frame_gfn(&self, domid: u16, idx: u32) -> u64;
+    /// Where grant frame `idx` of `domid` is mapped, if it is.
+    fn grant_frame_gfn(&self, domid: u16, idx: u32) -> Option<Gfn>;
 }
 
 /// Operations of a batch handled before the hypercall continues.
@@ -190,7 +191,7 @@ fn setup_table(env: &mut impl GrantEnv, arg: u64, count: u64, long_mode: bool) -
         Ok(d) => {
             let mut status = GNTST_OKAY;
             for i in 0..s.nr_frames {
-                let gfn = env.grant_frame_gfn(d, i);
+                let gfn = env.grant_frame_gfn(d, i).map_or(INVALID_GFN, |g| g.0);
                 let r = if long_mode {
                     GuestHandle::<u64>::new(s.frame_list).at(i as u64).write(env, &gfn)
                 } else {

@@ -4,6 +4,7 @@
 
 use super::call::{Args, Guest, GuestHandle, Outcome};
 use super::perm::{self, Perm};
+use crate::mm::addr::Gfn;
 use xen_abi::errno::*;
 use xen_abi::memory::{self, AddToPhysmap, E820Entry};
 
@@ -24,19 +25,19 @@ pub enum Extent {
 pub trait MemoryEnv: Guest {
     /// Maps the caller's shared_info page at `gpfn` (moving it if it was
     /// mapped elsewhere, freeing a RAM page that was there).
-    fn map_shared_info(&mut self, gpfn: u64) -> Result<(), i64>;
+    fn map_shared_info(&mut self, gpfn: Gfn) -> Result<(), i64>;
     /// XENMAPSPACE_grant_table: maps the caller's grant frame `idx` at
     /// `gpfn`, growing the table to it.
-    fn map_grant_frame(&mut self, idx: u32, gpfn: u64) -> Result<(), i64>;
+    fn map_grant_frame(&mut self, idx: u32, gpfn: Gfn) -> Result<(), i64>;
     /// The caller's memory map (None if it has none).
     fn memory_map(&self) -> Option<&[E820Entry]>;
     /// (pages it has, pages it may have).
     fn reservation(&self, domid: u16) -> (u64, u64);
     /// One extent of increase/decrease_reservation or populate_physmap:
     /// false stops the operation there.
-    fn extent(&mut self, op: Extent, domid: u16, gfn: u64, order: u32) -> bool;
+    fn extent(&mut self, op: Extent, domid: u16, gfn: Gfn, order: u32) -> bool;
     /// The highest guest frame `domid` has mapped.
-    fn maximum_gpfn(&self, domid: u16) -> u64;
+    fn maximum_gpfn(&self, domid: u16) -> Gfn;
     /// The highest host frame number (XENMEM_maximum_ram_page).
     fn maximum_ram_page(&self) -> u64;
 }
@@ -130,7 +131,7 @@ fn reservation_op(env: &mut impl MemoryEnv, op: u64, start: u64, arg: u64, long_
                 Err(_) => break,
             }
         };
-        if !env.extent(kind, target, gfn, r.extent_order) {
+        if !env.extent(kind, target, Gfn(gfn), r.extent_order) {
             break;
         }
         i += 1;
@@ -170,12 +171,12 @@ fn other_op(env: &mut impl MemoryEnv, cmd: u64, arg: u64, long_mode: bool) -> Re
             }
             match x.space {
                 memory::XENMAPSPACE_SHARED_INFO if x.idx != 0 => Err(-EINVAL),
-                memory::XENMAPSPACE_SHARED_INFO => env.map_shared_info(x.gpfn).map(|_| 0),
+                memory::XENMAPSPACE_SHARED_INFO => env.map_shared_info(Gfn(x.gpfn)).map(|_| 0),
                 memory::XENMAPSPACE_GMFN_FOREIGN => Err(-ENOSYS),
                 // Status frames belong to grant tables v2, not offered.
                 memory::XENMAPSPACE_GRANT_TABLE if x.idx & memory::XENMAPIDX_GRANT_TABLE_STATUS != 0 => Err(-EINVAL),
                 memory::XENMAPSPACE_GRANT_TABLE if x.idx > u32::MAX as u64 => Err(-EINVAL),
-                memory::XENMAPSPACE_GRANT_TABLE => env.map_grant_frame(x.idx as u32, x.gpfn).map(|_| 0),
+                memory::XENMAPSPACE_GRANT_TABLE => env.map_grant_frame(x.idx as u32, Gfn(x.gpfn)).map(|_| 0),
                 // Moving RAM around the physmap is not offered yet.
                 memory::XENMAPSPACE_GMFN | memory::XENMAPSPACE_GMFN_RANGE => Err(-EOPNOTSUPP),
                 _ => Err(-EINVAL),
@@ -218,7 +219,7 @@ fn other_op(env: &mut impl MemoryEnv, cmd: u64, arg: u64, long_mode: bool) -> Re
             Ok(match cmd & memory::MEMOP_CMD_MASK {
                 memory::XENMEM_CURRENT_RESERVATION => cur,
                 memory::XENMEM_MAXIMUM_RESERVATION => max,
-                _ => env.maximum_gpfn(target),
+                _ => env.maximum_gpfn(target).0,
             } as i64)
         }
         memory::XENMEM_MAXIMUM_RAM_PAGE => Ok(env.maximum_ram_page() as i64),

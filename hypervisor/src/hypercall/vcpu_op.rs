@@ -4,7 +4,7 @@
 use super::call::{Args, GuestHandle, Outcome};
 use super::sched_op::{HUGE_TIMEOUT_NS, TimerEnv};
 use crate::arch::x86_64::hvm::vcpu_init::InitialState;
-use crate::mm::addr::Gva;
+use crate::mm::addr::{Gfn, Gva};
 use xen_abi::errno::*;
 use xen_abi::sched;
 use xen_abi::vcpu::{self as xv, RunstateInfo};
@@ -26,7 +26,7 @@ pub trait VcpuEnv: TimerEnv {
     fn set_runstate_area(&mut self, vcpu: u32, gva: Gva);
     /// Registers a guest-virtual copy of vcpu_time_info.
     fn set_time_area(&mut self, vcpu: u32, gva: Gva);
-    fn register_vcpu_info(&mut self, vcpu: u32, gfn: u64, offset: u32) -> Result<(), i64>;
+    fn register_vcpu_info(&mut self, vcpu: u32, gfn: Gfn, offset: u32) -> Result<(), i64>;
     /// 0 stops it.
     fn set_periodic_timer(&mut self, vcpu: u32, period_ns: u64);
     fn send_nmi(&mut self, vcpu: u32);
@@ -116,7 +116,8 @@ pub fn vcpu_op<E: VcpuEnv>(env: &mut E, args: &Args) -> Outcome {
             if r.mfn >> 52 != 0 {
                 return Err(-EINVAL);
             }
-            env.register_vcpu_info(vcpu, r.mfn, r.offset).map(|_| 0)
+            // A translated guest names the frame by its guest frame number.
+            env.register_vcpu_info(vcpu, Gfn(r.mfn), r.offset).map(|_| 0)
         })()),
         xv::VCPUOP_SEND_NMI => {
             if arg != 0 {

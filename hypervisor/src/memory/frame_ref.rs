@@ -3,6 +3,7 @@
 //! giving such a frame up (ballooning it out, dying) leaves it allocated
 //! until the last reference goes.
 
+use crate::mm::addr::Mfn;
 use crate::mm::phys::free_frames;
 use alloc::vec::Vec;
 use spin::Mutex;
@@ -13,7 +14,7 @@ use spin::Mutex;
 /// reference goes.
 #[derive(Debug, Clone, Copy)]
 struct FrameRef {
-    mfn: u64,
+    mfn: Mfn,
     count: u32,
     /// The owner let go of it: free it with the last reference.
     released: bool,
@@ -26,7 +27,7 @@ static FRAME_REFS: Mutex<Vec<FrameRef>> = Mutex::new(Vec::new());
 
 /// Takes a reference on `mfn` (the caller holds the owner's lock, so the
 /// frame cannot be released under it).
-pub fn frame_get(mfn: u64) {
+pub fn frame_get(mfn: Mfn) {
     let mut refs = FRAME_REFS.lock();
     match refs.binary_search_by_key(&mfn, |r| r.mfn) {
         Ok(i) => refs[i].count += 1,
@@ -35,32 +36,32 @@ pub fn frame_get(mfn: u64) {
 }
 
 /// Drops a reference on `mfn`, freeing it if its owner let go of it.
-pub fn frame_put(mfn: u64) {
+pub fn frame_put(mfn: Mfn) {
     let mut refs = FRAME_REFS.lock();
     let Ok(i) = refs.binary_search_by_key(&mfn, |r| r.mfn) else { return };
     refs[i].count -= 1;
     if refs[i].count == 0 {
         let r = refs.remove(i);
         if r.released {
-            let _ = free_frames(mfn << 12, 1);
+            let _ = free_frames(mfn.phys(), 1);
         }
     }
 }
 
 /// An owner gives `n` frames from `mfn` back: those nobody refers to are
 /// freed now, the others with their last reference.
-pub fn release_frames(mfn: u64, n: u64) {
+pub fn release_frames(mfn: Mfn, n: u64) {
     let mut refs = FRAME_REFS.lock();
     let first = refs.partition_point(|r| r.mfn < mfn);
-    if refs.get(first).is_none_or(|r| r.mfn >= mfn + n) {
-        let _ = free_frames(mfn << 12, n);
+    if refs.get(first).is_none_or(|r| r.mfn >= mfn.add(n)) {
+        let _ = free_frames(mfn.phys(), n);
         return;
     }
-    for f in mfn..mfn + n {
+    for f in (0..n).map(|k| mfn.add(k)) {
         match refs.binary_search_by_key(&f, |r| r.mfn) {
             Ok(i) => refs[i].released = true,
             Err(_) => {
-                let _ = free_frames(f << 12, 1);
+                let _ = free_frames(f.phys(), 1);
             }
         }
     }
@@ -72,7 +73,7 @@ pub fn release_frames(mfn: u64, n: u64) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Deferred {
     /// A frame the domain gave up (freed unless something refers to it).
-    Release(u64),
+    Release(Mfn),
     /// A grant mapping's pin and frame reference.
-    Unpin { granter: u16, gref: u32, readonly: bool, mfn: u64 },
+    Unpin { granter: u16, gref: u32, readonly: bool, mfn: Mfn },
 }

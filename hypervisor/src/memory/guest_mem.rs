@@ -8,6 +8,7 @@
 //! the checks the CPU would make, and with the accessed/dirty bits set as
 //! the CPU would set them.
 
+use crate::mm::addr::{Gfn, Gpa, Gva};
 use core::fmt;
 use core::ptr::NonNull;
 use xen_abi::Pod;
@@ -18,20 +19,20 @@ pub const PAGE: u64 = 4096;
 pub enum MemFault {
     /// No guest memory the access may use at this guest-physical address.
     Unmapped {
-        gpa: u64,
+        gpa: Gpa,
     },
     /// The guest-physical page may only be read.
     ReadOnly {
-        gpa: u64,
+        gpa: Gpa,
     },
     /// The guest's page tables do not allow the access: what the CPU would
     /// report as a page fault with this error code.
     PageFault {
-        gva: u64,
+        gva: Gva,
         error_code: u32,
     },
     NonCanonical {
-        gva: u64,
+        gva: Gva,
     },
     /// A guest paging mode the walker does not handle.
     UnsupportedPaging,
@@ -55,17 +56,17 @@ impl fmt::Display for MemFault {
 pub trait GuestPhysical {
     /// The host address of the start of guest frame `gfn`, if the domain may
     /// read it (and write it, when `write`).
-    fn frame(&self, gfn: u64, write: bool) -> Result<NonNull<u8>, MemFault>;
+    fn frame(&self, gfn: Gfn, write: bool) -> Result<NonNull<u8>, MemFault>;
 }
 
 /// Copies `buf.len()` bytes from guest-physical `gpa`.
-pub fn read_phys(g: &impl GuestPhysical, gpa: u64, buf: &mut [u8]) -> Result<(), MemFault> {
+pub fn read_phys(g: &impl GuestPhysical, gpa: Gpa, buf: &mut [u8]) -> Result<(), MemFault> {
     let mut done = 0usize;
     while done < buf.len() {
-        let a = gpa.checked_add(done as u64).ok_or(MemFault::Unmapped { gpa })?;
-        let off = (a % PAGE) as usize;
+        let a = Gpa(gpa.0.checked_add(done as u64).ok_or(MemFault::Unmapped { gpa })?);
+        let off = a.page_offset() as usize;
         let n = (PAGE as usize - off).min(buf.len() - done);
-        let p = g.frame(a / PAGE, false)?;
+        let p = g.frame(a.gfn(), false)?;
         // SAFETY: `frame` returned a mapped, domain-owned 4 KiB page;
         // off + n <= 4096.
         unsafe { core::ptr::copy_nonoverlapping(p.as_ptr().add(off), buf[done..].as_mut_ptr(), n) };
@@ -76,19 +77,19 @@ pub fn read_phys(g: &impl GuestPhysical, gpa: u64, buf: &mut [u8]) -> Result<(),
 
 /// Copies `buf` to guest-physical `gpa`. Nothing is written unless every
 /// page is writable.
-pub fn write_phys(g: &impl GuestPhysical, gpa: u64, buf: &[u8]) -> Result<(), MemFault> {
-    let end = gpa.checked_add(buf.len() as u64).ok_or(MemFault::Unmapped { gpa })?;
-    let mut a = gpa & !(PAGE - 1);
+pub fn write_phys(g: &impl GuestPhysical, gpa: Gpa, buf: &[u8]) -> Result<(), MemFault> {
+    let end = gpa.0.checked_add(buf.len() as u64).ok_or(MemFault::Unmapped { gpa })?;
+    let mut a = gpa.0 & !(PAGE - 1);
     while a < end {
-        g.frame(a / PAGE, true)?;
+        g.frame(Gpa(a).gfn(), true)?;
         a += PAGE;
     }
     let mut done = 0usize;
     while done < buf.len() {
-        let a = gpa + done as u64;
-        let off = (a % PAGE) as usize;
+        let a = Gpa(gpa.0 + done as u64);
+        let off = a.page_offset() as usize;
         let n = (PAGE as usize - off).min(buf.len() - done);
-        let p = g.frame(a / PAGE, true)?;
+        let p = g.frame(a.gfn(), true)?;
         // SAFETY: as in read_phys, for writing.
         unsafe { core::ptr::copy_nonoverlapping(buf[done..].as_ptr(), p.as_ptr().add(off), n) };
         done += n;
@@ -96,18 +97,18 @@ pub fn write_phys(g: &impl GuestPhysical, gpa: u64, buf: &[u8]) -> Result<(), Me
     Ok(())
 }
 
-pub fn read_phys_pod<T: Pod>(g: &impl GuestPhysical, gpa: u64) -> Result<T, MemFault> {
+pub fn read_phys_pod<T: Pod>(g: &impl GuestPhysical, gpa: Gpa) -> Result<T, MemFault> {
     let mut v = T::zeroed();
     read_phys(g, gpa, v.as_bytes_mut())?;
     Ok(v)
 }
 
-pub fn zero_phys(g: &impl GuestPhysical, gpa: u64, len: u64) -> Result<(), MemFault> {
+pub fn zero_phys(g: &impl GuestPhysical, gpa: Gpa, len: u64) -> Result<(), MemFault> {
     let zeros = [0u8; 512];
     let mut done = 0;
     while done < len {
         let n = (len - done).min(512) as usize;
-        write_phys(g, gpa + done, &zeros[..n])?;
+        write_phys(g, Gpa(gpa.0 + done), &zeros[..n])?;
         done += n as u64;
     }
     Ok(())
@@ -178,7 +179,7 @@ impl Access {
     pub const FETCH: Access = Access { write: false, fetch: true };
 }
 
-fn read_entry(g: &impl GuestPhysical, gpa: u64, wide: bool) -> Result<u64, MemFault> {
+fn read_entry(g: &impl GuestPhysical, gpa: Gpa, wide: bool) -> Result<u64, MemFault> {
     if wide {
         let mut b = [0u8; 8];
         read_phys(g, gpa, &mut b)?;
@@ -190,13 +191,14 @@ fn read_entry(g: &impl GuestPhysical, gpa: u64, wide: bool) -> Result<u64, MemFa
     }
 }
 
-fn write_entry(g: &impl GuestPhysical, gpa: u64, wide: bool, v: u64) -> Result<(), MemFault> {
+fn write_entry(g: &impl GuestPhysical, gpa: Gpa, wide: bool, v: u64) -> Result<(), MemFault> {
     if wide { write_phys(g, gpa, &v.to_le_bytes()) } else { write_phys(g, gpa, &(v as u32).to_le_bytes()) }
 }
 
 /// Translates guest-virtual (linear) `gva` to guest-physical for `access`
 /// by a supervisor-mode access, as the guest's CPU would.
-pub fn translate(g: &impl GuestPhysical, p: &Paging, gva: u64, access: Access) -> Result<u64, MemFault> {
+pub fn translate(g: &impl GuestPhysical, p: &Paging, gva: Gva, access: Access) -> Result<Gpa, MemFault> {
+    let gva = gva.0;
     let mode = p.mode();
     let nxe = p.efer & EFER_NXE != 0;
     let wp = p.cr0 & CR0_WP != 0;
@@ -208,10 +210,10 @@ pub fn translate(g: &impl GuestPhysical, p: &Paging, gva: u64, access: Access) -
         if access.fetch && nxe {
             code |= 16;
         }
-        MemFault::PageFault { gva, error_code: code }
+        MemFault::PageFault { gva: Gva(gva), error_code: code }
     };
     let (levels, wide, top_shift) = match mode {
-        Mode::Off => return Ok(gva & 0xffff_ffff),
+        Mode::Off => return Ok(Gpa(gva & 0xffff_ffff)),
         Mode::Legacy => (2, false, 22),
         Mode::Pae => (3, true, 30),
         Mode::Long4 => (4, true, 39),
@@ -222,14 +224,14 @@ pub fn translate(g: &impl GuestPhysical, p: &Paging, gva: u64, access: Access) -
         Mode::Long4 => {
             let top = gva >> 47;
             if top != 0 && top != 0x1ffff {
-                return Err(MemFault::NonCanonical { gva });
+                return Err(MemFault::NonCanonical { gva: Gva(gva) });
             }
             gva
         }
         _ => {
             let top = gva >> 56;
             if top != 0 && top != 0xff {
-                return Err(MemFault::NonCanonical { gva });
+                return Err(MemFault::NonCanonical { gva: Gva(gva) });
             }
             gva
         }
@@ -242,7 +244,7 @@ pub fn translate(g: &impl GuestPhysical, p: &Paging, gva: u64, access: Access) -
         let (idx_bits, entry_size) = if wide { (9, 8) } else { (10, 4) };
         let idx =
             if mode == Mode::Pae && level == 3 { (gva >> 30) & 3 } else { (gva >> shift) & ((1 << idx_bits) - 1) };
-        let slot = table + idx * entry_size;
+        let slot = Gpa(table + idx * entry_size);
         let mut e = read_entry(g, slot, wide)?;
         if e & P == 0 {
             return Err(fault(false));
@@ -284,7 +286,7 @@ pub fn translate(g: &impl GuestPhysical, p: &Paging, gva: u64, access: Access) -
             } else {
                 e & addr_mask & !(page_size - 1)
             };
-            return Ok(base | (gva & (page_size - 1)));
+            return Ok(Gpa(base | (gva & (page_size - 1))));
         }
         table = e & addr_mask;
         shift -= if wide { 9 } else { 10 };
@@ -293,11 +295,11 @@ pub fn translate(g: &impl GuestPhysical, p: &Paging, gva: u64, access: Access) -
 }
 
 /// Copies from guest-virtual memory, page by page.
-pub fn read_virt(g: &impl GuestPhysical, p: &Paging, gva: u64, buf: &mut [u8]) -> Result<(), MemFault> {
+pub fn read_virt(g: &impl GuestPhysical, p: &Paging, gva: Gva, buf: &mut [u8]) -> Result<(), MemFault> {
     let mut done = 0usize;
     while done < buf.len() {
-        let a = gva.wrapping_add(done as u64);
-        let n = ((PAGE - a % PAGE) as usize).min(buf.len() - done);
+        let a = Gva(gva.0.wrapping_add(done as u64));
+        let n = ((PAGE - a.page_offset()) as usize).min(buf.len() - done);
         let gpa = translate(g, p, a, Access::READ)?;
         read_phys(g, gpa, &mut buf[done..done + n])?;
         done += n;
@@ -307,22 +309,22 @@ pub fn read_virt(g: &impl GuestPhysical, p: &Paging, gva: u64, buf: &mut [u8]) -
 
 /// Copies to guest-virtual memory. Every page is translated and checked
 /// before the first byte is written.
-pub fn write_virt(g: &impl GuestPhysical, p: &Paging, gva: u64, buf: &[u8]) -> Result<(), MemFault> {
+pub fn write_virt(g: &impl GuestPhysical, p: &Paging, gva: Gva, buf: &[u8]) -> Result<(), MemFault> {
     // The first pages' translations are kept from the checking pass for
     // the writing pass (hypercall results are a page or two).
-    let mut kept = [0u64; 4];
+    let mut kept = [Gpa(0); 4];
     for pass in 0..2 {
         let mut done = 0usize;
         let mut page = 0;
         while done < buf.len() {
-            let a = gva.wrapping_add(done as u64);
-            let n = ((PAGE - a % PAGE) as usize).min(buf.len() - done);
+            let a = Gva(gva.0.wrapping_add(done as u64));
+            let n = ((PAGE - a.page_offset()) as usize).min(buf.len() - done);
             let gpa = match kept.get(page) {
                 Some(&k) if pass == 1 => k,
                 _ => translate(g, p, a, Access::WRITE)?,
             };
             if pass == 0 {
-                g.frame(gpa / PAGE, true)?;
+                g.frame(gpa.gfn(), true)?;
                 if let Some(k) = kept.get_mut(page) {
                     *k = gpa;
                 }
@@ -336,13 +338,13 @@ pub fn write_virt(g: &impl GuestPhysical, p: &Paging, gva: u64, buf: &[u8]) -> R
     Ok(())
 }
 
-pub fn read_virt_pod<T: Pod>(g: &impl GuestPhysical, p: &Paging, gva: u64) -> Result<T, MemFault> {
+pub fn read_virt_pod<T: Pod>(g: &impl GuestPhysical, p: &Paging, gva: Gva) -> Result<T, MemFault> {
     let mut v = T::zeroed();
     read_virt(g, p, gva, v.as_bytes_mut())?;
     Ok(v)
 }
 
-pub fn write_virt_pod<T: Pod>(g: &impl GuestPhysical, p: &Paging, gva: u64, v: &T) -> Result<(), MemFault> {
+pub fn write_virt_pod<T: Pod>(g: &impl GuestPhysical, p: &Paging, gva: Gva, v: &T) -> Result<(), MemFault> {
     write_virt(g, p, gva, v.as_bytes())
 }
 
@@ -372,12 +374,12 @@ pub(crate) mod tests {
     }
 
     impl GuestPhysical for FakeGuest {
-        fn frame(&self, gfn: u64, write: bool) -> Result<NonNull<u8>, MemFault> {
-            if write && self.read_only.contains(&gfn) {
-                return Err(MemFault::ReadOnly { gpa: gfn * PAGE });
+        fn frame(&self, gfn: Gfn, write: bool) -> Result<NonNull<u8>, MemFault> {
+            if write && self.read_only.contains(&gfn.0) {
+                return Err(MemFault::ReadOnly { gpa: gfn.gpa() });
             }
             let mut f = self.frames.borrow_mut();
-            let page = f.get_mut(&gfn).ok_or(MemFault::Unmapped { gpa: gfn * PAGE })?;
+            let page = f.get_mut(&gfn.0).ok_or(MemFault::Unmapped { gpa: gfn.gpa() })?;
             Ok(NonNull::new(page.as_mut_ptr().cast::<u8>()).unwrap())
         }
     }
@@ -403,21 +405,21 @@ pub(crate) mod tests {
     #[test]
     fn physical_copies_cross_pages_and_refuse_foreign_frames() {
         let g = FakeGuest::with_ram(0..4);
-        write_phys(&g, 4090, b"hello world").unwrap();
+        write_phys(&g, Gpa(4090), b"hello world").unwrap();
         let mut b = [0u8; 11];
-        read_phys(&g, 4090, &mut b).unwrap();
+        read_phys(&g, Gpa(4090), &mut b).unwrap();
         assert_eq!(&b, b"hello world");
-        assert_eq!(read_phys(&g, 4 * 4096 - 2, &mut b), Err(MemFault::Unmapped { gpa: 4 * 4096 }));
-        assert!(matches!(read_phys(&g, u64::MAX - 3, &mut b), Err(MemFault::Unmapped { .. })));
+        assert_eq!(read_phys(&g, Gpa(4 * 4096 - 2), &mut b), Err(MemFault::Unmapped { gpa: Gpa(4 * 4096) }));
+        assert!(matches!(read_phys(&g, Gpa(u64::MAX - 3), &mut b), Err(MemFault::Unmapped { .. })));
     }
 
     #[test]
     fn a_write_that_would_fault_halfway_writes_nothing() {
         let mut g = FakeGuest::with_ram(0..2);
         g.read_only.insert(1);
-        assert_eq!(write_phys(&g, 4090, b"0123456789"), Err(MemFault::ReadOnly { gpa: 4096 }));
+        assert_eq!(write_phys(&g, Gpa(4090), b"0123456789"), Err(MemFault::ReadOnly { gpa: Gpa(4096) }));
         let mut b = [1u8; 6];
-        read_phys(&g, 4090, &mut b).unwrap();
+        read_phys(&g, Gpa(4090), &mut b).unwrap();
         assert_eq!(b, [0; 6], "the first page was left alone");
     }
 
@@ -425,7 +427,7 @@ pub(crate) mod tests {
     fn paging_off_is_identity_truncated_to_32_bits() {
         let g = FakeGuest::with_ram(0..1);
         let p = Paging::default();
-        assert_eq!(translate(&g, &p, 0x1_0000_1234, Access::READ), Ok(0x1234));
+        assert_eq!(translate(&g, &p, Gva(0x1_0000_1234), Access::READ), Ok(Gpa(0x1234)));
     }
 
     #[test]
@@ -440,30 +442,30 @@ pub(crate) mod tests {
             pt.map(0x50_0000, 0x4000, 4096, PteFlags::WRITABLE | PteFlags::NO_EXECUTE, PageSize::Size4K).unwrap();
         }
         let p = long_mode(root);
-        assert_eq!(translate(&g, &p, 0xffff_8000_0012_3456, Access::READ), Ok(0x12_3456));
-        assert_eq!(translate(&g, &p, 0x40_0123, Access::READ), Ok(0x3123));
+        assert_eq!(translate(&g, &p, Gva(0xffff_8000_0012_3456), Access::READ), Ok(Gpa(0x12_3456)));
+        assert_eq!(translate(&g, &p, Gva(0x40_0123), Access::READ), Ok(Gpa(0x3123)));
         assert_eq!(
-            translate(&g, &p, 0x40_0123, Access::WRITE),
-            Err(MemFault::PageFault { gva: 0x40_0123, error_code: 3 })
+            translate(&g, &p, Gva(0x40_0123), Access::WRITE),
+            Err(MemFault::PageFault { gva: Gva(0x40_0123), error_code: 3 })
         );
         // With CR0.WP clear, supervisor writes ignore read-only pages.
         let mut nowp = p;
         nowp.cr0 &= !CR0_WP;
-        assert_eq!(translate(&g, &nowp, 0x40_0123, Access::WRITE), Ok(0x3123));
+        assert_eq!(translate(&g, &nowp, Gva(0x40_0123), Access::WRITE), Ok(Gpa(0x3123)));
         assert_eq!(
-            translate(&g, &p, 0x50_0000, Access::FETCH),
-            Err(MemFault::PageFault { gva: 0x50_0000, error_code: 0x11 })
+            translate(&g, &p, Gva(0x50_0000), Access::FETCH),
+            Err(MemFault::PageFault { gva: Gva(0x50_0000), error_code: 0x11 })
         );
         assert_eq!(
-            translate(&g, &p, 0x60_0000, Access::READ),
-            Err(MemFault::PageFault { gva: 0x60_0000, error_code: 0 })
+            translate(&g, &p, Gva(0x60_0000), Access::READ),
+            Err(MemFault::PageFault { gva: Gva(0x60_0000), error_code: 0 })
         );
         assert_eq!(
-            translate(&g, &p, 0x0000_8000_0000_0000, Access::READ),
-            Err(MemFault::NonCanonical { gva: 0x0000_8000_0000_0000 })
+            translate(&g, &p, Gva(0x0000_8000_0000_0000), Access::READ),
+            Err(MemFault::NonCanonical { gva: Gva(0x0000_8000_0000_0000) })
         );
         // The leaf the write went through is now accessed and dirty.
-        translate(&g, &p, 0x50_0008, Access::WRITE).unwrap();
+        translate(&g, &p, Gva(0x50_0008), Access::WRITE).unwrap();
         let mut found = false;
         let mut pt = PageTable::from_root(root, &mut g, PteFlags::WRITABLE, PteFlags::all());
         pt.for_each_leaf(&mut |v, e, _| {
@@ -487,18 +489,18 @@ pub(crate) mod tests {
             pt.map(0x3000, 0x6000, 4096, PteFlags::empty(), PageSize::Size4K).unwrap();
         }
         let p = long_mode(root);
-        write_virt(&g, &p, 0x1ffc, b"abcdefgh").unwrap();
+        write_virt(&g, &p, Gva(0x1ffc), b"abcdefgh").unwrap();
         let mut b = [0u8; 4];
-        read_phys(&g, 0x9ffc, &mut b).unwrap();
+        read_phys(&g, Gpa(0x9ffc), &mut b).unwrap();
         assert_eq!(&b, b"abcd");
-        read_phys(&g, 0x5000, &mut b).unwrap();
+        read_phys(&g, Gpa(0x5000), &mut b).unwrap();
         assert_eq!(&b, b"efgh");
         let mut r = [0u8; 8];
-        read_virt(&g, &p, 0x1ffc, &mut r).unwrap();
+        read_virt(&g, &p, Gva(0x1ffc), &mut r).unwrap();
         assert_eq!(&r, b"abcdefgh");
         // Into the read-only page: refused before anything is written.
-        assert!(write_virt(&g, &p, 0x2ffe, b"XYZW").is_err());
-        read_phys(&g, 0x5ffe, &mut b[..2]).unwrap();
+        assert!(write_virt(&g, &p, Gva(0x2ffe), b"XYZW").is_err());
+        read_phys(&g, Gpa(0x5ffe), &mut b[..2]).unwrap();
         assert_eq!(&b[..2], &[0, 0]);
     }
 
@@ -506,25 +508,25 @@ pub(crate) mod tests {
     fn pae_and_legacy_walks() {
         let g = FakeGuest::with_ram(0..0x20);
         // PAE: PDPT at 0x1000 (32-byte aligned), PD at 0x2000, a 2 MiB page.
-        write_phys(&g, 0x1000 + 8, &(0x2000u64 | P).to_le_bytes()).unwrap(); // PDPTE 1 (1..2 GiB)
-        write_phys(&g, 0x2000 + 3 * 8, &(0x0060_0000u64 | P | RW | PS).to_le_bytes()).unwrap();
+        write_phys(&g, Gpa(0x1000 + 8), &(0x2000u64 | P).to_le_bytes()).unwrap(); // PDPTE 1 (1..2 GiB)
+        write_phys(&g, Gpa(0x2000 + 3 * 8), &(0x0060_0000u64 | P | RW | PS).to_le_bytes()).unwrap();
         let p = Paging { cr0: CR0_PG | 1, cr3: 0x1000, cr4: CR4_PAE, efer: 0 };
         assert_eq!(p.mode(), Mode::Pae);
-        assert_eq!(translate(&g, &p, 0x4060_1234, Access::READ), Ok(0x60_1234));
+        assert_eq!(translate(&g, &p, Gva(0x4060_1234), Access::READ), Ok(Gpa(0x60_1234)));
         // Legacy two-level with a 4 MiB page (CR4.PSE) and a 4 KiB page.
-        write_phys(&g, 0x3000 + 4, &(0x0040_0000u32 | 0x83).to_le_bytes()).unwrap(); // PDE 1: 4 MiB
-        write_phys(&g, 0x3000 + 2 * 4, &(0x4000u32 | 3).to_le_bytes()).unwrap(); // PDE 2 -> PT
-        write_phys(&g, 0x4000 + 5 * 4, &(0x7000u32 | 3).to_le_bytes()).unwrap();
+        write_phys(&g, Gpa(0x3000 + 4), &(0x0040_0000u32 | 0x83).to_le_bytes()).unwrap(); // PDE 1: 4 MiB
+        write_phys(&g, Gpa(0x3000 + 2 * 4), &(0x4000u32 | 3).to_le_bytes()).unwrap(); // PDE 2 -> PT
+        write_phys(&g, Gpa(0x4000 + 5 * 4), &(0x7000u32 | 3).to_le_bytes()).unwrap();
         let l = Paging { cr0: CR0_PG | 1, cr3: 0x3000, cr4: CR4_PSE, efer: 0 };
         assert_eq!(l.mode(), Mode::Legacy);
-        assert_eq!(translate(&g, &l, 0x0041_2345, Access::READ), Ok(0x41_2345));
-        assert_eq!(translate(&g, &l, 0x0080_5678, Access::READ), Ok(0x7678));
+        assert_eq!(translate(&g, &l, Gva(0x0041_2345), Access::READ), Ok(Gpa(0x41_2345)));
+        assert_eq!(translate(&g, &l, Gva(0x0080_5678), Access::READ), Ok(Gpa(0x7678)));
     }
 
     #[test]
     fn page_tables_outside_guest_memory_are_a_clean_error() {
         let g = FakeGuest::with_ram(0..1);
         let p = long_mode(0x7777_0000);
-        assert_eq!(translate(&g, &p, 0x1000, Access::READ), Err(MemFault::Unmapped { gpa: 0x7777_0000 }));
+        assert_eq!(translate(&g, &p, Gva(0x1000), Access::READ), Err(MemFault::Unmapped { gpa: Gpa(0x7777_0000) }));
     }
 }

@@ -6,6 +6,7 @@ use crate::arch::x86_64::hvm::npt::{Npt, P2mType};
 use crate::domain::DomainInner;
 use crate::memory::frame_ref::Deferred;
 use crate::memory::guest_mem::{GuestPhysical, MemFault};
+use crate::mm::addr::{Gfn, Mfn};
 use crate::mm::phys::{alloc_frames, free_frames, phys_to_virt};
 use alloc::vec::Vec;
 use core::ptr::NonNull;
@@ -13,7 +14,7 @@ use core::ptr::NonNull;
 /// Whether a guest frame holding `entry` may be given a new page: it is
 /// empty or the domain's own RAM (which it then gives up); hypervisor
 /// pages and grant mappings are never replaced.
-pub fn replaceable(entry: Option<(u64, P2mType)>) -> bool {
+pub fn replaceable(entry: Option<(Mfn, P2mType)>) -> bool {
     entry.is_none_or(|(_, t)| t.owned())
 }
 
@@ -26,13 +27,13 @@ impl DomainInner {
     /// anything changed.
     pub fn place_hypervisor_page(
         &mut self,
-        gpfn: u64,
-        mfn: u64,
-        prev: Option<u64>,
+        gpfn: Gfn,
+        mfn: Mfn,
+        prev: Option<Gfn>,
         deferred: &mut Vec<Deferred>,
     ) -> Result<bool, i64> {
         use xen_abi::errno::*;
-        if gpfn >> (crate::arch::x86_64::hvm::npt::GPA_BITS - 12) != 0 {
+        if gpfn.0 >> (crate::arch::x86_64::hvm::npt::GPA_BITS - 12) != 0 {
             return Err(-EINVAL);
         }
         if prev == Some(gpfn) {
@@ -62,13 +63,14 @@ pub struct DomainMemory<'a> {
 }
 
 impl GuestPhysical for DomainMemory<'_> {
-    fn frame(&self, gfn: u64, write: bool) -> Result<NonNull<u8>, MemFault> {
-        let (mfn, t) = self.p2m.lookup(gfn).ok_or(MemFault::Unmapped { gpa: gfn << 12 })?;
+    fn frame(&self, gfn: Gfn, write: bool) -> Result<NonNull<u8>, MemFault> {
+        let unmapped = MemFault::Unmapped { gpa: gfn.gpa() };
+        let (mfn, t) = self.p2m.lookup(gfn).ok_or(unmapped)?;
         if write && !t.writable() {
-            return Err(MemFault::ReadOnly { gpa: gfn << 12 });
+            return Err(MemFault::ReadOnly { gpa: gfn.gpa() });
         }
-        let v = phys_to_virt(mfn << 12).ok_or(MemFault::Unmapped { gpa: gfn << 12 })?;
-        NonNull::new(v as *mut u8).ok_or(MemFault::Unmapped { gpa: gfn << 12 })
+        let v = phys_to_virt(mfn.phys()).ok_or(unmapped)?;
+        NonNull::new(v as *mut u8).ok_or(unmapped)
     }
 }
 
@@ -76,8 +78,8 @@ impl GuestPhysical for DomainMemory<'_> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutOfMemory;
 
-fn zero_frames(mfn: u64, count: u64) -> Result<(), OutOfMemory> {
-    let v = phys_to_virt(mfn << 12).ok_or(OutOfMemory)?;
+fn zero_frames(mfn: Mfn, count: u64) -> Result<(), OutOfMemory> {
+    let v = phys_to_virt(mfn.phys()).ok_or(OutOfMemory)?;
     // SAFETY: freshly allocated frames, direct-mapped, not yet visible to
     // any guest.
     unsafe { core::ptr::write_bytes(v as *mut u8, 0, (count << 12) as usize) };
@@ -86,29 +88,29 @@ fn zero_frames(mfn: u64, count: u64) -> Result<(), OutOfMemory> {
 
 /// Gives the domain `count` zeroed frames at `gfn`, in 2 MiB blocks where
 /// the guest address is aligned for them.
-pub fn populate(p2m: &mut Npt, gfn: u64, count: u64) -> Result<(), OutOfMemory> {
-    let end = gfn + count;
+pub fn populate(p2m: &mut Npt, gfn: Gfn, count: u64) -> Result<(), OutOfMemory> {
+    let end = gfn.add(count);
     let mut g = gfn;
     while g < end {
-        if g.is_multiple_of(512)
-            && end - g >= 512
+        if g.0.is_multiple_of(512)
+            && end.0 - g.0 >= 512
             && let Some(phys) = alloc_frames(9)
         {
-            zero_frames(phys >> 12, 512)?;
-            if p2m.map(g, phys >> 12, 512, P2mType::Ram).is_err() {
+            zero_frames(Mfn::of_phys(phys), 512)?;
+            if p2m.map(g, Mfn::of_phys(phys), 512, P2mType::Ram).is_err() {
                 let _ = free_frames(phys, 512);
                 return Err(OutOfMemory);
             }
-            g += 512;
+            g = g.add(512);
             continue;
         }
         let phys = alloc_frames(0).ok_or(OutOfMemory)?;
-        zero_frames(phys >> 12, 1)?;
-        if p2m.map(g, phys >> 12, 1, P2mType::Ram).is_err() {
+        zero_frames(Mfn::of_phys(phys), 1)?;
+        if p2m.map(g, Mfn::of_phys(phys), 1, P2mType::Ram).is_err() {
             let _ = free_frames(phys, 1);
             return Err(OutOfMemory);
         }
-        g += 1;
+        g = g.add(1);
     }
     Ok(())
 }

@@ -7,19 +7,25 @@ use crate::arch::x86_64::hvm::npt::{GPA_BITS, P2mType};
 use crate::domain::Domain;
 use crate::memory::frame_ref::Deferred;
 use crate::memory::physmap::replaceable;
+use crate::mm::addr::{Gfn, Mfn};
 use crate::mm::phys::{alloc_frames, free_frames, phys_to_virt};
 use alloc::vec::Vec;
 
 /// Whether an extent of 2^order frames at `gfn` is aligned and inside the
 /// guest-physical address space.
-fn extent_fits(gfn: u64, order: u32) -> bool {
+fn extent_fits(gfn: Gfn, order: u32) -> bool {
     let n = 1u64 << order;
-    gfn & (n - 1) == 0 && (gfn + n) >> (GPA_BITS - 12) == 0
+    gfn.0 & (n - 1) == 0 && (gfn.0 + n) >> (GPA_BITS - 12) == 0
+}
+
+/// The 2^order guest frames of an extent.
+fn frames(gfn: Gfn, order: u32) -> impl Iterator<Item = Gfn> {
+    (0..1u64 << order).map(move |k| gfn.add(k))
 }
 
 /// 2^order zeroed frames for the domain, within its maximum: the first
 /// host frame.
-fn fresh_frames(ram_pages: u64, max_pages: u64, order: u32) -> Option<u64> {
+fn fresh_frames(ram_pages: u64, max_pages: u64, order: u32) -> Option<Mfn> {
     let n = 1u64 << order;
     if ram_pages + n > max_pages {
         return None;
@@ -31,7 +37,7 @@ fn fresh_frames(ram_pages: u64, max_pages: u64, order: u32) -> Option<u64> {
     };
     // SAFETY: freshly allocated frames, not yet visible to a guest.
     unsafe { core::ptr::write_bytes(va as *mut u8, 0, (n << 12) as usize) };
-    Some(phys >> 12)
+    Some(Mfn::of_phys(phys))
 }
 
 /// increase_reservation: 2^order frames the domain owns but that are placed
@@ -48,20 +54,20 @@ pub fn increase(d: &Domain, order: u32) -> bool {
 
 /// decrease_reservation: the domain gives up its RAM at the extent; the
 /// frames are released once no vCPU can reach them (`deferred`).
-pub fn decrease(d: &Domain, gfn: u64, order: u32, deferred: &mut Vec<Deferred>) -> bool {
+pub fn decrease(d: &Domain, gfn: Gfn, order: u32, deferred: &mut Vec<Deferred>) -> bool {
     if !extent_fits(gfn, order) {
         return false;
     }
     let n = 1u64 << order;
     let mut i = d.inner.lock();
     let Some(p2m) = i.p2m.as_mut() else { return false };
-    for g in gfn..gfn + n {
+    for g in frames(gfn, order) {
         match p2m.lookup(g) {
             Some((_, t)) if t.owned() => {}
             _ => return false,
         }
     }
-    for g in gfn..gfn + n {
+    for g in frames(gfn, order) {
         if let Ok(Some((mfn, _))) = p2m.clear(g) {
             deferred.push(Deferred::Release(mfn));
         }
@@ -73,7 +79,7 @@ pub fn decrease(d: &Domain, gfn: u64, order: u32, deferred: &mut Vec<Deferred>) 
 
 /// populate_physmap: new zeroed RAM at the extent, over nothing or the
 /// domain's own RAM (released once no vCPU can reach it).
-pub fn populate(d: &Domain, gfn: u64, order: u32, deferred: &mut Vec<Deferred>) -> bool {
+pub fn populate(d: &Domain, gfn: Gfn, order: u32, deferred: &mut Vec<Deferred>) -> bool {
     if !extent_fits(gfn, order) {
         return false;
     }
@@ -81,16 +87,16 @@ pub fn populate(d: &Domain, gfn: u64, order: u32, deferred: &mut Vec<Deferred>) 
     let mut i = d.inner.lock();
     let Some(mfn) = fresh_frames(i.ram_pages, i.max_pages, order) else { return false };
     let Some(p2m) = i.p2m.as_mut() else {
-        let _ = free_frames(mfn << 12, n);
+        let _ = free_frames(mfn.phys(), n);
         return false;
     };
-    if !(gfn..gfn + n).all(|g| replaceable(p2m.lookup(g))) {
-        let _ = free_frames(mfn << 12, n);
+    if !frames(gfn, order).all(|g| replaceable(p2m.lookup(g))) {
+        let _ = free_frames(mfn.phys(), n);
         return false;
     }
     let mut replaced = 0;
-    for (k, g) in (gfn..gfn + n).enumerate() {
-        match p2m.set(g, mfn + k as u64, P2mType::Ram) {
+    for (k, g) in frames(gfn, order).enumerate() {
+        match p2m.set(g, mfn.add(k as u64), P2mType::Ram) {
             Ok(Some((old, t))) if t.owned() => {
                 deferred.push(Deferred::Release(old));
                 replaced += 1;
@@ -98,10 +104,10 @@ pub fn populate(d: &Domain, gfn: u64, order: u32, deferred: &mut Vec<Deferred>) 
             Ok(_) => {}
             Err(_) => {
                 // Out of p2m table budget: undo this extent.
-                for g2 in gfn..g {
+                for g2 in frames(gfn, order).take(k) {
                     let _ = p2m.clear(g2);
                 }
-                let _ = free_frames(mfn << 12, n);
+                let _ = free_frames(mfn.phys(), n);
                 i.ram_pages -= replaced;
                 i.p2m_gen += 1;
                 return false;

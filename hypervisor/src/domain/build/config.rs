@@ -10,6 +10,7 @@
 //! and ignored, as xl does.
 
 use crate::cmdline::{parse_u64, words};
+use crate::mm::addr::Gfn;
 use crate::sched::credit::{DEFAULT_WEIGHT, MAX_WEIGHT};
 use crate::util::cpumask::CpuMask;
 use core::fmt;
@@ -56,7 +57,7 @@ pub struct StaticChannel<'a> {
 pub struct StaticGrant<'a> {
     pub gref: u32,
     pub peer: &'a str,
-    pub gfn: u64,
+    pub gfn: Gfn,
     pub readonly: bool,
 }
 
@@ -99,7 +100,7 @@ pub fn static_grants(v: &str) -> impl Iterator<Item = Option<StaticGrant<'_>>> {
         if f.next().is_some() || !valid_peer(peer) || gref > MAX_STATIC_GREF as u64 || gfn > u32::MAX as u64 {
             return None;
         }
-        Some(StaticGrant { gref: gref as u32, peer, gfn, readonly })
+        Some(StaticGrant { gref: gref as u32, peer, gfn: Gfn(gfn), readonly })
     })
 }
 
@@ -276,7 +277,7 @@ mod tests {
             ]
         );
         let g: Vec<_> = static_grants(c.grant).map(Option::unwrap).collect();
-        assert_eq!(g[1], StaticGrant { gref: 1, peer: "pong", gfn: 0x401, readonly: true });
+        assert_eq!(g[1], StaticGrant { gref: 1, peer: "pong", gfn: Gfn(0x401), readonly: true });
         for bad in [
             "evtchn=0:a:1",
             "evtchn=1:a:4096",

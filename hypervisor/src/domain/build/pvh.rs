@@ -5,6 +5,7 @@
 //! 32-bit protected mode with EBX pointing at the start info.
 
 use crate::memory::guest_mem::{GuestPhysical, MemFault, write_phys, zero_phys};
+use crate::mm::addr::Gpa;
 use crate::util::elf::{Elf, ElfError, PT_LOAD};
 use core::fmt;
 use xen_abi::Pod;
@@ -199,21 +200,21 @@ pub fn write_image(
     at: &Placement,
 ) -> Result<u64, PvhError> {
     for s in kernel.elf.segments().filter(|s| s.kind == PT_LOAD && s.memsz > 0) {
-        write_phys(g, s.paddr, kernel.elf.segment_data(&s))?;
-        zero_phys(g, s.paddr + s.filesz, s.memsz - s.filesz)?;
+        write_phys(g, Gpa(s.paddr), kernel.elf.segment_data(&s))?;
+        zero_phys(g, Gpa(s.paddr + s.filesz), s.memsz - s.filesz)?;
     }
     let mut nr_modules = 0;
     if let (Some((gpa, _)), Some(bytes)) = (at.ramdisk, spec.ramdisk) {
-        write_phys(g, gpa, bytes)?;
+        write_phys(g, Gpa(gpa), bytes)?;
         let entry = HvmModlistEntry { paddr: gpa, size: bytes.len() as u64, cmdline_paddr: 0, reserved: 0 };
-        write_phys(g, at.modlist, entry.as_bytes())?;
+        write_phys(g, Gpa(at.modlist), entry.as_bytes())?;
         nr_modules = 1;
     }
     for (i, e) in spec.memmap.iter().enumerate() {
-        write_phys(g, at.memmap + (i * core::mem::size_of::<HvmMemmapEntry>()) as u64, e.as_bytes())?;
+        write_phys(g, Gpa(at.memmap + (i * core::mem::size_of::<HvmMemmapEntry>()) as u64), e.as_bytes())?;
     }
-    write_phys(g, at.cmdline, spec.cmdline.as_bytes())?;
-    write_phys(g, at.cmdline + spec.cmdline.len() as u64, &[0])?;
+    write_phys(g, Gpa(at.cmdline), spec.cmdline.as_bytes())?;
+    write_phys(g, Gpa(at.cmdline + spec.cmdline.len() as u64), &[0])?;
     let info = HvmStartInfo {
         magic: MAGIC,
         version: VERSION,
@@ -226,7 +227,7 @@ pub fn write_image(
         memmap_entries: spec.memmap.len() as u32,
         reserved: 0,
     };
-    write_phys(g, at.start_info, info.as_bytes())?;
+    write_phys(g, Gpa(at.start_info), info.as_bytes())?;
     Ok(at.start_info)
 }
 
@@ -286,20 +287,20 @@ mod tests {
         assert_eq!(at.ramdisk, Some((0x101000, 8)));
         assert_eq!(at.start_info, 0x102000);
         let si = write_image(&g, &k, &spec, &at).unwrap();
-        let info: HvmStartInfo = read_phys_pod(&g, si).unwrap();
+        let info: HvmStartInfo = read_phys_pod(&g, Gpa(si)).unwrap();
         assert_eq!(info.magic, MAGIC);
         assert_eq!(info.version, 1);
         assert_eq!(info.nr_modules, 1);
-        let m: HvmModlistEntry = read_phys_pod(&g, info.modlist_paddr).unwrap();
+        let m: HvmModlistEntry = read_phys_pod(&g, Gpa(info.modlist_paddr)).unwrap();
         assert_eq!((m.paddr, m.size), (0x101000, 8));
-        let e: HvmMemmapEntry = read_phys_pod(&g, info.memmap_paddr).unwrap();
+        let e: HvmMemmapEntry = read_phys_pod(&g, Gpa(info.memmap_paddr)).unwrap();
         assert_eq!((e.addr, e.size, e.kind), (0, 4 * MIB, 1));
         assert_eq!(info.memmap_entries, 1);
         let mut c = [0u8; 13];
-        crate::memory::guest_mem::read_phys(&g, info.cmdline_paddr, &mut c).unwrap();
+        crate::memory::guest_mem::read_phys(&g, Gpa(info.cmdline_paddr), &mut c).unwrap();
         assert_eq!(&c, b"console=hvc0\0");
         let mut code = [0u8; 10];
-        crate::memory::guest_mem::read_phys(&g, 0x100000, &mut code).unwrap();
+        crate::memory::guest_mem::read_phys(&g, Gpa(0x100000), &mut code).unwrap();
         assert_eq!(&code, b"KERNELCODE");
         assert!(info.memmap_paddr.is_multiple_of(8) && info.memmap_paddr < BOOT_INFO_LIMIT);
     }

@@ -14,6 +14,7 @@ use crate::arch::x86_64::insn::{self, Expected};
 use crate::domain::{Domain, RunState, Vcpu, VcpuShared, vflags};
 use crate::memory::guest_mem::{self, Access};
 use crate::memory::physmap::DomainMemory;
+use crate::mm::addr::{Gpa, Gva};
 use crate::sched;
 use alloc::sync::Arc;
 
@@ -94,13 +95,13 @@ pub(super) fn fetch(dom: &Domain, v: &mut Vcpu, out: &mut [u8; 15], use_cache: b
     while n < 15 {
         let a = linear.wrapping_add(n as u64);
         let chunk = (15 - n).min(4096 - (a & 0xfff) as usize);
-        let Ok(gpa) = guest_mem::translate(&mem, &paging, a, Access::FETCH) else { break };
+        let Ok(gpa) = guest_mem::translate(&mem, &paging, Gva(a), Access::FETCH) else { break };
         if guest_mem::read_phys(&mem, gpa, &mut out[n..n + chunk]).is_err() {
             break;
         }
         if n == 0
-            && let Some((mfn, _)) = p2m.lookup(gpa >> 12)
-            && let Some(host) = crate::mm::phys::phys_to_virt(mfn << 12)
+            && let Some((mfn, _)) = p2m.lookup(gpa.gfn())
+            && let Some(host) = crate::mm::phys::phys_to_virt(mfn.phys())
         {
             v.fetch_cache = Some((paging.cr3, page, i.p2m_gen, host));
         }
@@ -238,7 +239,7 @@ fn apic_written(dom: &Domain, shared: &VcpuShared, timer: bool) {
 
 /// A guest access to the xAPIC page (its local APIC in xAPIC mode): the
 /// MOV that faulted is decoded and carried out on the emulated APIC.
-pub(super) fn apic_mmio(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, gpa: u64, _write: bool) -> Next {
+pub(super) fn apic_mmio(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, gpa: Gpa, _write: bool) -> Next {
     if !shared.vlapic.lock().xapic_mode() {
         dom.crash(format_args!("access to the local APIC page at {gpa:#x} while its APIC is not in xAPIC mode"));
         return Next::Stop;
@@ -250,7 +251,7 @@ pub(super) fn apic_mmio(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, gp
         dom.crash(format_args!("unsupported instruction for the local APIC page at rip {:#x}", v.arch.rip()));
         return Next::Stop;
     };
-    let offset = (gpa & 0xfff) as u32;
+    let offset = gpa.page_offset() as u32;
     let now = crate::time::now_ns();
     match access.kind {
         insn::MmioKind::Load { reg } => {
@@ -305,9 +306,10 @@ fn install_hypercall_page(dom: &Domain, value: u64) -> bool {
     let Some(p2m) = i.p2m.as_ref() else { return false };
     let mem = DomainMemory { p2m };
     // Only the domain's own writable RAM can hold it.
-    match p2m.lookup(value >> 12) {
+    let at = Gpa(value);
+    match p2m.lookup(at.gfn()) {
         Some((_, crate::arch::x86_64::hvm::npt::P2mType::Ram)) => {
-            guest_mem::write_phys(&mem, value & !0xfff, &page).is_ok()
+            guest_mem::write_phys(&mem, at.gfn().gpa(), &page).is_ok()
         }
         _ => false,
     }
@@ -352,7 +354,7 @@ fn string_io(dom: &Arc<Domain>, v: &mut Vcpu, io: IoExit) -> Next {
             let ones = [0xffu8; 4];
             let i = dom.inner.lock();
             let ok = i.p2m.as_ref().is_some_and(|p2m| {
-                guest_mem::write_virt(&DomainMemory { p2m }, &paging, addr, &ones[..io.size as usize]).is_ok()
+                guest_mem::write_virt(&DomainMemory { p2m }, &paging, Gva(addr), &ones[..io.size as usize]).is_ok()
             });
             drop(i);
             if !ok {
@@ -368,7 +370,7 @@ fn string_io(dom: &Arc<Domain>, v: &mut Vcpu, io: IoExit) -> Next {
                 let mut b = [0u8; 4];
                 let i = dom.inner.lock();
                 let ok = i.p2m.as_ref().is_some_and(|p2m| {
-                    guest_mem::read_virt(&DomainMemory { p2m }, &paging, addr, &mut b[..io.size as usize]).is_ok()
+                    guest_mem::read_virt(&DomainMemory { p2m }, &paging, Gva(addr), &mut b[..io.size as usize]).is_ok()
                 });
                 drop(i);
                 if !ok {

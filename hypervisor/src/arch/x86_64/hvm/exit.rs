@@ -2,6 +2,8 @@
 //! hardware exits into `VmExit`, which `handle` handles once; `Next` is what
 //! the run loop does after it.
 
+use crate::mm::addr::Gpa;
+
 /// How a nested page fault happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NpfAccess {
@@ -36,7 +38,7 @@ pub enum VmExit {
     Wrmsr,
     Io(IoExit),
     NestedPageFault {
-        gpa: u64,
+        gpa: Gpa,
         access: NpfAccess,
     },
     /// VMMCALL (AMD) or VMCALL (Intel) executed natively.

@@ -49,7 +49,7 @@ pub(super) fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, 
             if interrupts_on { Next::Block } else { Next::Down }
         }
         VmExit::NestedPageFault { gpa, access }
-            if (vlapic::DEFAULT_BASE..vlapic::DEFAULT_BASE + 0x1000).contains(&gpa) =>
+            if (vlapic::DEFAULT_BASE..vlapic::DEFAULT_BASE + 0x1000).contains(&gpa.0) =>
         {
             apic_mmio(dom, shared, v, gpa, access.write)
         }

@@ -10,6 +10,7 @@
 //! present/write/user and a memory type in bits 3-5.
 
 use crate::arch::x86_64::page_table::{ADDR_MASK, MapError, PageSize, PageTable, PteFlags, TableMemory};
+use crate::mm::addr::{Gfn, Mfn};
 use crate::mm::phys::{FrameTables, free_frames, phys_to_virt};
 
 /// Which nested page-table format.
@@ -166,30 +167,30 @@ impl Npt {
 
     /// Maps `count` frames from `gfn` to `mfn` (both runs contiguous), with
     /// large pages where alignment allows.
-    pub fn map(&mut self, gfn: u64, mfn: u64, count: u64, t: P2mType) -> Result<(), MapError> {
+    pub fn map(&mut self, gfn: Gfn, mfn: Mfn, count: u64, t: P2mType) -> Result<(), MapError> {
         let (largest, f) = (self.largest, t.flags(self.format));
-        self.with(|pt| pt.map(gfn << 12, mfn << 12, count << 12, f, largest))
+        self.with(|pt| pt.map(gfn.gpa().0, mfn.phys(), count << 12, f, largest))
     }
 
     /// Points `gfn` at `mfn`, returning what it pointed to before.
-    pub fn set(&mut self, gfn: u64, mfn: u64, t: P2mType) -> Result<Option<(u64, P2mType)>, MapError> {
+    pub fn set(&mut self, gfn: Gfn, mfn: Mfn, t: P2mType) -> Result<Option<(Mfn, P2mType)>, MapError> {
         let f = t.flags(self.format);
-        let old = self.with(|pt| pt.remap_4k(gfn << 12, mfn << 12, f))?;
+        let old = self.with(|pt| pt.remap_4k(gfn.gpa().0, mfn.phys(), f))?;
         Ok(decode(old))
     }
 
     /// Removes `gfn`, returning what it pointed to.
-    pub fn clear(&mut self, gfn: u64) -> Result<Option<(u64, P2mType)>, MapError> {
-        let old = self.with(|pt| pt.set_4k_entry(gfn << 12, 0))?;
+    pub fn clear(&mut self, gfn: Gfn) -> Result<Option<(Mfn, P2mType)>, MapError> {
+        let old = self.with(|pt| pt.set_4k_entry(gfn.gpa().0, 0))?;
         Ok(decode(old))
     }
 
     /// The host frame and type of `gfn`, by walking the table (read only).
-    pub fn lookup(&self, gfn: u64) -> Option<(u64, P2mType)> {
-        if gfn >> (GPA_BITS - 12) != 0 {
+    pub fn lookup(&self, gfn: Gfn) -> Option<(Mfn, P2mType)> {
+        if gfn.0 >> (GPA_BITS - 12) != 0 {
             return None;
         }
-        let gpa = gfn << 12;
+        let gpa = gfn.gpa().0;
         let mut table = self.root;
         for level in (1..=4u32).rev() {
             let idx = (gpa >> (12 + 9 * (level - 1))) & 0x1ff;
@@ -202,7 +203,7 @@ impl Npt {
             if level == 1 || (level <= 3 && e & PteFlags::HUGE.bits() != 0) {
                 let size_frames = 1u64 << (9 * (level - 1));
                 let base = (e & ADDR_MASK) >> 12 & !(size_frames - 1);
-                return Some((base + (gfn & (size_frames - 1)), P2mType::from_entry(e)?));
+                return Some((Mfn(base + (gfn.0 & (size_frames - 1))), P2mType::from_entry(e)?));
             }
             table = e & ADDR_MASK;
         }
@@ -211,13 +212,13 @@ impl Npt {
 
     /// Frees the table pages, handing every owned frame to `free_owned`
     /// (frame, count) first.
-    pub fn destroy(mut self, free_owned: &mut dyn FnMut(u64, u64)) {
+    pub fn destroy(mut self, free_owned: &mut dyn FnMut(Mfn, u64)) {
         self.with(|pt| {
             pt.for_each_leaf(&mut |_, e, size| {
                 if P2mType::from_entry(e).is_some_and(P2mType::owned) {
                     let frames = size.bytes() >> 12;
                     let base = (e & ADDR_MASK & !(size.bytes() - 1)) >> 12;
-                    free_owned(base, frames);
+                    free_owned(Mfn(base), frames);
                 }
             });
             pt.free_tables(&mut |t| {
@@ -227,9 +228,9 @@ impl Npt {
     }
 }
 
-fn decode(e: u64) -> Option<(u64, P2mType)> {
+fn decode(e: u64) -> Option<(Mfn, P2mType)> {
     if e & PteFlags::PRESENT.bits() == 0 {
         return None;
     }
-    Some(((e & ADDR_MASK) >> 12, P2mType::from_entry(e)?))
+    Some((Mfn::of_phys(e & ADDR_MASK), P2mType::from_entry(e)?))
 }

@@ -20,6 +20,7 @@ use crate::arch::x86_64::hvm::vendor::{HvmBackend, VendorVcpu};
 use crate::arch::x86_64::insn::Expected;
 use crate::arch::x86_64::page_table::PageSize;
 use crate::memory::guest_mem::Paging;
+use crate::mm::addr::Gpa;
 use crate::mm::phys::{alloc_frames, alloc_zeroed_frame, free_frames, phys_to_virt};
 use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -391,7 +392,7 @@ impl SvmVcpu {
                 next_rip: info2,
             }),
             EXIT_NPF => VmExit::NestedPageFault {
-                gpa: info2,
+                gpa: Gpa(info2),
                 access: NpfAccess {
                     present: info1 & 1 != 0,
                     write: info1 & 2 != 0,

@@ -13,6 +13,7 @@ use crate::arch::x86_64::hvm::vendor::VendorVcpu;
 use crate::arch::x86_64::insn::Expected;
 use crate::arch::x86_64::percpu;
 use crate::memory::guest_mem::Paging;
+use crate::mm::addr::Gpa;
 use crate::mm::phys::{alloc_zeroed_frame, free_frames, phys_to_virt};
 use core::arch::asm;
 use core::fmt;
@@ -283,7 +284,7 @@ impl VmxVcpu {
                 })
             }
             EXIT_EPT_VIOLATION => VmExit::NestedPageFault {
-                gpa: vmread(GUEST_PHYSICAL_ADDRESS),
+                gpa: Gpa(vmread(GUEST_PHYSICAL_ADDRESS)),
                 access: NpfAccess {
                     write: q & 2 != 0,
                     fetch: q & 4 != 0,
