@@ -69,7 +69,8 @@ fn deliver_input(focus: Option<u16>, bytes: &[u8]) {
 }
 
 fn next_focus(cur: Option<u16>) -> Option<u16> {
-    let mut ids: Vec<u16> = domain::all().iter().filter(|d| d.console_va != 0).map(|d| d.id).collect();
+    let mut ids: Vec<u16> =
+        domain::all().iter().filter(|d| d.console.get().is_some_and(|r| r.va != 0)).map(|d| d.id).collect();
     ids.sort_unstable();
     match cur {
         None => ids.first().copied(),

@@ -3,15 +3,52 @@
 //! its port: output is printed with the domain's prefix, serial input goes
 //! into the input ring.
 
-use crate::domain::Domain;
+use crate::arch::x86_64::hvm::npt::P2mType;
+use crate::domain::unit::{Unit, nothing_to_destroy};
+use crate::domain::{ConsoleRing, Domain};
 use crate::event::table::Consumer;
-use crate::mm::addr::Gfn;
+use crate::mm::addr::{Gfn, Mfn};
+use crate::mm::phys::{alloc_zeroed_frame, free_frames, phys_to_virt};
 use core::sync::atomic::{AtomicU32, Ordering};
-use xen_abi::console as xc;
+use xen_abi::{console as xc, hvm};
 
 /// Where the console ring page is in every domain (libxl's special page
 /// for the console: the last of the 8 at 0xfeff8000).
 pub const CONSOLE_GFN: Gfn = Gfn(0xfefff);
+
+/// Every domain gets a console ring; its page goes with the domain's last
+/// reference (`Domain`'s drop), as other CPUs may drain it until then.
+pub const UNIT: Unit<Domain> = Unit { name: "console ring", create: set_up_ring, destroy: nothing_to_destroy };
+
+/// The ring page at CONSOLE_GFN and a port waiting for dom0's backend; until
+/// one binds it, the hypervisor serves the ring.
+fn set_up_ring(d: &Domain) -> Result<(), &'static str> {
+    let phys = alloc_zeroed_frame().ok_or("no memory for the ring page")?;
+    let mfn = Mfn::of_phys(phys);
+    let placed = d.inner.lock().p2m.as_mut().is_some_and(|p2m| p2m.set(CONSOLE_GFN, mfn, P2mType::Special).is_ok());
+    if !placed {
+        let _ = free_frames(phys, 1);
+        return Err("no room in the p2m for the ring page");
+    }
+    let port = d.evtchn.lock().alloc_console(0).unwrap_or(0);
+    d.console.call_once(|| ConsoleRing { mfn, va: phys_to_virt(phys).unwrap_or(0), port });
+    if port != 0 {
+        let mut i = d.inner.lock();
+        i.params[hvm::PARAM_CONSOLE_PFN as usize] = CONSOLE_GFN.0;
+        i.params[hvm::PARAM_CONSOLE_EVTCHN as usize] = port as u64;
+    }
+    Ok(())
+}
+
+/// The domain's ring while the hypervisor serves it (no backend domain has
+/// taken it over).
+fn served_ring(d: &Domain) -> Option<ConsoleRing> {
+    let ring = *d.console.get()?;
+    let served = ring.va != 0
+        && ring.port != 0
+        && d.evtchn.lock().get(ring.port).is_some_and(|c| c.consumer == Consumer::HvConsole);
+    served.then_some(ring)
+}
 
 fn ring_u32(va: u64, off: usize) -> &'static AtomicU32 {
     // SAFETY: `va` is the domain's console page (hypervisor-owned, alive as
@@ -19,19 +56,11 @@ fn ring_u32(va: u64, off: usize) -> &'static AtomicU32 {
     unsafe { AtomicU32::from_ptr((va + off as u64) as *mut u32) }
 }
 
-/// Whether no backend domain has taken the console ring over.
-fn hypervisor_serves_console(d: &Domain) -> bool {
-    let port = d.console_port.load(Ordering::Acquire);
-    port != 0 && d.evtchn.lock().get(port).is_some_and(|c| c.consumer == Consumer::HvConsole)
-}
-
 /// Prints what the domain wrote to its console ring, with its prefix,
 /// and tells it the ring has room again.
 pub fn drain_console(d: &Domain) {
-    let va = d.console_va;
-    if va == 0 || !hypervisor_serves_console(d) {
-        return;
-    }
+    let Some(ring) = served_ring(d) else { return };
+    let va = ring.va;
     let cons = ring_u32(va, xc::OUT_CONS).load(Ordering::Acquire);
     let prod = ring_u32(va, xc::OUT_PROD).load(Ordering::Acquire);
     let mut n = prod.wrapping_sub(cons);
@@ -54,18 +83,13 @@ pub fn drain_console(d: &Domain) {
         n -= 1;
     }
     ring_u32(va, xc::OUT_CONS).store(c, Ordering::Release);
-    let port = d.console_port.load(Ordering::Acquire);
-    if port != 0 {
-        d.raise(port, 0);
-    }
+    d.raise(ring.port, 0);
 }
 
 /// Serial input for domain `d`'s console: what fits in its input ring.
 pub fn console_input(d: &Domain, bytes: &[u8]) {
-    let va = d.console_va;
-    if va == 0 || !hypervisor_serves_console(d) {
-        return;
-    }
+    let Some(ring) = served_ring(d) else { return };
+    let va = ring.va;
     let cons = ring_u32(va, xc::IN_CONS).load(Ordering::Acquire);
     let mut prod = ring_u32(va, xc::IN_PROD).load(Ordering::Acquire);
     for &b in bytes {
@@ -78,8 +102,5 @@ pub fn console_input(d: &Domain, bytes: &[u8]) {
         prod = prod.wrapping_add(1);
     }
     ring_u32(va, xc::IN_PROD).store(prod, Ordering::Release);
-    let port = d.console_port.load(Ordering::Acquire);
-    if port != 0 {
-        d.raise(port, 0);
-    }
+    d.raise(ring.port, 0);
 }

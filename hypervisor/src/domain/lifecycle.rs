@@ -3,9 +3,10 @@
 //! machine with it.
 
 use super::registry::{self, all};
+use super::unit::{self, Unit, UnitFailed};
 use super::*;
 use crate::arch::x86_64::fpu::FxArea;
-use crate::arch::x86_64::hvm::npt::{Npt, P2mType};
+use crate::arch::x86_64::hvm::npt::Npt;
 use crate::arch::x86_64::hvm::regs::GuestRegs;
 use crate::arch::x86_64::hvm::vcpu_init::InitialState;
 use crate::arch::x86_64::hvm::vendor::VendorVcpu;
@@ -95,6 +96,16 @@ pub fn vcpus_left(dom: &Arc<Domain>, n: u32) {
     }
 }
 
+/// The subsystems that keep something per domain, in the order a
+/// domain's are set up (torn down in the reverse).
+const UNITS: [Unit<Domain>; 5] = [
+    crate::memory::physmap::UNIT,
+    crate::event::ops::UNIT,
+    crate::grant::map::UNIT,
+    crate::console::ring::UNIT,
+    crate::domain::time::UNIT,
+];
+
 /// What to build.
 pub struct DomainSpec<'a> {
     pub id: u16,
@@ -113,9 +124,14 @@ pub struct DomainSpec<'a> {
 #[derive(Debug)]
 pub enum CreateError {
     Kernel(PvhError),
-    NotEnoughMemory { need_mib: u64, free_mib: u64 },
+    NotEnoughMemory {
+        need_mib: u64,
+        free_mib: u64,
+    },
     OutOfMemory,
     Backend(&'static str),
+    /// A subsystem could not set the domain up.
+    Unit(UnitFailed),
 }
 
 impl From<OutOfMemory> for CreateError {
@@ -133,6 +149,7 @@ impl fmt::Display for CreateError {
             }
             CreateError::OutOfMemory => f.write_str("ran out of memory while building the domain"),
             CreateError::Backend(why) => write!(f, "virtualization backend: {why}"),
+            CreateError::Unit(u) => write!(f, "{}: {}", u.unit, u.why),
         }
     }
 }
@@ -217,18 +234,6 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
         cleanup(p2m);
         return Err(CreateError::OutOfMemory);
     };
-    // The console ring, at libxl's console page.
-    let Some(console) = alloc_zeroed_frame() else {
-        cleanup(p2m);
-        let _ = free_frames(shared_info, 1);
-        return Err(CreateError::OutOfMemory);
-    };
-    if p2m.set(crate::console::ring::CONSOLE_GFN, Mfn::of_phys(console), P2mType::Special).is_err() {
-        cleanup(p2m);
-        let _ = free_frames(shared_info, 1);
-        let _ = free_frames(console, 1);
-        return Err(CreateError::OutOfMemory);
-    }
     let shared_info_va = phys_to_virt(shared_info).unwrap_or(0);
     let tsc_offset = 0u64.wrapping_sub(crate::arch::x86_64::cpu::rdtsc());
     let mut vcpus = Vec::new();
@@ -238,7 +243,6 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
             Err(why) => {
                 cleanup(p2m);
                 let _ = free_frames(shared_info, 1);
-                let _ = free_frames(console, 1);
                 return Err(CreateError::Backend(why));
             }
         };
@@ -328,23 +332,12 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
         )),
         pollers: AtomicU32::new(0),
         callback_vector: AtomicU8::new(0),
-        console_mfn: Mfn::of_phys(console),
-        console_va: phys_to_virt(console).unwrap_or(0),
-        console_port: AtomicU32::new(0),
+        console: spin::Once::new(),
     });
-    // The console's port waits for dom0's backend; until one binds it,
-    // the hypervisor serves the ring.
-    if let Ok(port) = dom.evtchn.lock().alloc_console(0) {
-        dom.console_port.store(port, Ordering::Release);
-        let mut i = dom.inner.lock();
-        i.params[hvm::PARAM_CONSOLE_PFN as usize] = crate::console::ring::CONSOLE_GFN.0;
-        i.params[hvm::PARAM_CONSOLE_EVTCHN as usize] = port as u64;
-    }
-    crate::grant::map::grant_grow(&dom, 1);
-    dom.write_wallclock();
-    for v in &dom.vcpus {
-        dom.write_time_info(v.id, tsc_offset);
-    }
+    // Each subsystem's part; a domain one of them refuses is undone (what
+    // it was given so far torn down, the rest freed with its last
+    // reference).
+    unit::set_up(&UNITS, &dom).map_err(CreateError::Unit)?;
     registry::insert(dom.clone());
     Ok(dom)
 }
@@ -409,21 +402,10 @@ impl Domain {
 /// Releases a dead domain's memory and removes it. Its vCPUs must not be
 /// running.
 pub fn destroy(dom: &Arc<Domain>) {
-    use crate::memory::frame_ref::release_frames;
-    // Peers see their channels unbound; grants this domain mapped are
-    // released (its vCPUs no longer run, so nothing caches them).
-    crate::event::ops::close_all_ports(dom);
-    crate::grant::map::release_mappings(dom);
+    // Nobody finds it any more; then each subsystem lets go of it (peers
+    // see their channels unbound, the grants it mapped are released, its
+    // memory is given back; its vCPUs no longer run, so nothing caches
+    // them).
     registry::remove(dom.id);
-    let frames = dom.grants.lock().take_frames();
-    crate::grant::map::free_grant_frames(frames);
-    let mut i = dom.inner.lock();
-    if let Some(p2m) = i.p2m.take() {
-        // Frames another domain still maps stay until it lets go.
-        p2m.destroy(&mut |mfn, n| release_frames(mfn, n));
-    }
-    for (mfn, n) in core::mem::take(&mut i.unplaced) {
-        release_frames(mfn, n);
-    }
-    i.ram_pages = 0;
+    unit::tear_down(&UNITS, dom);
 }

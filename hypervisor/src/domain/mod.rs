@@ -3,6 +3,7 @@
 //! their view of time, and the domain builder (`build/`).
 
 pub mod build;
+pub mod unit;
 
 #[cfg(target_os = "none")]
 pub mod lifecycle;

@@ -91,10 +91,19 @@ pub struct Domain {
     /// HVM_PARAM_CALLBACK_IRQ's vector (0: none): injected while a vCPU's
     /// evtchn_upcall_pending is set.
     pub callback_vector: AtomicU8,
-    /// The console ring page (host frame and address) and its port.
-    pub console_mfn: Mfn,
-    pub console_va: u64,
-    pub console_port: AtomicU32,
+    /// The console ring (`console::ring` sets it up with the domain).
+    pub console: spin::Once<ConsoleRing>,
+}
+
+/// A domain's console ring: Xen's `xencons_interface` in a hypervisor page
+/// at libxl's console frame, and the event channel port that announces it
+/// (0: none could be made).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsoleRing {
+    pub mfn: Mfn,
+    /// Where the hypervisor reaches the page.
+    pub va: u64,
+    pub port: u32,
 }
 
 impl Domain {
@@ -170,7 +179,9 @@ impl Drop for Domain {
     /// (an event raised, a console drained) go with the last reference.
     fn drop(&mut self) {
         let _ = free_frames(self.inner.get_mut().shared_info_mfn.phys(), 1);
-        let _ = free_frames(self.console_mfn.phys(), 1);
+        if let Some(ring) = self.console.get() {
+            let _ = free_frames(ring.mfn.phys(), 1);
+        }
         for v in &mut self.vcpus {
             if let Some((_, _, mfn)) = v.vcpu_info.get_mut().take() {
                 crate::memory::frame_ref::frame_put(mfn);

@@ -2,11 +2,24 @@
 //! and the wall clock in shared_info.
 
 use super::Domain;
+use super::unit::{Unit, nothing_to_destroy};
 use crate::arch::x86_64::hvm::pvclock::TimeScale;
 use crate::mm::phys::phys_to_virt;
 use core::sync::atomic::Ordering;
 use xen_abi::Pod;
 use xen_abi::shared::{self as xs, VcpuTimeInfo};
+
+/// A domain's clock: the wall clock and every vCPU's time info are in
+/// place before it first runs.
+pub const UNIT: Unit<Domain> = Unit { name: "clock", create: start_clock, destroy: nothing_to_destroy };
+
+fn start_clock(d: &Domain) -> Result<(), &'static str> {
+    d.write_wallclock();
+    for v in &d.vcpus {
+        d.write_time_info(v.id, d.tsc_offset);
+    }
+    Ok(())
+}
 
 impl Domain {
     /// Writes vCPU `id`'s vcpu_time_info (Xen's pvclock) with the version

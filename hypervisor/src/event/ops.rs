@@ -7,6 +7,7 @@
 
 use crate::domain::Domain;
 use crate::domain::registry as domain;
+use crate::domain::unit::{Unit, nothing_to_create};
 use crate::event::deliver::Words;
 use crate::event::table::{self as evtchn, EventWords, Reply, Request, SendTarget, Table};
 use alloc::sync::Arc;
@@ -145,6 +146,10 @@ pub fn send(me: &Domain, port: u32) -> Result<(), i64> {
     }
     Ok(())
 }
+
+/// A domain's channels live in its port table; a dead domain's are closed,
+/// so that its peers see their ends unbound.
+pub const UNIT: Unit<Domain> = Unit { name: "event channels", create: nothing_to_create, destroy: close_all_ports };
 
 /// A dying domain's channels: every port closed, so that peers see their
 /// ends unbound.

@@ -9,6 +9,7 @@
 use crate::arch::x86_64::hvm::npt::{GPA_BITS, P2mType};
 use crate::domain::Domain;
 use crate::domain::registry as domain;
+use crate::domain::unit::Unit;
 use crate::grant::table::{Frame, Mapping, Pinned};
 use crate::memory::frame_ref::Deferred;
 use crate::memory::frame_ref::{frame_get, frame_put};
@@ -174,6 +175,22 @@ pub fn release_mappings(me: &Domain) {
     for m in maps {
         unpin_after_flush(m.granter, m.gref, m.readonly, m.mfn);
     }
+}
+
+/// A domain's grant table starts with one frame and grows on demand (a
+/// domain left without the first may still ask for it); a dead domain's
+/// mappings of other domains' grants are released and its frames freed.
+pub const UNIT: Unit<Domain> = Unit { name: "grant table", create: first_frame, destroy: release_table };
+
+fn first_frame(d: &Domain) -> Result<(), &'static str> {
+    grant_grow(d, 1);
+    Ok(())
+}
+
+fn release_table(d: &Domain) {
+    release_mappings(d);
+    let frames = d.grants.lock().take_frames();
+    free_grant_frames(frames);
 }
 
 /// Grows `d`'s grant table to `n` frames.

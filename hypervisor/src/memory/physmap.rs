@@ -3,8 +3,11 @@
 //! and access to it as guest memory (`DomainMemory`).
 
 use crate::arch::x86_64::hvm::npt::{Npt, P2mType};
+use crate::domain::Domain;
 use crate::domain::DomainInner;
+use crate::domain::unit::{Unit, nothing_to_create};
 use crate::memory::frame_ref::Deferred;
+use crate::memory::frame_ref::release_frames;
 use crate::memory::guest_mem::{GuestPhysical, MemFault};
 use crate::mm::addr::{Gfn, Mfn};
 use crate::mm::phys::{alloc_frames, free_frames, phys_to_virt};
@@ -72,6 +75,22 @@ impl GuestPhysical for DomainMemory<'_> {
         let v = phys_to_virt(mfn.phys()).ok_or(unmapped)?;
         NonNull::new(v as *mut u8).ok_or(unmapped)
     }
+}
+
+/// A domain's RAM comes from the domain builder (`populate`); a dead
+/// domain's is given back, but frames another domain still maps or refers
+/// to stay until it lets go.
+pub const UNIT: Unit<Domain> = Unit { name: "guest memory", create: nothing_to_create, destroy: release_memory };
+
+fn release_memory(d: &Domain) {
+    let mut i = d.inner.lock();
+    if let Some(p2m) = i.p2m.take() {
+        p2m.destroy(&mut |mfn, n| release_frames(mfn, n));
+    }
+    for (mfn, n) in core::mem::take(&mut i.unplaced) {
+        release_frames(mfn, n);
+    }
+    i.ram_pages = 0;
 }
 
 /// No host memory (or p2m table budget) was left for the guest's RAM.
