@@ -89,3 +89,23 @@ pub enum Next {
     Down,
     Stop,
 }
+
+impl Next {
+    /// After a HLT: a vCPU that halts with interrupts on waits for one; with
+    /// interrupts off only an NMI could wake it, which Xen takes as the
+    /// vCPU going offline.
+    pub fn after_halt(interrupts_on: bool) -> Next {
+        if interrupts_on { Next::Block } else { Next::Down }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_halt_blocks_unless_interrupts_are_off() {
+        assert_eq!(Next::after_halt(true), Next::Block);
+        assert_eq!(Next::after_halt(false), Next::Down);
+    }
+}

@@ -44,9 +44,7 @@ pub(super) fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, 
             if !matches!(r, Next::Resume) {
                 return r;
             }
-            // Halting with interrupts off only an NMI could end: Xen takes
-            // it as the vCPU going offline.
-            if interrupts_on { Next::Block } else { Next::Down }
+            Next::after_halt(interrupts_on)
         }
         VmExit::NestedPageFault { gpa, access }
             if (vlapic::DEFAULT_BASE..vlapic::DEFAULT_BASE + 0x1000).contains(&gpa.0) =>

@@ -5,6 +5,7 @@
 
 pub mod cpuid;
 pub mod exit;
+pub mod intr;
 pub mod msr;
 pub mod pvclock;
 pub mod regs;

@@ -5,6 +5,7 @@
 
 use super::exit::Next;
 use super::handle::handle_exit;
+use super::intr;
 use crate::arch::x86_64::hvm::vcpu_init::InitialState;
 use crate::arch::x86_64::hvm::vendor::VendorVcpu;
 use crate::domain::{Domain, RunState, Vcpu, VcpuShared, vflags};
@@ -194,30 +195,17 @@ fn deliver_interrupts(dom: &Domain, shared: &VcpuShared, v: &mut Vcpu) {
     let upcall = callback != 0 && crate::event::deliver::upcall_pending(dom, v.id);
     let mut l = shared.vlapic.lock();
     l.set_cr8(v.arch.tpr());
-    let pending = if upcall { Some(callback) } else { l.pending() };
-    match pending {
-        Some(vector) if v.arch.interrupt_window_open() => {
-            if !upcall {
-                l.ack(vector);
-            }
-            v.arch.inject_interrupt(vector);
-            if v.window_requested {
-                v.arch.set_interrupt_window(false);
-                v.window_requested = false;
-            }
+    let lapic = if upcall { None } else { l.pending() };
+    let d = intr::choose(upcall.then_some(callback), lapic, v.arch.interrupt_window_open());
+    if let Some(vector) = d.inject {
+        if d.ack_lapic {
+            l.ack(vector);
         }
-        Some(_) => {
-            if !v.window_requested {
-                v.arch.set_interrupt_window(true);
-                v.window_requested = true;
-            }
-        }
-        None => {
-            if v.window_requested {
-                v.arch.set_interrupt_window(false);
-                v.window_requested = false;
-            }
-        }
+        v.arch.inject_interrupt(vector);
+    }
+    if d.want_window != v.window_requested {
+        v.arch.set_interrupt_window(d.want_window);
+        v.window_requested = d.want_window;
     }
     if upcall || l.has_irr() {
         shared.irq_hint.store(true, Ordering::Release);
