@@ -22,6 +22,8 @@ pub struct Module {
     pub file: PathBuf,
     /// Code with comments and literals blanked out.
     code: String,
+    /// Lines of the file outside its test modules.
+    pub lines: usize,
 }
 
 /// The declared order of layers.
@@ -92,7 +94,16 @@ pub enum Problem {
     Upward { from: String, from_layer: String, to: String, to_layer: String, name: String },
     /// Modules that use each other in a circle, with one edge's names each.
     Circle { modules: Vec<String> },
+    /// A file longer than a reader can hold in mind.
+    TooLong { file: String, lines: usize },
+    /// A folder with more files than a glance takes in.
+    TooManyFiles { folder: String, files: usize },
 }
+
+/// Lines of non-test code a file may have.
+pub const MAX_LINES: usize = 900;
+/// Files a folder may hold.
+pub const MAX_FILES: usize = 15;
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -104,6 +115,12 @@ impl fmt::Display for Problem {
                 write!(f, "`{from}` ({from_layer}) uses `{name}` from `{to}` ({to_layer}), a layer above it")
             }
             Problem::Circle { modules } => write!(f, "modules use each other in a circle: {}", modules.join(" -> ")),
+            Problem::TooLong { file, lines } => {
+                write!(f, "{file} has {lines} lines of non-test code (at most {MAX_LINES}): split it by what it does")
+            }
+            Problem::TooManyFiles { folder, files } => {
+                write!(f, "{folder}/ holds {files} files (at most {MAX_FILES}): group them in subfolders")
+            }
         }
     }
 }
@@ -400,7 +417,8 @@ pub fn read_crate(src: &Path) -> Result<Vec<Module>, String> {
     for f in files {
         let Some(path) = module_path(src, &f) else { continue };
         let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
-        out.push(Module { path, file: f, code: without_tests(&strip(&text)) });
+        let (code, test_lines) = without_tests(&strip(&text));
+        out.push(Module { path, file: f, code, lines: text.lines().count() - test_lines });
     }
     // Modules only tests compile (`#[cfg(test)] mod fake;`) are no part of
     // the architecture.
@@ -426,9 +444,11 @@ pub fn read_crate(src: &Path) -> Result<Vec<Module>, String> {
     Ok(out)
 }
 
-/// Code without its inline `#[cfg(test)] mod name { ... }` blocks.
-fn without_tests(code: &str) -> String {
+/// Code without its inline `#[cfg(test)] mod name { ... }` blocks, and how
+/// many lines those took.
+fn without_tests(code: &str) -> (String, usize) {
     let mut out = code.to_string();
+    let mut test_lines = 0;
     let mut from = 0;
     while let Some(p) = out[from..].find("#[cfg(test)]") {
         let at = from + p;
@@ -455,6 +475,7 @@ fn without_tests(code: &str) -> String {
                         _ => {}
                     }
                 }
+                test_lines += out[at..end].matches('\n').count() + 1;
                 let blank: String = out[at..end].chars().map(|c| if c == '\n' { '\n' } else { ' ' }).collect();
                 out.replace_range(at..end, &blank);
                 from = end;
@@ -462,7 +483,7 @@ fn without_tests(code: &str) -> String {
             _ => from = at + 12,
         }
     }
-    out
+    (out, test_lines)
 }
 
 /// Names a module defines itself (items and inline modules), and the
@@ -734,6 +755,18 @@ pub fn check(mods: &[Module], layers: &Layers) -> Report {
     for c in circles(&nodes, &adj) {
         report.problems.push(Problem::Circle { modules: c });
     }
+    let mut per_folder: BTreeMap<PathBuf, usize> = BTreeMap::new();
+    for m in mods {
+        if m.lines > MAX_LINES {
+            report.problems.push(Problem::TooLong { file: m.file.display().to_string(), lines: m.lines });
+        }
+        *per_folder.entry(m.file.parent().map(Path::to_path_buf).unwrap_or_default()).or_default() += 1;
+    }
+    for (folder, files) in per_folder {
+        if files > MAX_FILES {
+            report.problems.push(Problem::TooManyFiles { folder: folder.display().to_string(), files });
+        }
+    }
     report
 }
 
@@ -755,7 +788,8 @@ mod tests {
             .iter()
             .filter_map(|(f, src)| {
                 let path = module_path(Path::new("src"), &Path::new("src").join(f))?;
-                Some(Module { path, file: PathBuf::from(f), code: strip(src) })
+                let (code, test_lines) = without_tests(&strip(src));
+                Some(Module { path, file: PathBuf::from(f), code, lines: src.lines().count() - test_lines })
             })
             .collect()
     }
@@ -863,6 +897,26 @@ mod tests {
         ]);
         let r = check(&mods, &l);
         assert_eq!(r.problems, [Problem::Circle { modules: vec!["domain::a".into(), "domain::b".into()] }]);
+    }
+
+    #[test]
+    fn long_files_and_crowded_folders_are_reported_but_tests_do_not_count() {
+        let long = "fn f() {}\n".repeat(MAX_LINES + 1);
+        let tested = format!("fn f() {{}}\n#[cfg(test)]\nmod tests {{\n{}}}\n", "// x\n".repeat(2 * MAX_LINES));
+        let mut files = vec![("lib.rs".to_string(), "pub mod a; pub mod b;".to_string())];
+        files.push(("a.rs".into(), long));
+        files.push(("b.rs".into(), tested));
+        for i in 0..=MAX_FILES {
+            files.push((format!("c/f{i}.rs"), String::new()));
+        }
+        let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let mods = tree(&refs);
+        assert_eq!(mods.iter().find(|m| m.path == "b").unwrap().lines, 1);
+        let r = check(&mods, &Layers::parse("[all]\na\nb\nc\n").unwrap());
+        let p: Vec<String> = r.problems.iter().map(|p| p.to_string()).collect();
+        assert!(p.iter().any(|p| p.starts_with("a.rs has 901 lines")), "{p:?}");
+        assert!(p.iter().any(|p| p.starts_with("c/ holds 16 files")), "{p:?}");
+        assert_eq!(p.len(), 2, "{p:?}");
     }
 
     #[test]

@@ -238,7 +238,10 @@ fn layers(show_edges: bool) -> Result<(), String> {
         eprintln!("xtask: layers: {p}");
     }
     if report.problems.is_empty() {
-        eprintln!("xtask: layers: {} modules, {} uses, none upward, no circle", report.modules, report.edges);
+        eprintln!(
+            "xtask: layers: {} modules, {} uses, none upward, no circle, no file or folder too large",
+            report.modules, report.edges
+        );
         Ok(())
     } else {
         Err(format!("{} layering problems (hypervisor/layers.toml, docs/architecture.md)", report.problems.len()))

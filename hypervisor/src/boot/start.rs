@@ -294,7 +294,7 @@ pub extern "C" fn hv_start(mbi_phys: u64, load_delta: u64) -> ! {
     }
     domain::lifecycle::boot_done();
     sched::every(crate::console::input::SERIAL_POLL_NS, crate::console::input::poll_serial_input);
-    hvm::cpu_loop::cpu_loop(0)
+    hvm::run::cpu_loop::cpu_loop(0)
 }
 
 /// What a started CPU does: enable virtualization for itself, then run
@@ -303,7 +303,7 @@ fn ap_work(index: u32) -> ! {
     if let Err(e) = hvm::init_this_cpu() {
         error!("CPU{index}: virtualization: {e}");
     }
-    hvm::cpu_loop::cpu_loop(index)
+    hvm::run::cpu_loop::cpu_loop(index)
 }
 
 /// Starts every other enabled CPU the MADT lists (up to `max_cpus` in all)

@@ -82,8 +82,9 @@ pub struct Domain {
     pub live: AtomicU32,
     /// The hypervisor's address of the shared_info page.
     pub shared_info_va: u64,
-    /// Event channels and grant table (see `common::interdomain` for the
-    /// lock order).
+    /// Event channels and grant table (lock order: a domain's `evtchn` or
+    /// `grants` lock before its `inner` lock; see `event::ops` and
+    /// `grant::map`).
     pub evtchn: Mutex<crate::event::table::Table>,
     pub grants: Mutex<crate::grant::table::Grants>,
     /// vCPUs in SCHEDOP_poll.

@@ -30,8 +30,8 @@ pub struct Vcpu {
 
 /// Requests to a vCPU from elsewhere, applied by the CPU that runs it.
 pub mod vflags {
-    /// Its singleshot or periodic timer fired (VIRQ_TIMER, delivered as an
-    /// event once event channels exist; until then it wakes the vCPU).
+    /// Its singleshot or periodic timer fired: ends a block (the event itself
+    /// is VIRQ_TIMER, raised on the domain's bound port).
     pub const TIMER: u32 = 1 << 0;
     /// Load `VcpuShared::start` before running (INIT/STARTUP, initialise).
     pub const START: u32 = 1 << 1;

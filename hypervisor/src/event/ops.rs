@@ -25,8 +25,8 @@ fn lock_two<'a>(a: &'a Domain, b: &'a Domain) -> (spin::MutexGuard<'a, Table>, s
     }
 }
 
-/// One event-channel operation by domain `me` (`common::evtchn_op` has
-/// resolved and checked the domains).
+/// One event-channel operation by domain `me` (`hypercall::event_channel_op`
+/// has resolved and checked the domains).
 pub fn evtchn_op(me: &Arc<Domain>, req: Request) -> Result<Reply, i64> {
     match req {
         Request::AllocUnbound { dom, remote, permitted } => {

@@ -4,8 +4,8 @@
 //!
 //! This is the logic alone: tables are plain data, the bitmaps are reached
 //! through [`EventWords`], and an operation that concerns two domains
-//! takes both tables (the caller locks them). `common::domain` wires it to
-//! real domains; the tests below run it on the host.
+//! takes both tables (the caller locks them). `event::deliver` and `event::ops`
+//! wire it to real domains; the tests below run it on the host.
 
 use alloc::vec::Vec;
 use xen_abi::errno::*;

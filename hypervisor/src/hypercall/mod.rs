@@ -19,7 +19,6 @@ pub(crate) mod fake;
 pub mod grant_table_op;
 pub mod hvm_op;
 pub mod memory_op;
-pub mod page;
 pub mod perm;
 pub mod sched_op;
 pub mod table;

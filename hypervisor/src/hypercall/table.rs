@@ -127,6 +127,26 @@ impl Args {
     }
 }
 
+/// The 32-byte hypercall-page slots: `mov eax, i; <insn>; ret` with the
+/// backend's hypercall instruction (VMMCALL or VMCALL), padded with int3;
+/// slot 23 (`iret`) is `ud2`.
+pub fn hypercall_page(insn: &[u8]) -> [u8; 4096] {
+    let mut p = [0xccu8; 4096];
+    for i in 0..NR_HYPERCALLS {
+        let s = &mut p[i * 32..i * 32 + 32];
+        if i as u64 == nr::IRET {
+            s[0] = 0x0f;
+            s[1] = 0x0b;
+            continue;
+        }
+        s[0] = 0xb8;
+        s[1..5].copy_from_slice(&(i as u32).to_le_bytes());
+        s[5..5 + insn.len()].copy_from_slice(insn);
+        s[5 + insn.len()] = 0xc3;
+    }
+    p
+}
+
 /// Handles one hypercall from a vCPU at privilege level `cpl`.
 pub fn dispatch<E: Env>(env: &mut E, call: Call, cpl: u8) -> Outcome {
     // Xen refuses hypercalls from guest user mode.
@@ -145,6 +165,7 @@ pub fn dispatch<E: Env>(env: &mut E, call: Call, cpl: u8) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arch::x86_64::insn::Expected;
     use crate::hypercall::fake::{Fake, call};
 
     #[test]
@@ -187,5 +208,16 @@ mod tests {
         assert_eq!(Args::of(&call32, Compat::Truncate).a, [0x10, 1, 7, 8, 9]);
         let call64 = Call { long_mode: true, ..call32 };
         assert_eq!(Args::of(&call64, Compat::SplitU64).a, call64.args);
+    }
+
+    #[test]
+    fn hypercall_page_layout() {
+        let p = hypercall_page(Expected::Vmmcall.encoding());
+        assert_eq!(&p[0..9], &[0xb8, 0, 0, 0, 0, 0x0f, 0x01, 0xd9, 0xc3]);
+        assert_eq!(&p[18 * 32..18 * 32 + 9], &[0xb8, 18, 0, 0, 0, 0x0f, 0x01, 0xd9, 0xc3]);
+        assert_eq!(&p[23 * 32..23 * 32 + 3], &[0x0f, 0x0b, 0xcc]);
+        assert!(p[9..32].iter().all(|&b| b == 0xcc));
+        let i = hypercall_page(Expected::Vmcall.encoding());
+        assert_eq!(&i[32..41], &[0xb8, 1, 0, 0, 0, 0x0f, 0x01, 0xc1, 0xc3]);
     }
 }

@@ -1,5 +1,5 @@
 //! The credit scheduler's policy, after Xen's credit scheduler (credit1):
-//! plain logic over virtual time, unit-tested on the host; `common::sched`
+//! plain logic over virtual time, unit-tested on the host; `sched::scheduler`
 //! drives it on the real CPUs.
 //!
 //! - Every schedulable vCPU (an *entity*) belongs to a domain with a

@@ -1,6 +1,6 @@
 //! The scheduler on the real CPUs: the credit policy (`sched::credit`)
 //! behind one lock, what each CPU runs next (its loop is
-//! `arch::x86_64::hvm::cpu_loop`), software timers, and waking, blocking
+//! `arch::x86_64::hvm::run::cpu_loop`), software timers, and waking, blocking
 //! and kicking vCPUs across CPUs.
 //!
 //! Blocking and waking meet under the scheduler lock, so a wake-up cannot

@@ -1,5 +1,6 @@
 //! Builder for x86-64 4-level page tables: the hypervisor's own address
-//! space now, and AMD nested page tables (same format) later.
+//! space, and guests' nested page tables (AMD's NPT has the same format;
+//! `hvm::npt` gives Intel's EPT its own flags over the same walk).
 //!
 //! The builder owns no memory: a [`TableMemory`] gives it zeroed table pages
 //! and access to them by physical address, so the same code runs on the host

@@ -16,12 +16,6 @@ pub mod vmx;
 #[cfg(target_os = "none")]
 mod backend;
 #[cfg(target_os = "none")]
-pub mod cpu_loop;
-#[cfg(target_os = "none")]
-mod emulate;
-#[cfg(target_os = "none")]
-mod handle;
-#[cfg(target_os = "none")]
 pub mod npt;
 #[cfg(target_os = "none")]
 pub mod run;

@@ -3,9 +3,9 @@
 //! reads and writes, the xAPIC page and IPIs, port and string I/O, the
 //! hypercall page, and the other vendor's hypercall instruction.
 
-use super::exit::Next;
 use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::hvm::exit::IoExit;
+use crate::arch::x86_64::hvm::exit::Next;
 use crate::arch::x86_64::hvm::msr;
 use crate::arch::x86_64::hvm::vcpu_init::InitialState;
 use crate::arch::x86_64::hvm::vendor::VendorVcpu;
@@ -399,5 +399,5 @@ fn string_io(dom: &Arc<Domain>, v: &mut Vcpu, io: IoExit) -> Next {
 /// The hypercall page for the backend in use (vmmcall on SVM, vmcall on
 /// VMX).
 fn hypercall_page() -> [u8; 4096] {
-    crate::hypercall::page::hypercall_page(super::hypercall_insn().encoding())
+    crate::hypercall::table::hypercall_page(crate::arch::x86_64::hvm::hypercall_insn().encoding())
 }

@@ -4,9 +4,9 @@
 //! instruction-level work is `emulate`'s.
 
 use super::emulate::{advance_to, apic_mmio, fetch, port_io, rdmsr, skip, wrmsr};
-use super::exit::{Next, VmExit};
 use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::hvm::cpuid::{CpuidContext, guest_cpuid};
+use crate::arch::x86_64::hvm::exit::{Next, VmExit};
 use crate::arch::x86_64::hvm::vendor::VendorVcpu;
 use crate::arch::x86_64::hvm::vlapic;
 use crate::arch::x86_64::insn::{self, Expected};
@@ -19,7 +19,7 @@ use alloc::sync::Arc;
 
 pub(super) fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, exit: VmExit) -> Next {
     match exit {
-        VmExit::Hypercall => hypercall(dom, shared, v, super::hypercall_insn()),
+        VmExit::Hypercall => hypercall(dom, shared, v, crate::arch::x86_64::hvm::hypercall_insn()),
         VmExit::Cpuid => {
             let ctx = CpuidContext {
                 vcpu_id: v.id,
@@ -210,7 +210,7 @@ fn flush_then_free(dom: &Domain, v: &mut Vcpu, flush_tlb: bool, deferred: alloc:
 fn invalid_opcode(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu) -> Next {
     let mut bytes = [0u8; 15];
     let n = fetch(dom, v, &mut bytes, false);
-    let other = super::foreign_hypercall_insn();
+    let other = crate::arch::x86_64::hvm::foreign_hypercall_insn();
     if let Some((code, _)) = insn::decode_code(&bytes[..n], v.arch.bitness())
         && other.matches(code)
     {

@@ -1,7 +1,7 @@
 //! Each CPU's loop: run due timers, end the machine once the last domain
 //! is gone (the boot CPU), then run the vCPU the scheduler picks, or idle.
 
-use super::run::run_vcpu;
+use super::run_vcpu;
 use crate::arch::x86_64::power;
 use crate::domain::lifecycle;
 use crate::sched;

@@ -1,10 +1,16 @@
 //! Running a vCPU on this CPU and handling every exit, once, for every
 //! backend: interrupts for the guest are delivered before each entry (or
 //! an interrupt window is asked for), host interrupts are taken after each
-//! exit, and the scheduler (`common::sched`) decides when the vCPU leaves.
+//! exit, and the scheduler (`sched`) decides when the vCPU leaves. Exits are
+//! handled in `handle`, instructions emulated in `emulate`; each CPU's
+//! loop is `cpu_loop`.
 
+pub mod cpu_loop;
+mod emulate;
+mod handle;
+
+use self::handle::handle_exit;
 use super::exit::Next;
-use super::handle::handle_exit;
 use super::intr;
 use crate::arch::x86_64::hvm::vcpu_init::InitialState;
 use crate::arch::x86_64::hvm::vendor::VendorVcpu;
