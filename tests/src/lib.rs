@@ -265,6 +265,18 @@ impl Outcome {
         }
     }
 
+    /// Asserts that test guest `d` ended with `VERDICT: PASS` (its one
+    /// verdict line, with no FAIL line before it) and then powered its
+    /// domain off. Otherwise fails with the verdict it printed (the first
+    /// failed check, or why it skipped) and its FAIL lines, or says that it
+    /// printed none (it crashed, hung or was cut short).
+    pub fn expect_verdict_pass(&self, d: u32) -> &Self {
+        if let Err(why) = verdict_pass(&self.log, d) {
+            self.fail(&why);
+        }
+        self
+    }
+
     pub fn lines_containing(&self, needle: &str) -> Vec<&str> {
         self.log.lines().filter(|l| l.contains(needle)).collect()
     }
@@ -284,6 +296,34 @@ impl Outcome {
             }
         }
         self
+    }
+}
+
+/// Whether domain `d`'s verdict in `log` is PASS, and if not, why.
+fn verdict_pass(log: &str, d: u32) -> Result<(), String> {
+    let tag = format!("(d{d}) ");
+    let verdict_tag = format!("{tag}VERDICT: ");
+    let mut verdicts = Vec::new();
+    let mut failed = Vec::new();
+    let mut shut_down = false;
+    for l in log.lines() {
+        if let Some((_, v)) = l.split_once(&verdict_tag) {
+            verdicts.push(v.trim());
+            shut_down = false;
+        } else if l.contains(&format!("{tag}FAIL ")) {
+            failed.push(l);
+        } else if l.contains(&format!("domain {d} (")) && l.ends_with(") shut down: poweroff") {
+            shut_down = true;
+        }
+    }
+    let fail_lines = if failed.is_empty() { String::new() } else { format!("\n{}", failed.join("\n")) };
+    match verdicts.as_slice() {
+        [] => Err(format!("domain {d} printed no verdict: it crashed, hung or was stopped first{fail_lines}")),
+        ["PASS"] if !failed.is_empty() => Err(format!("domain {d} says PASS after failed checks{fail_lines}")),
+        ["PASS"] if !shut_down => Err(format!("domain {d} passed but did not power off after its verdict")),
+        ["PASS"] => Ok(()),
+        [v] => Err(format!("domain {d}: VERDICT: {v}{fail_lines}")),
+        many => Err(format!("domain {d} printed {} verdicts: {many:?}", many.len())),
     }
 }
 
@@ -320,5 +360,33 @@ mod tests {
             o.expect_order("a three", "b two");
         });
         assert!(wrong_order.is_err());
+    }
+
+    const PASSED: &str = "\
+[    0.1] CPU0 INFO  (d1) PASS one
+[    0.2] CPU0 INFO  (d1) 1 checks, 0 failed
+[    0.2] CPU0 INFO  (d1) VERDICT: PASS
+[    0.3] CPU0 INFO  domain 1 (a) shut down: poweroff
+";
+
+    #[test]
+    fn a_domain_passes_only_on_its_pass_verdict_then_poweroff() {
+        assert_eq!(verdict_pass(PASSED, 1), Ok(()));
+        // Domain 11's verdict is not domain 1's.
+        assert!(verdict_pass(&PASSED.replace("(d1)", "(d11)"), 1).unwrap_err().contains("no verdict"));
+        let failed =
+            PASSED.replace("PASS one", "FAIL one: got 0, want 1").replace("VERDICT: PASS", "VERDICT: FAIL one");
+        let why = verdict_pass(&failed, 1).unwrap_err();
+        assert!(why.contains("VERDICT: FAIL one") && why.contains("FAIL one: got 0, want 1"), "{why}");
+        let skipped = PASSED.replace("VERDICT: PASS", "VERDICT: SKIP needs two vCPUs");
+        assert!(verdict_pass(&skipped, 1).unwrap_err().contains("SKIP needs two vCPUs"));
+        let crashed = PASSED.replace("shut down: poweroff", "shut down: crash");
+        assert!(verdict_pass(&crashed, 1).unwrap_err().contains("did not power off"));
+        let cut_short: String = PASSED.lines().take(1).map(|l| format!("{l}\n")).collect();
+        assert!(verdict_pass(&cut_short, 1).unwrap_err().contains("no verdict"));
+        let twice = format!("{PASSED}{PASSED}");
+        assert!(verdict_pass(&twice, 1).unwrap_err().contains("2 verdicts"));
+        let inconsistent = PASSED.replace("PASS one", "FAIL one: got 0, want 1");
+        assert!(verdict_pass(&inconsistent, 1).unwrap_err().contains("after failed checks"));
     }
 }

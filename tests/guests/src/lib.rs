@@ -1,6 +1,6 @@
 //! What every test guest shares: printing through `console_io`, the start
-//! info, checks that report PASS/FAIL lines, and a panic handler that
-//! reports and crashes the domain.
+//! info, checks that report PASS/FAIL lines and end with one verdict line,
+//! and a panic handler that reports, fails and crashes the domain.
 
 #![no_std]
 
@@ -58,15 +58,45 @@ pub fn c_str(paddr: u64) -> &'static str {
     core::str::from_utf8(unsafe { core::slice::from_raw_parts(p, n) }).unwrap_or("(not UTF-8)")
 }
 
-/// Counts failed checks; `finish` reports the verdict.
+/// Counts checks and remembers the first that failed; `finish` prints the
+/// guest's one verdict line, which the integration tests read:
+/// `VERDICT: PASS`, `VERDICT: FAIL <first failed check>` or
+/// `VERDICT: SKIP <reason>`.
 pub struct Checks {
     failed: u32,
     total: u32,
+    first_failed: Name,
+}
+
+/// A check's name, kept in the guest (no heap).
+struct Name {
+    bytes: [u8; 96],
+    len: usize,
+}
+
+impl Name {
+    const fn empty() -> Name {
+        Name { bytes: [0; 96], len: 0 }
+    }
+
+    fn set(&mut self, s: &str) {
+        // Cut at a character boundary so that it stays valid UTF-8.
+        let mut n = s.len().min(self.bytes.len());
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        self.bytes[..n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len = n;
+    }
+
+    fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("?")
+    }
 }
 
 impl Checks {
     pub const fn new() -> Checks {
-        Checks { failed: 0, total: 0 }
+        Checks { failed: 0, total: 0, first_failed: Name::empty() }
     }
 
     /// Records one check: prints `PASS name` or `FAIL name: got .., want ..`.
@@ -75,6 +105,9 @@ impl Checks {
         if got == want {
             println!("PASS {name}");
         } else {
+            if self.failed == 0 {
+                self.first_failed.set(name);
+            }
             self.failed += 1;
             println!("FAIL {name}: got {got} ({got:#x}), want {want} ({want:#x})");
         }
@@ -84,13 +117,25 @@ impl Checks {
         self.eq(name, ok as i64, 1);
     }
 
-    /// Prints the verdict and powers the domain off.
+    /// Prints the verdict and powers the domain off. A guest that ran no
+    /// check at all fails: it cannot have shown anything.
     pub fn finish(&self) -> ! {
-        if self.failed == 0 {
-            println!("ALL {} CHECKS PASSED", self.total);
+        println!("{} checks, {} failed", self.total, self.failed);
+        if self.failed > 0 {
+            println!("VERDICT: FAIL {}", self.first_failed.as_str());
+        } else if self.total == 0 {
+            println!("VERDICT: FAIL no check ran");
         } else {
-            println!("{} OF {} CHECKS FAILED", self.failed, self.total);
+            println!("VERDICT: PASS");
         }
+        shutdown(SHUTDOWN_POWEROFF)
+    }
+
+    /// Ends the guest without a verdict on what it checks, saying why (it
+    /// was started in a way it cannot check anything in); a test that
+    /// expects PASS fails on it with the reason.
+    pub fn skip(&self, reason: &str) -> ! {
+        println!("VERDICT: SKIP {reason}");
         shutdown(SHUTDOWN_POWEROFF)
     }
 }
@@ -113,5 +158,6 @@ pub fn cpuid(leaf: u32, sub: u32) -> core::arch::x86_64::CpuidResult {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     println!("guest panic: {}", info.message());
+    println!("VERDICT: FAIL guest panic");
     shutdown(SHUTDOWN_CRASH)
 }

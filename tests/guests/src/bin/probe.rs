@@ -1,6 +1,6 @@
 //! Probes what a PVH guest sees: the Xen CPUID leaves, xen_version, HVM
 //! params, the memory map and shared_info placement. Each check prints
-//! PASS or FAIL; the test reads them.
+//! PASS or FAIL; the test reads the verdict.
 
 #![no_std]
 #![no_main]
