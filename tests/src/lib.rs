@@ -11,7 +11,7 @@ use std::process::Stdio;
 
 use std::time::{Duration, Instant};
 pub use xtask::emulator::End;
-use xtask::emulator::{Accel, Bochs, Qemu, Serial, SerialLog, wait};
+use xtask::emulator::{Accel, Bochs, Ending, Qemu, Serial, SerialLog, wait};
 use xtask::images::{IsoSpec, Module, make_iso};
 
 pub use xtask::images::Images;
@@ -149,6 +149,7 @@ impl Boot {
         let serial = dir.join("serial.log");
         let stderr = std::fs::File::create(dir.join("emulator.stderr")).expect("stderr file");
         let started = Instant::now();
+        let shutdown_log = dir.join("qemu-shutdown.log");
         let (mut child, bochs_log) = match self.machine {
             Machine::QemuBios | Machine::QemuUefi => {
                 let mut q = Qemu::new(iso);
@@ -156,6 +157,7 @@ impl Boot {
                 q.cpus = self.cpus;
                 q.memory_mib = self.memory_mib;
                 q.accel = Accel::Tcg;
+                q.shutdown_log = Some(shutdown_log.clone());
                 let (stdin, stdout) = match &self.input {
                     Some(bytes) => {
                         let input = dir.join("serial.in");
@@ -186,7 +188,11 @@ impl Boot {
             }
         };
         let mut log = SerialLog::new(serial.clone());
-        let end = wait(&mut child, &mut log, bochs_log.as_deref(), &self.stop_on, self.timeout);
+        let ending = match &bochs_log {
+            Some(l) => Ending::Bochs(l),
+            None => Ending::Qemu(&shutdown_log),
+        };
+        let end = wait(&mut child, &mut log, ending, &self.stop_on, self.timeout);
         let whole = dir.join("serial.all.log");
         let _ = std::fs::write(&whole, &log.text);
         let elapsed = started.elapsed();

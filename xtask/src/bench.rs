@@ -3,7 +3,7 @@
 //! executed instruction, so the hypervisor's nanosecond time stamps and the
 //! guests' TSC deltas count instructions. Figures are reported, not asserted.
 
-use crate::emulator::{self, Accel, End, Qemu, Serial, SerialLog};
+use crate::emulator::{self, Accel, End, Ending, Qemu, Serial, SerialLog};
 use crate::images::{self, Images, IsoSpec, Module};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -50,6 +50,8 @@ fn run_qemu(spec: &IsoSpec, name: &str, run: QemuRun<'_>) -> Result<(String, Str
     q.cpus = run.cpus;
     q.memory_mib = 512;
     q.serial = Serial::File(serial.clone());
+    let shutdown_log = dir.join("qemu-shutdown.log");
+    q.shutdown_log = Some(shutdown_log.clone());
     let mut cmd = q.command()?;
     let shown = format!("{cmd:?}");
     let mut child = cmd
@@ -60,7 +62,7 @@ fn run_qemu(spec: &IsoSpec, name: &str, run: QemuRun<'_>) -> Result<(String, Str
         .map_err(|e| format!("cannot start QEMU: {e}"))?;
     let mut log = SerialLog::new(serial);
     let stops = [(run.stop.to_string(), run.count)];
-    let end = emulator::wait(&mut child, &mut log, None, &stops, Duration::from_secs(600));
+    let end = emulator::wait(&mut child, &mut log, Ending::Qemu(&shutdown_log), &stops, Duration::from_secs(600));
     match end {
         End::Saw(_) => Ok((log.text, shown)),
         End::PoweredOff if run.poweroff_ok => Ok((log.text, shown)),
@@ -85,7 +87,7 @@ fn run_bochs(spec: &IsoSpec, name: &str) -> Result<String, String> {
         .spawn()
         .map_err(|e| format!("cannot start Bochs: {e}"))?;
     let mut log = SerialLog::new(b.serial_log.clone());
-    let end = emulator::wait(&mut child, &mut log, Some(&bochs_log), &[], Duration::from_secs(600));
+    let end = emulator::wait(&mut child, &mut log, Ending::Bochs(&bochs_log), &[], Duration::from_secs(600));
     match end {
         End::PoweredOff => Ok(log.text),
         other => Err(format!("{name}: the run ended with {other:?}; see {}", dir.display())),

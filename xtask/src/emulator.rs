@@ -39,6 +39,11 @@ pub struct Qemu {
     pub gdb_port: Option<u16>,
     /// `-S`: wait for the debugger before the first instruction.
     pub wait_for_gdb: bool,
+    /// Where QEMU notes the guest's power-off (`-trace
+    /// qemu_system_shutdown_request -D FILE`): with `-no-reboot`, a reset
+    /// or triple fault ends QEMU with status 0 as well, and only this line
+    /// tells the two apart.
+    pub shutdown_log: Option<PathBuf>,
     pub extra: Vec<String>,
 }
 
@@ -58,6 +63,7 @@ impl Qemu {
             icount: false,
             gdb_port: None,
             wait_for_gdb: false,
+            shutdown_log: None,
             extra: Vec::new(),
         }
     }
@@ -104,6 +110,9 @@ impl Qemu {
         if self.icount {
             c.args(["-icount", "shift=0,sleep=off"]);
         }
+        if let Some(p) = &self.shutdown_log {
+            c.args(["-trace", "qemu_system_shutdown_request", "-D"]).arg(p);
+        }
         if let Some(port) = self.gdb_port {
             c.args(["-gdb", &format!("tcp::{port}")]);
             if self.wait_for_gdb {
@@ -113,7 +122,16 @@ impl Qemu {
         c.args(&self.extra);
         Ok(c)
     }
+
+    /// Whether the guest powered the machine off, by the `shutdown_log`.
+    pub fn powered_off(shutdown_log: &Path) -> bool {
+        std::fs::read_to_string(shutdown_log).is_ok_and(|s| s.contains(GUEST_POWER_OFF))
+    }
 }
+
+/// The trace line QEMU writes when the guest asks for power-off (ACPI S5):
+/// 6 is QEMU's SHUTDOWN_CAUSE_GUEST_SHUTDOWN. A reset asks for no shutdown.
+pub const GUEST_POWER_OFF: &str = "qemu_system_shutdown_request reason=6";
 
 #[derive(Debug, Clone)]
 pub struct Bochs {
@@ -220,54 +238,85 @@ impl SerialLog {
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum End {
-    /// ACPI S5 turned the machine off.
+    /// ACPI S5 turned the machine off (QEMU traced the guest's request,
+    /// Bochs logged the soft power-off).
     PoweredOff,
-    /// The machine reset (QEMU runs with -no-reboot, so it exits).
+    /// The machine reset: QEMU, run with -no-reboot, exited with status 0
+    /// and no power-off.
     Reset,
-    /// A line the caller waits for appeared (the machine was then stopped).
+    /// A line the caller waits for appeared, and the machine was still
+    /// running a moment later (then it was stopped).
     Saw(String),
     /// The emulator exited on its own for another reason.
     Exited(Option<i32>),
     TimedOut,
 }
 
+/// Which emulator a run is in, with the file that tells how it ended.
+#[derive(Debug, Clone, Copy)]
+pub enum Ending<'a> {
+    /// QEMU with its `Qemu::shutdown_log`.
+    Qemu(&'a Path),
+    /// Bochs with its log file.
+    Bochs(&'a Path),
+}
+
+impl Ending<'_> {
+    /// How the machine ended, now that the emulator exited with `status`.
+    fn classify(self, status: std::process::ExitStatus) -> End {
+        match self {
+            Ending::Qemu(shutdown_log) if status.success() && Qemu::powered_off(shutdown_log) => End::PoweredOff,
+            Ending::Qemu(_) if status.success() => End::Reset,
+            Ending::Bochs(log) if Bochs::powered_off(log) => End::PoweredOff,
+            _ => End::Exited(status.code()),
+        }
+    }
+
+    /// How long the machine is watched after a stop line, so that a panic
+    /// or reset right after it is seen. Bochs runs about ten times slower.
+    pub fn grace(self) -> std::time::Duration {
+        std::time::Duration::from_millis(match self {
+            Ending::Qemu(_) => 1000,
+            Ending::Bochs(_) => 2000,
+        })
+    }
+}
+
 /// Waits for a running emulator: until a stop text has appeared the given
-/// number of times (then the emulator is killed), it exits, or the
-/// deadline passes.
+/// number of times and the machine has run on for `ending.grace()` (then
+/// the emulator is killed), it exits, or the deadline passes.
 pub fn wait(
     child: &mut std::process::Child,
     log: &mut SerialLog,
-    bochs_log: Option<&Path>,
+    ending: Ending<'_>,
     stop_on: &[(String, usize)],
     timeout: std::time::Duration,
 ) -> End {
     let started = std::time::Instant::now();
+    let mut seen: Option<(String, std::time::Instant)> = None;
     loop {
         log.poll();
-        if let Some((s, _)) = stop_on.iter().find(|(s, n)| log.text.matches(s.as_str()).count() >= *n) {
-            // Give the line time to finish, then stop the machine.
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            log.poll();
-            let _ = child.kill();
-            let _ = child.wait();
-            return End::Saw(s.clone());
-        }
         if let Ok(Some(status)) = child.try_wait() {
             log.poll();
-            let text = &log.text;
-            if bochs_log.is_some_and(Bochs::powered_off)
-                || (bochs_log.is_none() && text.contains("Powering off.") && status.success())
-            {
-                return End::PoweredOff;
+            return ending.classify(status);
+        }
+        match &seen {
+            None => {
+                let hit = stop_on.iter().find(|(s, n)| log.text.matches(s.as_str()).count() >= *n);
+                seen = hit.map(|(s, _)| (s.clone(), std::time::Instant::now()));
             }
-            if text.contains("Rebooting") && status.success() {
-                return End::Reset;
+            Some((s, at)) if at.elapsed() >= ending.grace() => {
+                let _ = child.kill();
+                let _ = child.wait();
+                log.poll();
+                return End::Saw(s.clone());
             }
-            return End::Exited(status.code());
+            Some(_) => {}
         }
         if started.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
+            log.poll();
             return End::TimedOut;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -292,5 +341,43 @@ mod tests {
         log.poll();
         assert_eq!(log.text, "first boot\nRebooting.\n\n--- serial port reopened (machine reset) ---\nsecond\nboot\n");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Runs `script` with `sh` as a stand-in for QEMU, in a fresh directory
+    /// holding its serial log `serial` and its shutdown log `shutdown`.
+    fn fake_qemu(name: &str, script: &str, stop_on: &str) -> (End, String) {
+        let dir = std::env::temp_dir().join(format!("fake-qemu-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut child = Command::new("sh").arg("-c").arg(script).current_dir(&dir).spawn().unwrap();
+        let mut log = SerialLog::new(dir.join("serial"));
+        let stops = [(stop_on.to_string(), 1)];
+        let shutdown = dir.join("shutdown");
+        let end = wait(&mut child, &mut log, Ending::Qemu(&shutdown), &stops, std::time::Duration::from_secs(30));
+        let _ = std::fs::remove_dir_all(&dir);
+        (end, log.text)
+    }
+
+    #[test]
+    fn qemu_tells_a_power_off_from_a_reset_and_an_error_exit() {
+        let off = format!("echo 'Powering off.' > serial; echo '{GUEST_POWER_OFF}' > shutdown");
+        assert_eq!(fake_qemu("off", &off, "never").0, End::PoweredOff);
+        // Status 0 and the same last line, but no power-off request: a reset.
+        assert_eq!(fake_qemu("reset", "echo 'Powering off.' > serial", "never").0, End::Reset);
+        assert_eq!(fake_qemu("error", "exit 3", "never").0, End::Exited(Some(3)));
+    }
+
+    #[test]
+    fn a_panic_soon_after_the_stop_line_is_still_seen() {
+        let script = "echo ready > serial; sleep 0.5; echo '*** PANIC on CPU0' >> serial; sleep 30";
+        let (end, text) = fake_qemu("late-panic", script, "ready");
+        assert_eq!(end, End::Saw("ready".into()));
+        assert!(text.contains("PANIC"), "{text:?}");
+    }
+
+    #[test]
+    fn a_machine_that_ends_right_after_the_stop_line_reports_how() {
+        let (end, _) = fake_qemu("ends", "echo ready > serial; sleep 0.2", "ready");
+        assert_eq!(end, End::Reset);
     }
 }
