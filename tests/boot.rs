@@ -17,7 +17,7 @@ fn boots_under_bios_grub() {
         .module(&ramdisk, "ramdisk")
         .stop_on(DOM0_READY)
         .run();
-    o.expect_end(End::Saw(DOM0_READY.into())).expect_no_crash();
+    o.expect_end(End::Saw(DOM0_READY.into()));
     o.expect(BANNER)
         .expect("via BIOS")
         .expect("memory map (")
@@ -44,7 +44,7 @@ fn boots_under_uefi_grub() {
     let i = images();
     let o =
         Boot::new("boots_under_uefi_grub", Machine::QemuUefi).cpus(2).module(&i.dom0, "dom0").stop_on(DOM0_READY).run();
-    o.expect_end(End::Saw(DOM0_READY.into())).expect_no_crash();
+    o.expect_end(End::Saw(DOM0_READY.into()));
     o.expect(BANNER)
         .expect("via UEFI")
         .expect("the EFI memory map has")
@@ -61,7 +61,7 @@ fn boots_under_uefi_grub() {
 fn boots_in_bochs_on_an_intel_vtx_cpu() {
     let i = images();
     let o = Boot::new("boots_in_bochs", Machine::Bochs).module(&i.dom0, "dom0").stop_on(DOM0_READY).run();
-    o.expect_end(End::Saw(DOM0_READY.into())).expect_no_crash();
+    o.expect_end(End::Saw(DOM0_READY.into()));
     o.expect(BANNER)
         .expect("GenuineIntel")
         .expect("vmx=true")
@@ -76,8 +76,13 @@ fn boots_in_bochs_on_an_intel_vtx_cpu() {
 /// and the domains are not started (on AMD and on Intel).
 #[test]
 fn hvm_vmx_on_an_amd_cpu_is_refused_with_the_reason() {
-    let o = Boot::new("hvm_vmx_on_amd", Machine::QemuBios).cmdline("hvm=vmx").guest("hello", "name=h memory=4").run();
-    o.expect_end(End::PoweredOff).expect_no_crash();
+    let o = Boot::new("hvm_vmx_on_amd", Machine::QemuBios)
+        .cmdline("hvm=vmx")
+        .guest("hello", "name=h memory=4")
+        .expect_error("VT-x is not usable")
+        .expect_error("module 0: not started")
+        .run();
+    o.expect_end(End::PoweredOff);
     o.expect("virtualization: VT-x is not usable: the CPU is not an Intel CPU; no domain can run")
         .expect("module 0: not started: no usable hardware virtualization")
         .expect("no domain to run")
@@ -86,8 +91,13 @@ fn hvm_vmx_on_an_amd_cpu_is_refused_with_the_reason() {
 
 #[test]
 fn hvm_svm_on_an_intel_cpu_is_refused_with_the_reason() {
-    let o = Boot::new("hvm_svm_on_intel", Machine::Bochs).cmdline("hvm=svm").guest("hello", "name=h memory=4").run();
-    o.expect_end(End::PoweredOff).expect_no_crash();
+    let o = Boot::new("hvm_svm_on_intel", Machine::Bochs)
+        .cmdline("hvm=svm")
+        .guest("hello", "name=h memory=4")
+        .expect_error("AMD-V is not usable")
+        .expect_error("module 0: not started")
+        .run();
+    o.expect_end(End::PoweredOff);
     o.expect("virtualization: AMD-V is not usable: the CPU is not an AMD (or Hygon) CPU; no domain can run")
         .expect("module 0: not started: no usable hardware virtualization")
         .expect_absent("(d1)");
@@ -97,13 +107,13 @@ fn hvm_svm_on_an_intel_cpu_is_refused_with_the_reason() {
 #[test]
 fn hvm_svm_on_an_amd_cpu_runs_guests() {
     let o = Boot::new("hvm_svm_on_amd", Machine::QemuBios).cmdline("hvm=svm").guest("hello", "name=h memory=4").run();
-    o.expect_end(End::PoweredOff).expect_no_crash();
+    o.expect_end(End::PoweredOff);
     o.expect("AMD-V: SVM revision").expect("(d1) goodbye");
 }
 
 #[test]
 fn page_fault_prints_the_full_register_dump_and_halts() {
-    let o = Boot::new("exception_pf", Machine::QemuBios).cmdline("test_exception=pf").run();
+    let o = Boot::new("exception_pf", Machine::QemuBios).cmdline("test_exception=pf").expect_crash_report().run();
     o.expect_end(End::Saw(HALTED.into()));
     o.expect("exception #PF page fault (vector 14) in the hypervisor at rip 0xffffffff8")
         .expect("read of a not-present page, supervisor mode")
@@ -120,7 +130,7 @@ fn page_fault_prints_the_full_register_dump_and_halts() {
 
 #[test]
 fn breakpoint_is_reported_and_boot_goes_on() {
-    let o = Boot::new("exception_bp", Machine::QemuBios).cmdline("test_exception=bp").run();
+    let o = Boot::new("exception_bp", Machine::QemuBios).cmdline("test_exception=bp").expect_crash_report().run();
     o.expect_end(End::PoweredOff);
     o.expect("exception #BP breakpoint (vector 3)")
         .expect("    rax ")
@@ -133,14 +143,21 @@ fn breakpoint_is_reported_and_boot_goes_on() {
 /// IST stack and is reported.
 #[test]
 fn stack_overflow_is_caught_as_a_double_fault_on_its_own_stack() {
-    let o = Boot::new("exception_df", Machine::QemuBios).cmdline("test_exception=stack-overflow").run();
+    let o = Boot::new("exception_df", Machine::QemuBios)
+        .cmdline("test_exception=stack-overflow")
+        .expect_crash_report()
+        .run();
     o.expect_end(End::Saw(HALTED.into()));
     o.expect("exception #DF double fault (vector 8)").expect("fatal exception #DF double fault");
 }
 
 #[test]
 fn panic_reboots_when_asked_to() {
-    let o = Boot::new("panic_reboot", Machine::QemuBios).cmdline("panic=reboot test_exception=panic").run();
+    let o = Boot::new("panic_reboot", Machine::QemuBios)
+        .cmdline("panic=reboot test_exception=panic")
+        .expect_crash_report()
+        .expect_reset()
+        .run();
     o.expect_end(End::Reset);
     o.expect("PANIC on CPU0: test_exception=panic")
         .expect("at hypervisor/src/boot/start.rs:")
@@ -163,8 +180,12 @@ fn invalid_and_truncated_modules_are_refused_and_boot_goes_on() {
         .module(scratch("badmods", "whatever.bin", b"yy"), "kernel")
         .module(&i.dom0, "dom0")
         .stop_on(DOM0_READY)
+        .expect_error("module 0: ")
+        .expect_error("module 1: ")
+        .expect_error("module 2: ")
+        .expect_error("module 3: ")
         .run();
-    o.expect_end(End::Saw(DOM0_READY.into())).expect_no_crash();
+    o.expect_end(End::Saw(DOM0_READY.into()));
     let l = o.line("module 0:");
     assert!(l.contains("refused: not an ELF image: starts with 74 68 69 73"), "{l}");
     let l = o.line("module 1:");
@@ -181,7 +202,7 @@ fn invalid_and_truncated_modules_are_refused_and_boot_goes_on() {
 #[test]
 fn unknown_option_is_named_and_ignored() {
     let o = Boot::new("unknown_option", Machine::QemuBios).cmdline("loglvl=info frobnicate=1 noreboot").run();
-    o.expect_end(End::PoweredOff).expect_no_crash();
+    o.expect_end(End::PoweredOff);
     o.expect("unknown boot option 'frobnicate=1' ignored").expect("boot complete");
     assert_eq!(o.lines_containing("unknown boot option").len(), 1);
 }
@@ -189,7 +210,7 @@ fn unknown_option_is_named_and_ignored() {
 #[test]
 fn malformed_option_value_is_reported_and_the_default_used() {
     let o = Boot::new("malformed_option", Machine::QemuBios).cmdline("com1=fast loglvl=chatty mem=lots").run();
-    o.expect_end(End::PoweredOff).expect_no_crash();
+    o.expect_end(End::PoweredOff);
     o.expect("boot option 'com1=fast' is malformed")
         .expect("using com1=115200,8n1,0x3f8,4")
         .expect("boot option 'loglvl=chatty' is malformed")
@@ -201,7 +222,7 @@ fn malformed_option_value_is_reported_and_the_default_used() {
 #[test]
 fn mem_option_caps_the_ram_used() {
     let o = Boot::new("mem_option", Machine::QemuBios).cmdline("mem=128M").run();
-    o.expect_end(End::PoweredOff).expect_no_crash();
+    o.expect_end(End::PoweredOff);
     let l = o.line("memory: ");
     assert!(l.contains("usable below mem=0x8000000"), "{l}");
     let usable: u64 = l.split(", ").nth(1).and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
@@ -210,14 +231,22 @@ fn mem_option_caps_the_ram_used() {
 
 #[test]
 fn too_little_memory_halts_cleanly_with_one_line() {
-    let o = Boot::new("too_little_memory", Machine::QemuBios).cmdline("mem=24M").run();
+    let o = Boot::new("too_little_memory", Machine::QemuBios)
+        .cmdline("mem=24M")
+        .expect_error("not enough memory:")
+        .expect_crash_report()
+        .run();
     o.expect_end(End::Saw(HALTED.into()));
     o.expect("not enough memory:").expect("the hypervisor needs at least 32768 KiB").expect_absent("exception #");
 }
 
 #[test]
 fn too_little_ram_in_the_machine_halts_cleanly() {
-    let o = Boot::new("too_little_ram", Machine::QemuBios).memory(30).run();
+    let o = Boot::new("too_little_ram", Machine::QemuBios)
+        .memory(30)
+        .expect_error("not enough memory:")
+        .expect_crash_report()
+        .run();
     o.expect_end(End::Saw(HALTED.into()));
     o.expect(BANNER).expect("not enough memory:").expect_absent("exception #");
 }
@@ -225,7 +254,7 @@ fn too_little_ram_in_the_machine_halts_cleanly() {
 /// The hypervisor's code is mapped read-only: writing it faults.
 #[test]
 fn hypervisor_text_is_write_protected() {
-    let o = Boot::new("wx_text", Machine::QemuBios).cmdline("test_exception=write-text").run();
+    let o = Boot::new("wx_text", Machine::QemuBios).cmdline("test_exception=write-text").expect_crash_report().run();
     o.expect_end(End::Saw(HALTED.into()));
     o.expect("exception #PF page fault").expect("write protection violation, supervisor mode");
 }
@@ -233,7 +262,7 @@ fn hypervisor_text_is_write_protected() {
 /// The hypervisor's data is mapped no-execute: jumping into it faults.
 #[test]
 fn hypervisor_data_is_not_executable() {
-    let o = Boot::new("nx_data", Machine::QemuBios).cmdline("test_exception=exec-data").run();
+    let o = Boot::new("nx_data", Machine::QemuBios).cmdline("test_exception=exec-data").expect_crash_report().run();
     o.expect_end(End::Saw(HALTED.into()));
     o.expect("exception #PF page fault").expect("instruction fetch");
 }
@@ -245,6 +274,8 @@ fn reboot_restarts_the_machine_in_bochs() {
     let o = Boot::new("reboot_bochs", Machine::Bochs)
         .cmdline("panic=reboot test_exception=panic")
         .stop_on_count(BANNER, 2)
+        .expect_crash_report()
+        .expect_reset()
         .run();
     o.expect_end(End::Saw(BANNER.into()));
     o.expect_order("Rebooting (panic=reboot)", BANNER);

@@ -56,6 +56,19 @@ pub struct Boot {
     stop_on: Vec<(String, usize)>,
     /// Bytes typed on the serial line (QEMU only).
     input: Option<Vec<u8>>,
+    expected: Provoked,
+}
+
+/// What fails every run unless its test provokes it on purpose, says so
+/// beforehand, and then sees it happen.
+#[derive(Debug, Clone, Default)]
+struct Provoked {
+    /// A hypervisor ERROR line containing each of these texts; no other.
+    errors: Vec<String>,
+    /// A panic, an exception report or a fatal stop (`*** ` lines).
+    crash_report: bool,
+    /// A machine reset.
+    reset: bool,
 }
 
 /// The line the hypervisor prints when it halts for good.
@@ -81,6 +94,7 @@ impl Boot {
             timeout: Duration::from_secs(timeout),
             stop_on: vec![(HALTED.to_string(), 1)],
             input: None,
+            expected: Provoked::default(),
         }
     }
 
@@ -133,8 +147,32 @@ impl Boot {
         self
     }
 
-    /// Boots and waits for the end. Panics only for harness problems (no
-    /// ISO, no emulator), never for what the hypervisor did.
+    /// The run must print a hypervisor ERROR line containing `text` (a bad
+    /// module, a misbehaving guest). Any ERROR line no test expects fails
+    /// the test, and so does a boot summary counting other errors.
+    pub fn expect_error(mut self, text: &str) -> Boot {
+        self.expected.errors.push(text.to_string());
+        self
+    }
+
+    /// The run must print a crash report: a panic, an exception report or
+    /// a fatal stop. Without this, any of them fails the test.
+    pub fn expect_crash_report(mut self) -> Boot {
+        self.expected.crash_report = true;
+        self
+    }
+
+    /// The machine must reset. Without this, a reset fails the test.
+    pub fn expect_reset(mut self) -> Boot {
+        self.expected.reset = true;
+        self
+    }
+
+    /// Boots and waits for the end, then fails the test if the run did
+    /// what no test asked for: a hypervisor ERROR line, a boot summary that
+    /// counts errors, a crash report, a machine reset (see
+    /// [`Boot::expect_error`] and the like). Panics for harness problems
+    /// too (no ISO, no emulator).
     pub fn run(self) -> Outcome {
         let imgs = images();
         let dir = out_dir().join(&self.name);
@@ -197,7 +235,12 @@ impl Boot {
         let _ = std::fs::write(&whole, &log.text);
         let elapsed = started.elapsed();
         record_timing(&self.name, self.machine, elapsed);
-        Outcome { name: self.name, log: log.text.replace('\r', ""), log_path: whole, end, elapsed }
+        let resets = bochs_log.as_deref().map_or(0, Bochs::resets);
+        let o = Outcome { name: self.name, log: log.text.replace('\r', ""), log_path: whole, end, elapsed };
+        if let Err(why) = unprovoked(&o.log, &o.end, resets, &self.expected) {
+            o.fail(&why);
+        }
+        o
     }
 }
 
@@ -294,14 +337,66 @@ impl Outcome {
         self
     }
 
-    /// The run must not have died in a way nobody asked for.
-    pub fn expect_no_crash(&self) -> &Self {
-        for bad in ["PANIC", "exception #", "*** "] {
-            if let Some(l) = self.log.lines().find(|l| l.contains(bad)) {
-                self.fail(&format!("unexpected crash line {l:?}"));
-            }
+    /// Asserts that the hypervisor line right after the first one
+    /// containing `a` contains `b` (what happened next, and nothing else).
+    pub fn expect_next_line(&self, a: &str, b: &str) -> &Self {
+        let mut lines = self.log.lines().filter(|l| level(l).is_some()).skip_while(|l| !l.contains(a));
+        match (lines.next(), lines.next()) {
+            (Some(_), Some(next)) if next.contains(b) => self,
+            (Some(_), next) => self.fail(&format!("after {a:?} came {next:?}, not {b:?}")),
+            (None, _) => self.fail(&format!("no line contains {a:?}")),
         }
-        self
+    }
+}
+
+/// The level of a hypervisor log line (`[    0.021276] CPU0 INFO  ...`);
+/// None for other lines (firmware, GRUB, crash reports).
+fn level(line: &str) -> Option<&str> {
+    let rest = line.split_once("] CPU")?.1;
+    let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit()).strip_prefix(' ')?;
+    rest.split_whitespace().next()
+}
+
+/// The lines that say the hypervisor crashed or stopped for good.
+const CRASH_MARKS: [&str; 3] = ["PANIC", "exception #", "*** "];
+/// What Bochs's serial log shows at a reset (xtask's `SerialLog`).
+const REOPENED: &str = "--- serial port reopened";
+
+/// Whether the run printed or did anything that fails every test unless it
+/// was `expected`: the reason if it did.
+fn unprovoked(log: &str, end: &End, resets: usize, expected: &Provoked) -> Result<(), String> {
+    let errors: Vec<&str> = log.lines().filter(|l| level(l) == Some("ERROR")).collect();
+    for e in &errors {
+        if !expected.errors.iter().any(|t| e.contains(t.as_str())) {
+            return Err(format!("unexpected hypervisor error line {e:?}"));
+        }
+    }
+    if let Some(t) = expected.errors.iter().find(|t| !errors.iter().any(|e| e.contains(t.as_str()))) {
+        return Err(format!("no hypervisor error line contains {t:?}"));
+    }
+    // "boot complete in N ms (W warnings, E errors)": every error the boot
+    // counted was printed (and so was expected) before it.
+    if let Some((at, summary)) = log.lines().enumerate().find(|(_, l)| l.contains("boot complete in ")) {
+        let counted: Option<usize> =
+            summary.split("warnings, ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok());
+        let printed = log.lines().take(at).filter(|l| level(l) == Some("ERROR")).count();
+        match counted {
+            Some(n) if n == printed => {}
+            Some(n) => return Err(format!("the boot counted {n} errors but printed {printed}: {summary:?}")),
+            None => return Err(format!("cannot read the error count in {summary:?}")),
+        }
+    }
+    let crash = log.lines().find(|l| CRASH_MARKS.iter().any(|m| l.contains(m)));
+    match (crash, expected.crash_report) {
+        (Some(l), false) => return Err(format!("unexpected crash line {l:?}")),
+        (None, true) => return Err("expected a crash report, and none came".into()),
+        _ => {}
+    }
+    let reset = *end == End::Reset || resets > 0 || log.contains(REOPENED);
+    match (reset, expected.reset) {
+        (true, false) => Err(format!("the machine reset (ended: {end:?}, resets in the emulator's log: {resets})")),
+        (false, true) => Err("expected the machine to reset, and it did not".into()),
+        _ => Ok(()),
     }
 }
 
@@ -374,6 +469,71 @@ mod tests {
 [    0.2] CPU0 INFO  (d1) VERDICT: PASS
 [    0.3] CPU0 INFO  domain 1 (a) shut down: poweroff
 ";
+
+    const BOOT: &str = "\
+[    0.01] CPU0 INFO  hypervisor starting
+[    0.02] CPU0 ERROR module 0: refused: not an ELF image
+[    0.03] CPU0 INFO  boot complete in 30 ms (0 warnings, 1 errors)
+[    0.04] CPU0 INFO  (d1) ERROR is only a word a guest printed
+[    0.05] CPU0 INFO  Powering off.
+";
+
+    fn refused() -> Provoked {
+        Provoked { errors: vec!["refused: not an ELF image".into()], ..Provoked::default() }
+    }
+
+    #[test]
+    fn error_lines_fail_a_run_unless_expected_and_seen() {
+        let off = End::PoweredOff;
+        assert_eq!(unprovoked(BOOT, &off, 0, &refused()), Ok(()));
+        let why = unprovoked(BOOT, &off, 0, &Provoked::default()).unwrap_err();
+        assert!(why.contains("unexpected hypervisor error line") && why.contains("not an ELF image"), "{why}");
+        let mut two = refused();
+        two.errors.push("truncated".into());
+        assert!(unprovoked(BOOT, &off, 0, &two).unwrap_err().contains("no hypervisor error line contains"));
+        // An error the boot counted but did not show.
+        let hidden = BOOT.replace("1 errors", "2 errors");
+        assert!(unprovoked(&hidden, &off, 0, &refused()).unwrap_err().contains("counted 2 errors but printed 1"));
+        let quiet = BOOT.replace("[    0.02] CPU0 ERROR module 0: refused: not an ELF image\n", "");
+        assert!(unprovoked(&quiet, &off, 0, &Provoked::default()).unwrap_err().contains("counted 1 errors"));
+    }
+
+    #[test]
+    fn crash_reports_and_resets_fail_a_run_unless_expected() {
+        let off = End::PoweredOff;
+        let panicked = format!("{BOOT}*** PANIC on CPU0: late\n");
+        assert!(unprovoked(&panicked, &off, 0, &refused()).unwrap_err().contains("unexpected crash line"));
+        let asked = Provoked { crash_report: true, ..refused() };
+        assert_eq!(unprovoked(&panicked, &off, 0, &asked), Ok(()));
+        assert!(unprovoked(BOOT, &off, 0, &asked).unwrap_err().contains("expected a crash report"));
+        // QEMU's reset, Bochs's log, Bochs's serial file shrinking.
+        let reopened = format!("{BOOT}\n{REOPENED} (machine reset) ---\n");
+        for (log, end, resets) in [(BOOT, End::Reset, 0), (BOOT, off.clone(), 1), (reopened.as_str(), off.clone(), 0)] {
+            let why = unprovoked(log, &end, resets, &refused()).unwrap_err();
+            assert!(why.contains("the machine reset"), "{why}");
+            assert_eq!(unprovoked(log, &end, resets, &Provoked { reset: true, ..refused() }), Ok(()));
+        }
+        let want_reset = Provoked { reset: true, ..refused() };
+        assert!(unprovoked(BOOT, &off, 0, &want_reset).unwrap_err().contains("expected the machine to reset"));
+    }
+
+    #[test]
+    fn the_next_line_is_the_next_hypervisor_line() {
+        let o = Outcome {
+            name: "t".into(),
+            log: "[ 1] CPU0 INFO  all domains have shut down\n*** PANIC on CPU0: x\n[ 2] CPU0 INFO  System halted.\n"
+                .into(),
+            log_path: "x".into(),
+            end: End::Saw(HALTED.into()),
+            elapsed: Duration::ZERO,
+        };
+        o.expect_next_line("all domains have shut down", "INFO  System halted.");
+        let panicked = Outcome { log: o.log.replace("[ 2] CPU0 INFO  System", "[ 2] CPU1 ERROR x\nSystem"), ..o };
+        let r = std::panic::catch_unwind(|| {
+            panicked.expect_next_line("all domains have shut down", "INFO  System halted.");
+        });
+        assert!(r.is_err());
+    }
 
     #[test]
     fn a_domain_passes_only_on_its_pass_verdict_then_poweroff() {

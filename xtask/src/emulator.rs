@@ -202,6 +202,12 @@ impl Bochs {
         Ok(c)
     }
 
+    /// Machine resets after the power-on one, from the Bochs log (the
+    /// serial file is not always truncated at a reset).
+    pub fn resets(log: &Path) -> usize {
+        std::fs::read_to_string(log).map_or(0, |s| s.matches("bx_pc_system_c::Reset(").count().saturating_sub(1))
+    }
+
     /// Bochs logs ACPI soft-off as a "panic" line and exits with status 1.
     pub fn powered_off(log: &Path) -> bool {
         std::fs::read_to_string(log).map(|s| s.contains("ACPI control: soft power off")).unwrap_or(false)
