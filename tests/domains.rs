@@ -118,9 +118,12 @@ fn vtx_runs_the_guest_suite() {
 }
 
 /// A guest that triple-faults, one that executes ud2 with no IDT, one that
-/// writes outside its memory and one that never yields run beside five
-/// well-behaved guests: each bad one is destroyed with one line naming
-/// what it did, the spinner is preempted, and everyone else finishes.
+/// writes outside its memory and two that never yield run beside five
+/// well-behaved guests on one CPU: each bad one is destroyed with one line
+/// naming what it did, everyone else finishes, and both spinners make
+/// progress. Whatever order the scheduler starts them in, that takes
+/// preemption: a spinner that got the CPU before the others ended had to
+/// lose it, and if both came last, they had to take turns.
 #[test]
 fn misbehaving_guests_are_contained_and_the_rest_run_on() {
     isolation("isolation", Machine::QemuBios);
@@ -132,7 +135,10 @@ fn vtx_contains_misbehaving_guests_too() {
 }
 
 fn isolation(name: &str, machine: Machine) {
+    // One CPU: with a second one the others could all run beside a
+    // spinner, and nothing would show that it was ever preempted.
     let o = Boot::new(name, machine)
+        .cpus(1)
         .guest("spin", "name=spinner memory=4")
         .guest("triple-fault", "name=tf memory=4")
         .guest("ud-no-idt", "name=ud memory=4")
@@ -142,8 +148,10 @@ fn isolation(name: &str, machine: Machine) {
         .guest("bad-hypercalls", "name=bad memory=4")
         .guest("hello", "name=h2 memory=4")
         .guest("hello", "name=h3 memory=4")
-        // Everyone but the spinner ends; then the machine is stopped.
-        .stop_on_count(") destroyed;", 8)
+        .guest("spin", "name=spinner2 memory=4")
+        // Everyone but the spinners ends, and both spin; then the machine
+        // is stopped.
+        .stop_when_all(&[(") destroyed;", 8), ("(d1) spin 3", 1), ("(d10) spin 3", 1)])
         .expect_error("domain 2 (tf) crashed: triple fault at rip")
         .expect_error("domain 3 (ud) crashed: triple fault at rip")
         .expect_error("domain 4 (wild) crashed: write of guest-physical 0xc0000000 at rip")
@@ -158,13 +166,14 @@ fn isolation(name: &str, machine: Machine) {
         .expect("(d5) goodbye")
         .expect("(d8) goodbye")
         .expect("(d9) goodbye")
-        .expect("(d1) spinning forever")
-        .expect_absent("domain 1 (spinner) shut down");
+        .expect_absent("domain 1 (spinner) shut down")
+        .expect_absent("domain 10 (spinner2) shut down");
     assert_eq!(o.lines_containing("crashed:").len(), 3);
 }
 
-/// Two guests that never yield (interrupts off) share the CPU: the timer
-/// takes it from each in turn, so both keep making progress.
+/// Two guests that never yield (interrupts off), both pinned to CPU 0, share
+/// it: the timer takes it from each in turn, so both keep making progress.
+/// (Unpinned, each would get a CPU of its own.)
 #[test]
 fn a_guest_that_never_yields_cannot_keep_the_cpu() {
     preemption("preemption", Machine::QemuBios);
@@ -177,13 +186,18 @@ fn vtx_preempts_a_guest_that_never_yields() {
 
 fn preemption(name: &str, machine: Machine) {
     let o = Boot::new(name, machine)
-        .guest("spin", "name=spin1 memory=4")
-        .guest("spin", "name=spin2 memory=4")
+        .guest("spin", "name=spin1 memory=4 cpus=0")
+        .guest("spin", "name=spin2 memory=4 cpus=0")
         .stop_on_count("(d2) spin ", 6)
         .run();
     o.expect_end(End::Saw("(d2) spin ".into()));
     let first = o.lines_containing("(d1) spin ").len();
     assert!(first >= 3, "spin1 reported progress {first} times while spin2 reported 6");
+    // Both ran on CPU 0 only (a guest's console line comes from its CPU).
+    let spins = o.lines_containing(") spin ");
+    if let Some(l) = spins.iter().find(|l| !l.contains("CPU0 ")) {
+        o.fail(&format!("a pinned spinner ran elsewhere: {l:?}"));
+    }
     // They alternate: spin2's third report comes after one of spin1's.
     o.expect_order("(d1) spin 1", "(d2) spin 3");
 }

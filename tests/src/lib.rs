@@ -11,7 +11,7 @@ use std::process::Stdio;
 
 use std::time::{Duration, Instant};
 pub use xtask::emulator::End;
-use xtask::emulator::{Accel, Bochs, Ending, Qemu, Serial, SerialLog, wait};
+use xtask::emulator::{Accel, Bochs, Ending, Qemu, Serial, SerialLog, Stop, wait};
 use xtask::images::{IsoSpec, Module, make_iso};
 
 pub use xtask::images::Images;
@@ -53,7 +53,7 @@ pub struct Boot {
     memory_mib: u32,
     timeout: Duration,
     /// Stop once a serial line containing the text has appeared this often.
-    stop_on: Vec<(String, usize)>,
+    stop_on: Vec<Stop>,
     /// Bytes typed on the serial line (QEMU only).
     input: Option<Vec<u8>>,
     expected: Provoked,
@@ -92,7 +92,7 @@ impl Boot {
             cpus: if machine == Machine::Bochs { 1 } else { 2 },
             memory_mib: if machine == Machine::Bochs { 256 } else { 512 },
             timeout: Duration::from_secs(timeout),
-            stop_on: vec![(HALTED.to_string(), 1)],
+            stop_on: vec![vec![(HALTED.to_string(), 1)]],
             input: None,
             expected: Provoked::default(),
         }
@@ -142,8 +142,14 @@ impl Boot {
     }
 
     /// Stop the machine once `count` serial lines contain `text`.
-    pub fn stop_on_count(mut self, text: &str, count: usize) -> Boot {
-        self.stop_on.push((text.to_string(), count));
+    pub fn stop_on_count(self, text: &str, count: usize) -> Boot {
+        self.stop_when_all(&[(text, count)])
+    }
+
+    /// Stop the machine once every text has appeared in that many serial
+    /// lines; the run ends with `End::Saw` of the first text.
+    pub fn stop_when_all(mut self, texts: &[(&str, usize)]) -> Boot {
+        self.stop_on.push(texts.iter().map(|(t, n)| (t.to_string(), *n)).collect());
         self
     }
 

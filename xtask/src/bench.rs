@@ -61,7 +61,7 @@ fn run_qemu(spec: &IsoSpec, name: &str, run: QemuRun<'_>) -> Result<(String, Str
         .spawn()
         .map_err(|e| format!("cannot start QEMU: {e}"))?;
     let mut log = SerialLog::new(serial);
-    let stops = [(run.stop.to_string(), run.count)];
+    let stops = [vec![(run.stop.to_string(), run.count)]];
     let end = emulator::wait(&mut child, &mut log, Ending::Qemu(&shutdown_log), &stops, Duration::from_secs(600));
     match end {
         End::Saw(_) => Ok((log.text, shown)),

@@ -288,14 +288,23 @@ impl Ending<'_> {
     }
 }
 
-/// Waits for a running emulator: until a stop text has appeared the given
-/// number of times and the machine has run on for `ending.grace()` (then
-/// the emulator is killed), it exits, or the deadline passes.
+/// When to stop a machine that runs on: once each text has appeared in the
+/// serial log at least its number of times.
+pub type Stop = Vec<(String, usize)>;
+
+fn reached(stop: &Stop, text: &str) -> bool {
+    stop.iter().all(|(s, n)| text.matches(s.as_str()).count() >= *n)
+}
+
+/// Waits for a running emulator: until one of the `stops` is reached and
+/// the machine has run on for `ending.grace()` (then the emulator is
+/// killed and the run ends with the stop's first text), it exits, or the
+/// deadline passes.
 pub fn wait(
     child: &mut std::process::Child,
     log: &mut SerialLog,
     ending: Ending<'_>,
-    stop_on: &[(String, usize)],
+    stops: &[Stop],
     timeout: std::time::Duration,
 ) -> End {
     let started = std::time::Instant::now();
@@ -308,7 +317,7 @@ pub fn wait(
         }
         match &seen {
             None => {
-                let hit = stop_on.iter().find(|(s, n)| log.text.matches(s.as_str()).count() >= *n);
+                let hit = stops.iter().find(|stop| reached(stop, &log.text)).and_then(|stop| stop.first());
                 seen = hit.map(|(s, _)| (s.clone(), std::time::Instant::now()));
             }
             Some((s, at)) if at.elapsed() >= ending.grace() => {
@@ -357,7 +366,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let mut child = Command::new("sh").arg("-c").arg(script).current_dir(&dir).spawn().unwrap();
         let mut log = SerialLog::new(dir.join("serial"));
-        let stops = [(stop_on.to_string(), 1)];
+        let stops = [vec![(stop_on.to_string(), 1)]];
         let shutdown = dir.join("shutdown");
         let end = wait(&mut child, &mut log, Ending::Qemu(&shutdown), &stops, std::time::Duration::from_secs(30));
         let _ = std::fs::remove_dir_all(&dir);
@@ -379,6 +388,14 @@ mod tests {
         let (end, text) = fake_qemu("late-panic", script, "ready");
         assert_eq!(end, End::Saw("ready".into()));
         assert!(text.contains("PANIC"), "{text:?}");
+    }
+
+    #[test]
+    fn a_stop_of_several_texts_waits_for_all_of_them() {
+        let stop = vec![("a".to_string(), 2), ("b".to_string(), 1)];
+        assert!(!reached(&stop, "a\nb\n"));
+        assert!(!reached(&stop, "a\na\n"));
+        assert!(reached(&stop, "a\nb\na\n"));
     }
 
     #[test]
