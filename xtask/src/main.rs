@@ -34,7 +34,7 @@ options for run:
   --gdb-wait         like --gdb, and wait for the debugger before the first instruction
 
 options for test:
-  --filter TEXT      run only integration tests whose name contains TEXT
+  --filter TEXT      run only integration tests whose name contains TEXT (none: an error)
   --unit             host unit tests only
   --integration      integration tests only
 ";
@@ -196,6 +196,19 @@ fn test(o: &Opts) -> Result<(), String> {
         check(cargo().args(["test", "-p", "integration-tests", "--lib"]), "harness unit tests")?;
     }
     if !o.unit_only {
+        if let Some(f) = &o.filter {
+            let out = cargo()
+                .args(["test", "-p", "integration-tests", "--test", "*", "--", "--list", f])
+                .output()
+                .map_err(|e| format!("listing the integration tests: {e}"))?;
+            if !out.status.success() {
+                eprint!("{}", String::from_utf8_lossy(&out.stderr));
+                return Err("listing the integration tests failed".into());
+            }
+            if listed_tests(&String::from_utf8_lossy(&out.stdout)) == 0 {
+                return Err(format!("--filter {f:?} matches no integration test"));
+            }
+        }
         eprintln!("xtask: building images");
         let imgs = images::build(o.release)?;
         eprintln!("xtask: integration tests");
@@ -246,6 +259,11 @@ fn layers(show_edges: bool) -> Result<(), String> {
     } else {
         Err(format!("{} layering problems (hypervisor/layers.toml, docs/architecture.md)", report.problems.len()))
     }
+}
+
+/// How many tests `cargo test -- --list` printed (one `name: test` line each).
+fn listed_tests(list: &str) -> usize {
+    list.lines().filter(|l| l.ends_with(": test")).count()
 }
 
 fn main() -> ExitCode {
@@ -313,6 +331,13 @@ mod tests {
         assert_eq!(o.modules[0].path, PathBuf::from("a.elf"));
         assert_eq!(o.modules[0].cmdline, "domu name=a b");
         assert_eq!(o.accel, Some(Accel::Tcg));
+    }
+
+    #[test]
+    fn listed_tests_are_counted_from_cargos_list() {
+        let list = "boots_in_bochs_on_an_intel_vtx_cpu: test\nboots_under_bios_grub: test\n\n2 tests, 0 benchmarks\n";
+        assert_eq!(listed_tests(list), 2);
+        assert_eq!(listed_tests("0 tests, 0 benchmarks\n"), 0);
     }
 
     #[test]
