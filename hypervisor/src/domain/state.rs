@@ -145,8 +145,9 @@ impl Domain {
         if offset as usize + xs::VCPU_INFO_SIZE > 4096 {
             return Err(-EINVAL);
         }
+        // Registered already: Xen's map_vcpu_info answers -EINVAL.
         if v.vcpu_info.lock().is_some() {
-            return Err(-EBUSY);
+            return Err(-EINVAL);
         }
         // The frame must be the domain's RAM; it is referenced while
         // registered, so that ballooning it out cannot free it.

@@ -134,7 +134,7 @@ extern "C" fn pvh_main(_: u64) -> ! {
     // vcpu_info moves to a page of the guest's choosing, time included.
     let info = RegisterVcpuInfo { mfn: VCPU_INFO_PAGE >> 12, offset: 128, rsvd: 0 };
     c.eq("VCPUOP_register_vcpu_info", vcpu_op(VCPUOP_REGISTER_VCPU_INFO, 0, &info as *const _ as u64), 0);
-    c.eq("registering twice is refused", vcpu_op(VCPUOP_REGISTER_VCPU_INFO, 0, &info as *const _ as u64), -EBUSY);
+    c.eq("registering twice is refused", vcpu_op(VCPUOP_REGISTER_VCPU_INFO, 0, &info as *const _ as u64), -EINVAL);
     x86::use_vcpu_info_at(VCPU_INFO_PAGE + 128);
     let moved = x86::read_time_info(VCPU_INFO_PAGE + 128 + 32);
     c.check("time info is at the new place", moved.tsc_to_system_mul != 0 && moved.version % 2 == 0);
