@@ -282,6 +282,18 @@ fn reboot_restarts_the_machine_in_bochs() {
     assert_eq!(o.lines_containing(BANNER).len(), 2);
 }
 
+/// A console the hypervisor does not have (Xen's `vga`, a second serial
+/// port) must not leave a server silent: it is reported and ignored, and
+/// the serial console stays on.
+#[test]
+fn an_unsupported_console_is_reported_and_the_serial_console_stays_on() {
+    let o = Boot::new("console_vga", Machine::QemuBios).cmdline("console=vga").run();
+    o.expect_end(End::PoweredOff);
+    o.expect(BANNER)
+        .expect("boot option 'console=vga' not supported: only com1 (or none) is available; ignored")
+        .expect("boot complete");
+}
+
 #[test]
 fn console_none_keeps_quiet_and_still_powers_off() {
     let o = Boot::new("console_none", Machine::QemuBios).cmdline("console=none").run();

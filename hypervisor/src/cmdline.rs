@@ -358,11 +358,12 @@ pub fn parse_options<'a>(line: &'a str, mut report: impl FnMut(Diagnostic<'a>)) 
             "console" if !negated => match w.value {
                 Some(v) => {
                     let mut com1 = false;
+                    let mut none = false;
                     let mut ok = true;
                     for part in v.split(',') {
                         match part {
                             "com1" => com1 = true,
-                            "none" => {}
+                            "none" => none = true,
                             "vga" | "ega" | "dbgp" | "ehci" | "xhci" | "com2" => report(Diagnostic::Unsupported {
                                 word: w.text,
                                 why: "only com1 (or none) is available",
@@ -371,7 +372,9 @@ pub fn parse_options<'a>(line: &'a str, mut report: impl FnMut(Diagnostic<'a>)) 
                         }
                     }
                     if ok {
-                        o.console.com1 = com1;
+                        // Only com1 or an explicit none decides: a console
+                        // we lack must not leave the server silent.
+                        o.console.com1 = com1 || !none;
                     } else {
                         report(bad("a list of com1 / none", "console=com1"));
                     }
@@ -720,6 +723,19 @@ mod tests {
         let (o, d) = parse("console=serial");
         assert!(o.console.com1, "default kept");
         assert_eq!(d.len(), 1);
+    }
+
+    /// A console we do not have, alone, must not leave a server silent:
+    /// it is reported and ignored, and the serial console stays on.
+    #[test]
+    fn an_unsupported_console_alone_keeps_com1() {
+        for v in ["vga", "com2", "vga,dbgp"] {
+            let (o, d) = parse(&format!("console={v}"));
+            assert!(o.console.com1, "console={v} turned COM1 off");
+            assert!(!d.is_empty(), "console={v} was not reported");
+        }
+        let (o, _) = parse("console=vga,none");
+        assert!(!o.console.com1, "none beside it still means no console");
     }
 
     #[test]
