@@ -5,6 +5,7 @@
 
 use crate::emulator::{self, Accel, End, Ending, Qemu, Serial, SerialLog};
 use crate::images::{self, Images, IsoSpec, Module};
+use crate::sched_report::Report;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -15,7 +16,28 @@ pub struct Figure {
     pub value: Option<u64>,
     pub unit: &'static str,
     pub target: &'static str,
+    /// Xen 4.17's figure for the same path: a reference measured apart
+    /// from this tool (see [`XEN_REFERENCE`]), not by this run.
     pub xen: &'static str,
+}
+
+/// Where the Xen column comes from.
+pub const XEN_REFERENCE: &str = "The Xen 4.17 column is a reference, not measured by this tool: Xen 4.17 \
+(Debian's build) with a Debian 6.1 dom0 and a PVH domU on the same emulated machine (QEMU TCG, \
+-icount shift=0,sleep=off), measured on 2026-11-22 and kept in the project's performance targets \
+(../shared/docs/perf-targets.md, beside this repository).";
+
+/// The commit the images are built from, as `git describe --always
+/// --dirty` gives it (a `-dirty` suffix when the work tree has changes).
+pub fn commit() -> String {
+    let out = std::process::Command::new("git")
+        .current_dir(images::workspace_root())
+        .args(["describe", "--always", "--dirty", "--abbrev=12"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        _ => "unknown (not a git work tree)".to_string(),
+    }
 }
 
 /// Boots `spec` under icount on one CPU until `stop` appears (or
@@ -103,6 +125,15 @@ fn stamp(log: &str, needle: &str) -> Option<u64> {
     Some(s.parse::<u64>().ok()? * 1_000_000_000 + us.parse::<u64>().ok()? * 1000)
 }
 
+/// Hypervisor entry to "boot complete", only from a boot that built no
+/// domain (creating one is part of the boot's time).
+fn boot_without_domains(log: &str) -> Option<u64> {
+    if log.contains("creating domain") {
+        return None;
+    }
+    stamp(log, "boot complete")
+}
+
 /// The number after `key` on a `BENCH` line.
 fn bench_value(log: &str, key: &str) -> Option<u64> {
     let line = log.lines().find(|l| l.contains("BENCH") && l.contains(key))?;
@@ -110,6 +141,8 @@ fn bench_value(log: &str, key: &str) -> Option<u64> {
 }
 
 pub fn run(imgs: &Images) -> Result<Vec<Figure>, String> {
+    let commit = commit();
+    eprintln!("xtask: benchmarks of commit {commit}");
     let mut figures = Vec::new();
     let mut commands = Vec::new();
 
@@ -164,6 +197,12 @@ pub fn run(imgs: &Images) -> Result<Vec<Figure>, String> {
     };
     let (log, cmd) = run_icount(&ev_spec, "events", "Powering off.")?;
     commands.push(cmd);
+    // Their checks say the operations timed really succeeded.
+    for d in [1, 2] {
+        if !log.contains(&format!("(d{d}) VERDICT: PASS")) {
+            return Err(format!("events: domain {d} did not pass its checks; see {}", log_dir().display()));
+        }
+    }
     for (name, key, unit) in [
         (
             "event channel send -> other domain's upcall -> send back -> upcall (1 CPU)",
@@ -209,9 +248,14 @@ pub fn run(imgs: &Images) -> Result<Vec<Figure>, String> {
         target: "<= 20 M",
         xen: "0.80-0.92 G",
     });
+
+    // Hypervisor entry to the end of boot, with no module at all.
+    let spec = IsoSpec { hypervisor: imgs.hypervisor.clone(), cmdline: "loglvl=info".into(), modules: vec![] };
+    let (log, cmd) = run_icount(&spec, "boot", "Powering off.")?;
+    commands.push(cmd);
     figures.push(Figure {
         name: "hypervisor entry -> boot complete (no domain)",
-        value: stamp(&log, "boot complete"),
+        value: boot_without_domains(&log),
         unit: "instructions",
         target: "-",
         xen: "-",
@@ -219,14 +263,18 @@ pub fn run(imgs: &Images) -> Result<Vec<Figure>, String> {
 
     let shares = run_shares(imgs)?;
 
-    println!("Path lengths under QEMU TCG, -cpu {} -icount shift=0,sleep=off (release build):", emulator::TCG_CPU);
+    println!("Commit {commit}, release build.");
     println!();
-    println!("| figure | measured | our target | Xen 4.17, same machine |");
+    println!("Path lengths under QEMU TCG, -cpu {} -icount shift=0,sleep=off:", emulator::TCG_CPU);
+    println!();
+    println!("| figure | measured | our target | Xen 4.17 (reference) |");
     println!("|---|---|---|---|");
     for f in &figures {
         let v = f.value.map_or_else(|| "not measured".to_string(), |v| format!("{} {}", group(v), f.unit));
         println!("| {} | {} | {} | {} |", f.name, v, f.target, f.xen);
     }
+    println!();
+    println!("{XEN_REFERENCE}");
     println!();
     println!("VT-x figures come from Bochs ({}), whose TSC counts instructions.", emulator::BOCHS_CPU);
     println!("Commands (QEMU, serial to target/bench/*/serial.log):");
@@ -245,6 +293,16 @@ const REPORT_MS: u32 = 500;
 const SKIP_REPORTS: usize = 3;
 const WINDOW_REPORTS: usize = 10;
 
+/// The reports a share is measured between: the first complete one after
+/// SKIP_REPORTS, and WINDOW_REPORTS complete ones later (the run goes on
+/// a little after its last stop line, so later reports are left out).
+fn share_window<'a>(reports: &'a [Report], names: &[&str]) -> Option<(&'a Report, &'a Report)> {
+    let mut full = reports.iter().skip(SKIP_REPORTS).filter(|r| names.iter().all(|n| r.domain(n).is_some()));
+    let from = full.next()?;
+    let to = full.nth(WINDOW_REPORTS - 1)?;
+    Some((from, to))
+}
+
 /// CPU shares from the scheduler's own accounting (`sched_report=`): four
 /// domains with weights 1:1:2:4, then a 25% cap beside a pinned and a free
 /// domain, each on two CPUs. Returns the tables to print.
@@ -252,14 +310,18 @@ fn run_shares(imgs: &Images) -> Result<String, String> {
     use crate::sched_report;
     use std::fmt::Write;
     let mut out = String::new();
-    let window_s = (WINDOW_REPORTS * REPORT_MS as usize) as f64 / 1000.0;
     let _ = writeln!(
         out,
-        "CPU shares on 2 CPUs (QEMU TCG, -smp 2), from the scheduler's accounting over {window_s:.1} s of its time:"
+        "CPU shares on 2 CPUs (QEMU TCG, -smp 2, real time), from the scheduler's accounting \
+         (sched_report={REPORT_MS}) over {WINDOW_REPORTS} report intervals; the window is the \
+         scheduler's time between the two reports:"
     );
     let _ = writeln!(out);
-    let _ = writeln!(out, "| run | domain | options | CPUs used | share of the busy time | expected | ran on CPUs |");
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| run | window | domain | options | CPUs used | share of the busy time | expected | ran on CPUs |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
     let runs: [(&str, &[(&str, &str, f64)]); 2] = [
         (
             "weights 1:1:2:4",
@@ -298,16 +360,17 @@ fn run_shares(imgs: &Images) -> Result<String, String> {
         let (log, _) = run_qemu(&spec, &tag, how)?;
         let reports = sched_report::parse(&log);
         let names: Vec<&str> = doms.iter().map(|d| d.0).collect();
-        let Some((from, to)) = sched_report::window(&reports, SKIP_REPORTS, &names) else {
+        let Some((from, to)) = share_window(&reports, &names) else {
             return Err(format!("{run}: only {} scheduler reports", reports.len()));
         };
+        let window_s = (to.at_us - from.at_us) as f64 / 1e6;
         let used = sched_report::cpu_fractions(from, to, &names).map_err(|e| format!("{run}: {e}"))?;
         let shares = sched_report::shares(from, to, &names).map_err(|e| format!("{run}: {e}"))?;
         for (i, (name, opts, expected)) in doms.iter().enumerate() {
             let cpus = to.domain(name).map_or("?", |d| d.cpus.as_str());
             let _ = writeln!(
                 out,
-                "| {run} | {name} | {} | {:.3} | {:.3} | {expected:.3} | {cpus} |",
+                "| {run} | {window_s:.2} s | {name} | {} | {:.3} | {:.3} | {expected:.3} | {cpus} |",
                 if opts.is_empty() { "-" } else { opts },
                 used[i],
                 shares[i]
@@ -346,5 +409,30 @@ mod tests {
         assert_eq!(bench_value(log, "null_hypercall_round_trip"), Some(538));
         assert_eq!(group(1234567), "1,234,567");
         assert_eq!(group(12), "12");
+    }
+
+    #[test]
+    fn boot_time_comes_only_from_a_boot_without_domains() {
+        let bare = "[    0.018000] CPU0 INFO  boot complete in 18 ms (0 warnings, 0 errors)\n";
+        assert_eq!(boot_without_domains(bare), Some(18_000_000));
+        let dom0 = format!("[    0.017000] CPU0 INFO  creating domain 0 (Domain-0) from module 0\n{bare}");
+        assert_eq!(boot_without_domains(&dom0), None);
+    }
+
+    #[test]
+    fn shares_are_measured_over_exactly_the_window_reports() {
+        // Reports every 500 ms; the run went on for two more after the
+        // window, and the first report is incomplete.
+        let mut log = String::new();
+        for i in 0..16u64 {
+            log.push_str(&format!("sched: report at {} us\n", 500_000 * (i + 1)));
+            if i > 0 {
+                log.push_str(&format!("sched: domain 1 (a) weight 256 cap 0 cpu time {} us on cpus 0\n", i * 1000));
+            }
+        }
+        let r = crate::sched_report::parse(&log);
+        let (from, to) = share_window(&r, &["a"]).unwrap();
+        assert_eq!((from.at_us, to.at_us), (2_000_000, 7_000_000));
+        assert!(share_window(&r[..13], &["a"]).is_none(), "too few reports");
     }
 }
