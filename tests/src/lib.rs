@@ -1,7 +1,8 @@
 //! The integration-test harness: boots the hypervisor from a GRUB ISO in an
 //! emulator under a deadline, captures the serial console to a file, and
-//! checks its lines. A failed check prints the tail of the log and where the
-//! whole log is.
+//! checks its lines: every run for what fails any test (hypervisor errors,
+//! crash reports, resets nobody expected), then what the test asks. A
+//! failed check prints the tail of the log and where the whole log is.
 //!
 //! The images come from `cargo xtask test`, which builds them and passes
 //! their paths in `HV_HYPERVISOR` and `HV_DOM0`.
@@ -52,7 +53,7 @@ pub struct Boot {
     cpus: u32,
     memory_mib: u32,
     timeout: Duration,
-    /// Stop once a serial line containing the text has appeared this often.
+    /// Stop once any of these is reached (each text in that many lines).
     stop_on: Vec<Stop>,
     /// Bytes typed on the serial line (QEMU only).
     input: Option<Vec<u8>>,
@@ -533,6 +534,8 @@ mod tests {
             end: End::Saw(HALTED.into()),
             elapsed: Duration::ZERO,
         };
+        // Lines that are not the hypervisor's log lines are passed over (the
+        // run check catches crash reports).
         o.expect_next_line("all domains have shut down", "INFO  System halted.");
         let panicked = Outcome { log: o.log.replace("[ 2] CPU0 INFO  System", "[ 2] CPU1 ERROR x\nSystem"), ..o };
         let r = std::panic::catch_unwind(|| {
