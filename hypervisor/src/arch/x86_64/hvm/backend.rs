@@ -139,99 +139,131 @@ impl HvmVcpu {
 /// Each operation goes to the backend's own (which the trait makes both
 /// have).
 impl VendorVcpu for HvmVcpu {
+    #[inline]
     fn run(&mut self, regs: &mut GuestRegs) -> VmExit {
         dispatch!(self, v => v.run(regs))
     }
+    #[inline]
     fn set_state(&mut self, s: &InitialState) {
         dispatch!(self, v => v.set_state(s))
     }
+    #[inline]
     fn interrupt_window_open(&self) -> bool {
         dispatch!(self, v => v.interrupt_window_open())
     }
+    #[inline]
     fn inject_interrupt(&mut self, vector: u8) {
         dispatch!(self, v => v.inject_interrupt(vector))
     }
+    #[inline]
     fn set_interrupt_window(&mut self, on: bool) {
         dispatch!(self, v => v.set_interrupt_window(on))
     }
+    #[inline]
     fn inject_nmi(&mut self) {
         dispatch!(self, v => v.inject_nmi())
     }
+    #[inline]
     fn tpr(&self) -> u64 {
         dispatch!(self, v => v.tpr())
     }
+    #[inline]
     fn set_tpr(&mut self, tpr: u64) {
         dispatch!(self, v => v.set_tpr(tpr))
     }
+    #[inline]
     fn release(&mut self) {
         dispatch!(self, v => v.release())
     }
+    #[inline]
     fn rip(&self) -> u64 {
         dispatch!(self, v => v.rip())
     }
+    #[inline]
     fn set_rip(&mut self, rip: u64) {
         dispatch!(self, v => v.set_rip(rip))
     }
+    #[inline]
     fn rflags(&self) -> u64 {
         dispatch!(self, v => v.rflags())
     }
+    #[inline]
     fn cpl(&self) -> u8 {
         dispatch!(self, v => v.cpl())
     }
+    #[inline]
     fn efer(&self) -> u64 {
         dispatch!(self, v => v.efer())
     }
+    #[inline]
     fn set_efer(&mut self, efer: u64) {
         dispatch!(self, v => v.set_efer(efer))
     }
+    #[inline]
     fn pat(&self) -> u64 {
         dispatch!(self, v => v.pat())
     }
+    #[inline]
     fn set_pat(&mut self, pat: u64) {
         dispatch!(self, v => v.set_pat(pat))
     }
+    #[inline]
     fn tsc_offset(&self) -> u64 {
         dispatch!(self, v => v.tsc_offset())
     }
+    #[inline]
     fn set_tsc_offset(&mut self, off: u64) {
         dispatch!(self, v => v.set_tsc_offset(off))
     }
+    #[inline]
     fn cr3(&self) -> u64 {
         dispatch!(self, v => v.cr3())
     }
+    #[inline]
     fn paging(&self) -> Paging {
         dispatch!(self, v => v.paging())
     }
+    #[inline]
     fn bitness(&self) -> u32 {
         dispatch!(self, v => v.bitness())
     }
+    #[inline]
     fn cs_base(&self) -> u64 {
         dispatch!(self, v => v.cs_base())
     }
+    #[inline]
     fn segment_base(&self, s: Seg) -> u64 {
         dispatch!(self, v => v.segment_base(s))
     }
+    #[inline]
     fn next_rip(&self) -> Option<u64> {
         dispatch!(self, v => v.next_rip())
     }
+    #[inline]
     fn clear_interrupt_shadow(&mut self) {
         dispatch!(self, v => v.clear_interrupt_shadow())
     }
+    #[inline]
     fn inject_exception(&mut self, vector: u8, error_code: Option<u32>) {
         dispatch!(self, v => v.inject_exception(vector, error_code))
     }
+    #[inline]
     fn set_cr2(&mut self, cr2: u64) {
         dispatch!(self, v => v.set_cr2(cr2))
     }
+    #[inline]
     fn flush_tlb(&mut self) {
         dispatch!(self, v => v.flush_tlb())
     }
+    #[inline]
     fn switch_in(&mut self) {
         dispatch!(self, v => v.switch_in())
     }
+    #[inline]
     fn switch_out(&mut self) {
         dispatch!(self, v => v.switch_out())
     }
+    #[inline]
     fn dump(&self, out: &mut impl fmt::Write) {
         dispatch!(self, v => v.dump(out))
     }

@@ -111,6 +111,7 @@ pub(super) fn fetch(dom: &Domain, v: &mut Vcpu, out: &mut [u8; 15], use_cache: b
 }
 
 /// Moves the guest past the instruction that exited.
+#[inline]
 pub(super) fn skip(dom: &Domain, v: &mut Vcpu, expected: Expected) -> Next {
     let next = match v.arch.next_rip() {
         Some(n) => n,
@@ -139,6 +140,7 @@ pub(super) fn skip(dom: &Domain, v: &mut Vcpu, expected: Expected) -> Next {
     Next::Resume
 }
 
+#[inline]
 pub(super) fn advance_to(v: &mut Vcpu, next: u64) {
     let next = if v.arch.bitness() == 64 { next } else { next & 0xffff_ffff };
     v.arch.set_rip(next);

@@ -17,6 +17,7 @@ use crate::memory::frame_ref::{Deferred, release_frames};
 use crate::sched;
 use alloc::sync::Arc;
 
+#[inline]
 pub(super) fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, exit: VmExit) -> Next {
     match exit {
         VmExit::Hypercall => hypercall(dom, shared, v, crate::arch::x86_64::hvm::hypercall_insn()),
