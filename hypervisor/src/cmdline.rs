@@ -271,6 +271,9 @@ pub struct Options {
     pub max_cpus: u32,
     /// `sched_report=`: print each domain's CPU time every this many ms.
     pub sched_report_ms: u64,
+    /// `serial_input=`: the domain that gets serial input once the boot
+    /// is done (None: the hypervisor keeps it, until Ctrl-A x3).
+    pub serial_input: Option<u16>,
     pub test_exception: Option<TestException>,
 }
 
@@ -287,6 +290,7 @@ impl Default for Options {
             hvm: HvmChoice::Auto,
             max_cpus: u32::MAX,
             sched_report_ms: 0,
+            serial_input: None,
             test_exception: None,
         }
     }
@@ -428,6 +432,14 @@ pub fn parse_options<'a>(line: &'a str, mut report: impl FnMut(Diagnostic<'a>)) 
                 Some(ms) if ms >= 10 => o.sched_report_ms = ms,
                 Some(0) => o.sched_report_ms = 0,
                 _ => report(bad("an interval of at least 10 ms, such as sched_report=1000", "no reports")),
+            },
+            "serial_input" if !negated => match w.value {
+                Some("xen") => o.serial_input = None,
+                Some(v) => match parse_u64(v) {
+                    Some(id) if id < 0x7ff0 => o.serial_input = Some(id as u16),
+                    _ => report(bad("serial_input=xen or a domain id, such as serial_input=1", "serial_input=xen")),
+                },
+                None => report(bad("serial_input=xen or a domain id, such as serial_input=1", "serial_input=xen")),
             },
             "hvm" if !negated => match w.value {
                 Some("svm") => o.hvm = HvmChoice::Svm,
@@ -699,6 +711,18 @@ mod tests {
         assert_eq!((o.hvm, d.len()), (HvmChoice::Auto, 1));
         let (o, d) = parse("dom0_mem=1M");
         assert_eq!((o.dom0_mem, d.len()), (128 << 20, 1));
+    }
+
+    #[test]
+    fn serial_input_names_a_domain_or_the_hypervisor() {
+        let (o, d) = parse("serial_input=1");
+        assert_eq!((o.serial_input, d.len()), (Some(1), 0));
+        let (o, d) = parse("serial_input=1 serial_input=xen");
+        assert_eq!((o.serial_input, d.len()), (None, 0));
+        for bad in ["serial_input=linux", "serial_input=", "serial_input", "serial_input=0x7ff0", "serial_input=-1"] {
+            let (o, d) = parse(bad);
+            assert_eq!((o.serial_input, d.len()), (None, 1), "{bad}");
+        }
     }
 
     #[test]

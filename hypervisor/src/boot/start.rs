@@ -279,7 +279,11 @@ pub extern "C" fn hv_start(mbi_phys: u64, load_delta: u64) -> ! {
     cmdline::save_line(line);
     domain::lifecycle::set_on_last_exit(opts.on_last_exit);
 
+    domain::lifecycle::note_free_memory();
     let domains = super::domains::build(&info, &opts, virt_ok);
+    if let Some(id) = opts.serial_input {
+        crate::console::input::focus_at_boot(id);
+    }
 
     if let Some(t) = opts.test_exception {
         raise_test_exception(t);

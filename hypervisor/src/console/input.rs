@@ -2,14 +2,15 @@
 //! three times moves the input to the next domain, then back to the
 //! hypervisor).
 
+use super::focus;
 use super::ring::console_input;
 use crate::domain::registry as domain;
 use alloc::vec::Vec;
 use spin::Mutex;
 
-/// Which domain serial input goes to (Xen's console switching: Ctrl-A
-/// three times moves it to the next domain, then back to the hypervisor).
-static INPUT_FOCUS: Mutex<(Option<u16>, u8)> = Mutex::new((None, 0));
+/// How many Ctrl-A were typed in a row (three move the focus: Xen's
+/// console switching, to the next domain, then back to the hypervisor).
+static CTRL_A_TYPED: Mutex<u8> = Mutex::new(0);
 
 const CTRL_A: u8 = 0x01;
 
@@ -32,29 +33,57 @@ pub fn poll_serial_input() {
     if n == 0 {
         return;
     }
-    let mut focus = INPUT_FOCUS.lock();
+    let mut typed = CTRL_A_TYPED.lock();
+    let mut focus = focus::get();
     let mut out: Vec<u8> = Vec::new();
     for &b in &buf[..n] {
         if b == CTRL_A {
-            focus.1 += 1;
-            if focus.1 == 3 {
+            *typed += 1;
+            if *typed == 3 {
                 // What was typed so far goes where it was typed.
-                deliver_input(focus.0, &core::mem::take(&mut out));
-                focus.1 = 0;
-                focus.0 = next_focus(focus.0);
-                match focus.0 {
-                    Some(id) => log::info!("serial input to domain {id} (type Ctrl-A three times to switch)"),
+                deliver_input(focus, &core::mem::take(&mut out));
+                *typed = 0;
+                focus = next_focus(focus);
+                focus::set(focus);
+                match focus {
+                    Some(id) => {
+                        log::info!("serial input to domain {id} (type Ctrl-A three times to switch)");
+                        show_unfinished_line(id);
+                    }
                     None => log::info!("serial input to the hypervisor (type Ctrl-A three times to switch)"),
                 }
             }
             continue;
         }
         // Ctrl-A typed fewer than three times goes through as typed.
-        let held = core::mem::take(&mut focus.1) as usize;
+        let held = core::mem::take(&mut *typed) as usize;
         out.resize(out.len() + held, CTRL_A);
         out.push(b);
     }
-    deliver_input(focus.0, &out);
+    deliver_input(focus, &out);
+}
+
+/// `serial_input=`: once the boot has built its domains, serial input
+/// goes to domain `id` (when it has a console ring) instead of the
+/// hypervisor.
+pub fn focus_at_boot(id: u16) {
+    let has_ring = domain::find(id).is_some_and(|d| d.console.get().is_some_and(|r| r.va != 0));
+    if has_ring {
+        focus::set(Some(id));
+        log::info!("serial input to domain {id} (serial_input={id}; type Ctrl-A three times to switch)");
+        show_unfinished_line(id);
+    } else {
+        log::warn!("serial_input={id}: no domain {id} with a console; serial input stays with the hypervisor");
+    }
+}
+
+/// The domain that now holds the serial line prints as it writes (see
+/// `ring::drain_console`): what it wrote since its last newline (a shell
+/// prompt, say) is shown now, as it wrote it.
+fn show_unfinished_line(id: u16) {
+    if let Some(d) = domain::find(id) {
+        d.console_flush_unfinished();
+    }
 }
 
 fn deliver_input(focus: Option<u16>, bytes: &[u8]) {

@@ -5,6 +5,8 @@
 pub mod line;
 
 #[cfg(target_os = "none")]
+pub mod focus;
+#[cfg(target_os = "none")]
 pub mod input;
 #[cfg(target_os = "none")]
 pub mod logger;

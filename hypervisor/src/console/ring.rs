@@ -73,14 +73,35 @@ pub fn drain_console(d: &Domain) {
         ring_u32(va, xc::OUT_CONS).store(prod, Ordering::Release);
         return;
     }
+    // The domain that holds the serial line is being typed at: its output
+    // goes out as it comes, unprefixed, as Xen's vpl011 does for the
+    // console-input domain. The others' is line-buffered with a prefix.
+    let interactive = super::focus::get() == Some(d.id);
+    if interactive {
+        d.console_flush_unfinished();
+    }
+    let mut raw = [0u8; 64];
+    let mut held = 0;
     let mut c = cons;
     while n > 0 {
         let at = xc::OUT_OFFSET as u64 + (c % xc::OUT_SIZE) as u64;
         // SAFETY: inside the console page (offset below OUT_OFFSET + OUT_SIZE).
         let b = unsafe { core::ptr::read_volatile((va + at) as *const u8) };
-        d.console_put(b);
+        if interactive {
+            raw[held] = b;
+            held += 1;
+            if held == raw.len() {
+                crate::console::serial::write_bytes(&raw);
+                held = 0;
+            }
+        } else {
+            d.console_put(b);
+        }
         c = c.wrapping_add(1);
         n -= 1;
+    }
+    if held > 0 {
+        crate::console::serial::write_bytes(&raw[..held]);
     }
     ring_u32(va, xc::OUT_CONS).store(c, Ordering::Release);
     d.raise(ring.port, 0);

@@ -213,6 +213,13 @@ pub fn write_str(s: &str) {
     let _ = fmt::Write::write_str(&mut w, s);
 }
 
+/// Writes bytes as they are (no newline translation) under the console
+/// lock: a guest's output on the console it holds interactively.
+pub fn write_bytes(bytes: &[u8]) {
+    let mut w = LockedWriter::new();
+    w.console().write_raw(bytes);
+}
+
 /// Last-resort output that takes no lock at all.
 pub fn emergency_write(s: &str) {
     raw_write(0x3f8, s.as_bytes());

@@ -42,6 +42,39 @@ static ON_LAST_EXIT: spin::Once<ExitAction> = spin::Once::new();
 static LIVE_DOMAINS: AtomicU32 = AtomicU32::new(1);
 /// Set when the last domain is gone; the boot CPU then ends the machine.
 static MACHINE_EXIT: AtomicBool = AtomicBool::new(false);
+/// Free frames just before the boot built its domains: once every domain
+/// is gone, as many must be free again.
+static FREE_BEFORE_DOMAINS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Remembers how much memory is free before any domain takes some.
+pub fn note_free_memory() {
+    FREE_BEFORE_DOMAINS.store(frame_counts().0, Ordering::Release);
+}
+
+/// Once every domain is gone: says whether all the memory they had (RAM,
+/// p2m tables, vCPU state, frames kept alive by grants) is free again, and
+/// reports what is not as an error.
+pub fn report_memory_returned() {
+    let before = FREE_BEFORE_DOMAINS.load(Ordering::Acquire);
+    if before == u64::MAX || !all().is_empty() {
+        return;
+    }
+    // A CPU that ran a domain's last vCPU may hold it a moment longer.
+    let deadline = crate::time::now_ns() + 1_000_000_000;
+    while super::state::Counted::alive() != 0 && crate::time::now_ns() < deadline {
+        core::hint::spin_loop();
+    }
+    let held = super::state::Counted::alive();
+    if held != 0 {
+        log::error!("memory: {held} ended domains are still referenced a second after the last one ended");
+    }
+    let (now, _) = frame_counts();
+    if now >= before {
+        log::info!("memory: every domain's memory is free again ({} KiB)", now * 4);
+    } else {
+        log::error!("memory: {} KiB given to domains were not returned when they ended", (before - now) * 4);
+    }
+}
 
 /// `on_last_exit=`, from the boot options.
 pub fn set_on_last_exit(action: ExitAction) {
@@ -291,6 +324,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
                 fetch_cache: None,
                 window_requested: false,
                 resumed_from_block: false,
+                tsc_adjust: 0,
             }),
         });
     }
@@ -333,6 +367,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
         pollers: AtomicU32::new(0),
         callback_vector: AtomicU8::new(0),
         console: spin::Once::new(),
+        counted: super::state::Counted::new(),
     });
     // Each subsystem's part; a domain one of them refuses is undone (what
     // it was given so far torn down, the rest freed with its last

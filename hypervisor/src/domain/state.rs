@@ -94,6 +94,34 @@ pub struct Domain {
     pub callback_vector: AtomicU8,
     /// The console ring (`console::ring` sets it up with the domain).
     pub console: spin::Once<ConsoleRing>,
+    /// Counts the domain among those not yet dropped. The last field, so
+    /// dropped after everything the domain holds.
+    pub counted: Counted,
+}
+
+/// Counts domain structures until they are dropped with all they hold: a
+/// dead domain's last pages go only when the last CPU holding it lets go.
+#[derive(Debug)]
+pub struct Counted(());
+
+static DOMAIN_STRUCTS: AtomicU32 = AtomicU32::new(0);
+
+impl Counted {
+    pub fn new() -> Counted {
+        DOMAIN_STRUCTS.fetch_add(1, Ordering::AcqRel);
+        Counted(())
+    }
+
+    /// Domain structures made and not yet dropped.
+    pub fn alive() -> u32 {
+        DOMAIN_STRUCTS.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        DOMAIN_STRUCTS.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A domain's console ring: Xen's `xencons_interface` in a hypervisor page
@@ -118,6 +146,15 @@ impl Domain {
         let mut i = self.inner.lock();
         if let Some(line) = i.console.put(byte) {
             log::info!("(d{}) {line}", self.id);
+        }
+    }
+
+    /// Writes what the console line buffer holds (no newline yet) as it
+    /// is, for a domain that now holds the serial line.
+    pub fn console_flush_unfinished(&self) {
+        let mut i = self.inner.lock();
+        if let Some(rest) = i.console.take_rest() {
+            crate::console::serial::write_bytes(rest.as_bytes());
         }
     }
 

@@ -26,6 +26,8 @@ pub struct Vcpu {
     pub window_requested: bool,
     /// It blocked last time it ran: the events that woke it are consumed.
     pub resumed_from_block: bool,
+    /// IA32_TSC_ADJUST: what the guest added to its TSC since it started.
+    pub tsc_adjust: u64,
 }
 
 /// Requests to a vCPU from elsewhere, applied by the CPU that runs it.

@@ -12,6 +12,7 @@ pub fn cpu_loop(cpu: u32) -> ! {
         sched::softirqs();
         if cpu == 0 && lifecycle::machine_exit_requested() {
             log::info!("all domains have shut down");
+            lifecycle::report_memory_returned();
             power::end_machine(lifecycle::machine_action());
         }
         sched::maybe_report();

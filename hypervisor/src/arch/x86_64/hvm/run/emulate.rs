@@ -157,6 +157,7 @@ pub(super) fn rdmsr(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu) -> Nex
         msr::EFER => Ok(v.arch.efer()),
         msr::PAT => Ok(v.arch.pat()),
         msr::TSC => Ok(cpu::rdtsc().wrapping_add(v.arch.tsc_offset())),
+        msr::TSC_ADJUST => Ok(v.tsc_adjust),
         msr::APIC_BASE => Ok(shared.vlapic.lock().base_msr()),
         vlapic::X2APIC_MSR_FIRST..=vlapic::X2APIC_MSR_LAST => {
             let mut l = shared.vlapic.lock();
@@ -196,7 +197,16 @@ pub(super) fn wrmsr(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu) -> Nex
             ok
         }
         msr::TSC => {
-            v.arch.set_tsc_offset(value.wrapping_sub(cpu::rdtsc()));
+            let (offset, adjust) = msr::tsc_write(v.arch.tsc_offset(), v.tsc_adjust, cpu::rdtsc(), value);
+            v.arch.set_tsc_offset(offset);
+            v.tsc_adjust = adjust;
+            shared.set_flag(vflags::TIME);
+            true
+        }
+        msr::TSC_ADJUST => {
+            let (offset, adjust) = msr::tsc_adjust_write(v.arch.tsc_offset(), v.tsc_adjust, value);
+            v.arch.set_tsc_offset(offset);
+            v.tsc_adjust = adjust;
             shared.set_flag(vflags::TIME);
             true
         }

@@ -86,6 +86,13 @@ pub(super) fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, 
         }
         VmExit::Shutdown => {
             dom.crash(format_args!("triple fault at rip {:#x}", v.arch.rip()));
+            // What the vCPU looked like, for whoever debugs the guest.
+            let mut w = crate::console::serial::LockedWriter::new();
+            let _ = core::fmt::Write::write_fmt(
+                &mut w,
+                format_args!("domain {} vCPU {} at the triple fault:\n", dom.id, v.id),
+            );
+            v.arch.dump(&mut w);
             Next::Stop
         }
         // INVD would drop the host's dirty cache lines; WBINVD is costly

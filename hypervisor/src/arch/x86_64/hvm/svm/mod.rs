@@ -701,12 +701,24 @@ impl VendorVcpu for SvmVcpu {
                 s.selector, s.attrib, s.limit, s.base
             );
         }
+        let (idtr, gdtr) = (seg(IDTR), seg(GDTR));
         let _ = writeln!(
             out,
-            "    asid {} n_cr3 {:#x} eventinj {:#x} exitinfo1 {:#x} exitinfo2 {:#x}",
+            "    rsp {:#x} idtr {:#x}+{:#x} gdtr {:#x}+{:#x} interrupt state {:#x}",
+            v.read_u64(RSP),
+            idtr.base,
+            idtr.limit,
+            gdtr.base,
+            gdtr.limit,
+            v.read_u64(INTERRUPT_STATE)
+        );
+        let _ = writeln!(
+            out,
+            "    asid {} n_cr3 {:#x} eventinj {:#x} exitintinfo {:#x} exitinfo1 {:#x} exitinfo2 {:#x}",
             v.read_u32(GUEST_ASID),
             v.read_u64(N_CR3),
             v.read_u64(EVENTINJ),
+            v.read_u64(EXITINTINFO),
             v.read_u64(EXITINFO1),
             v.read_u64(EXITINFO2)
         );
