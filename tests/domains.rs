@@ -227,7 +227,9 @@ fn on_last_exit_halt_keeps_the_machine_up() {
         .guest("hello", "name=h memory=4")
         .run();
     o.expect_end(End::Saw(HALTED.into()));
-    o.expect("(d1) goodbye").expect_next_line("all domains have shut down", "INFO  System halted.");
+    o.expect("(d1) goodbye")
+        .expect_next_line("all domains have shut down", "memory: every domain's memory is free again")
+        .expect_next_line("memory: every domain's memory is free again", "INFO  System halted.");
 }
 
 /// Bad domain configurations and kernels are refused one by one, each with

@@ -12,7 +12,7 @@ use std::process::Stdio;
 
 use std::time::{Duration, Instant};
 pub use xtask::emulator::End;
-use xtask::emulator::{Accel, Bochs, Ending, Qemu, Serial, SerialLog, Stop, wait};
+use xtask::emulator::{Accel, Bochs, Ending, Qemu, Serial, SerialLog, Stop, Typing, wait};
 use xtask::images::{IsoSpec, Module, make_iso};
 
 pub use xtask::images::Images;
@@ -27,6 +27,25 @@ fn env_path(name: &str) -> PathBuf {
 /// The images `cargo xtask test` built.
 pub fn images() -> Images {
     Images { hypervisor: env_path("HV_HYPERVISOR"), dom0: env_path("HV_DOM0"), guests: env_path("HV_GUESTS") }
+}
+
+/// The Linux guest `cargo xtask test` prepared.
+pub struct Linux {
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+}
+
+/// The Linux guest (Debian's cloud kernel and the busybox initramfs) that
+/// `cargo xtask test` fetched; without it a Linux test fails (xtask skips
+/// them, saying why, when the guest cannot be had).
+pub fn linux() -> Linux {
+    let get = |name: &str| match std::env::var_os(name) {
+        Some(p) => PathBuf::from(p),
+        None => panic!(
+            "{name} is not set: the Linux guest was not prepared (`cargo xtask guests` fetches it and says why not)"
+        ),
+    };
+    Linux { kernel: get(xtask::linux::ENV_KERNEL), initramfs: get(xtask::linux::ENV_INITRAMFS) }
 }
 
 /// Where tests keep ISOs, logs and scratch files.
@@ -55,8 +74,8 @@ pub struct Boot {
     timeout: Duration,
     /// Stop once any of these is reached (each text in that many lines).
     stop_on: Vec<Stop>,
-    /// Bytes typed on the serial line (QEMU only).
-    input: Option<Vec<u8>>,
+    /// What to type on the serial line, each after some texts (QEMU only).
+    typing: Vec<(Vec<String>, Vec<u8>)>,
     expected: Provoked,
 }
 
@@ -72,8 +91,11 @@ struct Provoked {
     reset: bool,
 }
 
-/// The line the hypervisor prints when it halts for good.
-pub const HALTED: &str = "System halted";
+/// What the hypervisor prints when it halts for good (a guest's own
+/// "reboot: System halted" is not it).
+pub const HALTED: &str = "INFO  System halted.";
+/// What the hypervisor prints when a panic halts it.
+pub const PANIC_HALTED: &str = "*** System halted";
 /// dom0's last line once it is up (it then waits for events, as Xen's
 /// dom0 does, so runs with dom0 stop here).
 pub const DOM0_READY: &str = "(d0) dom0-kernel-shim: ready";
@@ -93,8 +115,8 @@ impl Boot {
             cpus: if machine == Machine::Bochs { 1 } else { 2 },
             memory_mib: if machine == Machine::Bochs { 256 } else { 512 },
             timeout: Duration::from_secs(timeout),
-            stop_on: vec![vec![(HALTED.to_string(), 1)]],
-            input: None,
+            stop_on: vec![vec![(HALTED.to_string(), 1)], vec![(PANIC_HALTED.to_string(), 1)]],
+            typing: Vec::new(),
             expected: Provoked::default(),
         }
     }
@@ -115,11 +137,31 @@ impl Boot {
         self
     }
 
-    /// Types `bytes` on the serial line (QEMU reads them as the machine
-    /// takes them).
-    pub fn serial_input(mut self, bytes: &[u8]) -> Boot {
-        self.input = Some(bytes.to_vec());
+    /// Types `bytes` on the serial line from the start (QEMU reads them as
+    /// the machine takes them).
+    pub fn serial_input(self, bytes: &[u8]) -> Boot {
+        self.type_after_all(&[], bytes)
+    }
+
+    /// Types `bytes` on the serial line once `text` has appeared in the log
+    /// after what the previous `type_after` waited for (QEMU only). A run
+    /// that ends before every step was typed fails.
+    pub fn type_after(self, text: &str, bytes: &[u8]) -> Boot {
+        self.type_after_all(&[text], bytes)
+    }
+
+    /// Like [`Boot::type_after`], once every one of `texts` has appeared
+    /// (in any order).
+    pub fn type_after_all(mut self, texts: &[&str], bytes: &[u8]) -> Boot {
+        self.typing.push((texts.iter().map(|t| t.to_string()).collect(), bytes.to_vec()));
         self
+    }
+
+    /// The Linux guest (`cargo xtask guests`) as a `domu` module with
+    /// `options` (xl's names), followed by its initramfs.
+    pub fn linux(self, options: &str) -> Boot {
+        let g = linux();
+        self.module(&g.kernel, &format!("domu {options}")).module(&g.initramfs, "ramdisk")
     }
 
     pub fn cpus(mut self, n: u32) -> Boot {
@@ -203,25 +245,20 @@ impl Boot {
                 q.memory_mib = self.memory_mib;
                 q.accel = Accel::Tcg;
                 q.shutdown_log = Some(shutdown_log.clone());
-                let (stdin, stdout) = match &self.input {
-                    Some(bytes) => {
-                        let input = dir.join("serial.in");
-                        std::fs::write(&input, bytes).expect("write the serial input");
-                        q.serial = Serial::Redirected;
-                        let i = std::fs::File::open(&input).expect("open the serial input");
-                        let o = std::fs::File::create(&serial).expect("create the serial log");
-                        (Stdio::from(i), Stdio::from(o))
-                    }
-                    None => {
-                        q.serial = Serial::File(serial.clone());
-                        (Stdio::null(), Stdio::null())
-                    }
+                let (stdin, stdout) = if self.typing.is_empty() {
+                    q.serial = Serial::File(serial.clone());
+                    (Stdio::null(), Stdio::null())
+                } else {
+                    q.serial = Serial::Redirected;
+                    let o = std::fs::File::create(&serial).expect("create the serial log");
+                    (Stdio::piped(), Stdio::from(o))
                 };
                 let mut cmd = q.command().unwrap_or_else(|e| panic!("{}: {e}", self.name));
                 let child = cmd.stdin(stdin).stdout(stdout).stderr(stderr).spawn();
                 (child.unwrap_or_else(|e| panic!("{}: cannot start QEMU: {e}", self.name)), None)
             }
             Machine::Bochs => {
+                assert!(self.typing.is_empty(), "{}: typing on the serial line needs QEMU", self.name);
                 let mut b = Bochs::new(iso, dir.join("bochs"));
                 b.cpus = self.cpus;
                 b.memory_mib = self.memory_mib;
@@ -237,7 +274,9 @@ impl Boot {
             Some(l) => Ending::Bochs(l),
             None => Ending::Qemu(&shutdown_log),
         };
-        let end = wait(&mut child, &mut log, ending, &self.stop_on, self.timeout);
+        let mut typing = Typing::new(self.typing.clone(), child.stdin.take());
+        let end = wait(&mut child, &mut log, ending, &self.stop_on, &mut typing, self.timeout);
+        let untyped = typing.pending();
         let whole = dir.join("serial.all.log");
         let _ = std::fs::write(&whole, &log.text);
         let elapsed = started.elapsed();
@@ -246,6 +285,12 @@ impl Boot {
         let o = Outcome { name: self.name, log: log.text.replace('\r', ""), log_path: whole, end, elapsed };
         if let Err(why) = unprovoked(&o.log, &o.end, resets, &self.expected) {
             o.fail(&why);
+        }
+        if let Some(first) = untyped.first() {
+            o.fail(&format!(
+                "the run ended before {first:?} appeared, so {} typing step(s) were never typed",
+                untyped.len()
+            ));
         }
         o
     }
@@ -301,6 +346,15 @@ impl Outcome {
 
     pub fn expect(&self, needle: &str) -> &Self {
         self.line(needle);
+        self
+    }
+
+    /// Asserts that some line starts with `start` (output written as is,
+    /// without a `(dN)` prefix, is told apart from prefixed lines this way).
+    pub fn expect_line_start(&self, start: &str) -> &Self {
+        if !self.log.lines().any(|l| l.starts_with(start)) {
+            self.fail(&format!("no line starts with {start:?}"));
+        }
         self
     }
 

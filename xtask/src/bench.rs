@@ -84,7 +84,14 @@ fn run_qemu(spec: &IsoSpec, name: &str, run: QemuRun<'_>) -> Result<(String, Str
         .map_err(|e| format!("cannot start QEMU: {e}"))?;
     let mut log = SerialLog::new(serial);
     let stops = [vec![(run.stop.to_string(), run.count)]];
-    let end = emulator::wait(&mut child, &mut log, Ending::Qemu(&shutdown_log), &stops, Duration::from_secs(600));
+    let end = emulator::wait(
+        &mut child,
+        &mut log,
+        Ending::Qemu(&shutdown_log),
+        &stops,
+        &mut emulator::Typing::default(),
+        Duration::from_secs(600),
+    );
     match end {
         End::Saw(_) => Ok((log.text, shown)),
         End::PoweredOff if run.poweroff_ok => Ok((log.text, shown)),
@@ -109,7 +116,14 @@ fn run_bochs(spec: &IsoSpec, name: &str) -> Result<String, String> {
         .spawn()
         .map_err(|e| format!("cannot start Bochs: {e}"))?;
     let mut log = SerialLog::new(b.serial_log.clone());
-    let end = emulator::wait(&mut child, &mut log, Ending::Bochs(&bochs_log), &[], Duration::from_secs(600));
+    let end = emulator::wait(
+        &mut child,
+        &mut log,
+        Ending::Bochs(&bochs_log),
+        &[],
+        &mut emulator::Typing::default(),
+        Duration::from_secs(600),
+    );
     match end {
         End::PoweredOff => Ok(log.text),
         other => Err(format!("{name}: the run ended with {other:?}; see {}", dir.display())),

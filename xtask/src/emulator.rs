@@ -296,6 +296,51 @@ fn reached(stop: &Stop, text: &str) -> bool {
     stop.iter().all(|(s, n)| text.matches(s.as_str()).count() >= *n)
 }
 
+/// What to type on the serial line during a run: each step's bytes once
+/// all of its texts have appeared in the log after where the step before
+/// it matched (no text matches at once), like an expect script.
+#[derive(Default)]
+pub struct Typing {
+    steps: Vec<(Vec<String>, Vec<u8>)>,
+    next: usize,
+    /// Where in the log the next step's texts are looked for from.
+    from: usize,
+    input: Option<std::process::ChildStdin>,
+}
+
+impl Typing {
+    /// Typing into `input` (the emulator's stdin, its serial line).
+    pub fn new(steps: Vec<(Vec<String>, Vec<u8>)>, input: Option<std::process::ChildStdin>) -> Typing {
+        Typing { steps, next: 0, from: 0, input }
+    }
+
+    /// Types every step whose texts the log now shows.
+    pub fn poll(&mut self, log: &str) {
+        use std::io::Write;
+        while let Some((after, bytes)) = self.steps.get(self.next) {
+            let rest = log.get(self.from..).unwrap_or("");
+            let mut end = 0;
+            for text in after {
+                match rest.find(text.as_str()) {
+                    Some(at) => end = end.max(at + text.len()),
+                    None => return,
+                }
+            }
+            if let Some(input) = &mut self.input {
+                // A machine that stopped reading ends the run anyway.
+                let _ = input.write_all(bytes).and_then(|_| input.flush());
+            }
+            self.from += end;
+            self.next += 1;
+        }
+    }
+
+    /// The steps not typed yet, by the texts each waits for.
+    pub fn pending(&self) -> Vec<String> {
+        self.steps[self.next..].iter().map(|(after, _)| after.join(" + ")).collect()
+    }
+}
+
 /// Waits for a running emulator: until one of the `stops` is reached and
 /// the machine has run on for `ending.grace()` (then the emulator is
 /// killed and the run ends with the stop's first text), it exits, or the
@@ -305,12 +350,14 @@ pub fn wait(
     log: &mut SerialLog,
     ending: Ending<'_>,
     stops: &[Stop],
+    typing: &mut Typing,
     timeout: std::time::Duration,
 ) -> End {
     let started = std::time::Instant::now();
     let mut seen: Option<(String, std::time::Instant)> = None;
     loop {
         log.poll();
+        typing.poll(&log.text);
         if let Ok(Some(status)) = child.try_wait() {
             log.poll();
             return ending.classify(status);
@@ -358,6 +405,41 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    #[test]
+    fn typing_waits_for_each_text_in_turn() {
+        let dir = std::env::temp_dir().join(format!("typing-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("typed");
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("cat > {}", out.display()))
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let texts = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let steps = vec![
+            (texts(&[]), b"first ".to_vec()),
+            (texts(&["prompt$"]), b"second ".to_vec()),
+            (texts(&["prompt$"]), b"third ".to_vec()),
+            (texts(&["crashed", "ready"]), b"fourth".to_vec()),
+        ];
+        let mut t = Typing::new(steps, child.stdin.take());
+        t.poll("booting");
+        assert_eq!(t.pending(), ["prompt$", "prompt$", "crashed + ready"], "no text matches at once");
+        t.poll("booting prompt$");
+        assert_eq!(t.pending(), ["prompt$", "crashed + ready"], "one prompt answers one step");
+        t.poll("booting prompt$ second");
+        assert_eq!(t.pending(), ["prompt$", "crashed + ready"], "the same prompt again is needed");
+        t.poll("booting prompt$ second prompt$ ready");
+        assert_eq!(t.pending(), ["crashed + ready"], "every text of a step is needed");
+        t.poll("booting prompt$ second prompt$ ready crashed");
+        assert!(t.pending().is_empty(), "in any order");
+        drop(t);
+        child.wait().unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "first second third fourth");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// Runs `script` with `sh` as a stand-in for QEMU, in a fresh directory
     /// holding its serial log `serial` and its shutdown log `shutdown`.
     fn fake_qemu(name: &str, script: &str, stop_on: &str) -> (End, String) {
@@ -368,7 +450,15 @@ mod tests {
         let mut log = SerialLog::new(dir.join("serial"));
         let stops = [vec![(stop_on.to_string(), 1)]];
         let shutdown = dir.join("shutdown");
-        let end = wait(&mut child, &mut log, Ending::Qemu(&shutdown), &stops, std::time::Duration::from_secs(30));
+        let mut typing = Typing::default();
+        let end = wait(
+            &mut child,
+            &mut log,
+            Ending::Qemu(&shutdown),
+            &stops,
+            &mut typing,
+            std::time::Duration::from_secs(30),
+        );
         let _ = std::fs::remove_dir_all(&dir);
         (end, log.text)
     }

@@ -32,7 +32,7 @@ fn installed(pkg: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -41,7 +41,7 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn apt_get(args: &[&str]) -> bool {
+pub fn apt_get(args: &[&str]) -> bool {
     eprintln!("xtask: apt-get {}", args.join(" "));
     Command::new("apt-get")
         .args(args)

@@ -6,6 +6,7 @@ pub mod emulator;
 pub mod host;
 pub mod images;
 pub mod layers;
+pub mod linux;
 pub mod paths;
 pub mod sched_report;
 pub mod toolchain;

@@ -14,6 +14,8 @@ commands:
   iso                build a GRUB rescue ISO (BIOS and UEFI); prints its path last
   run                build, then boot in QEMU (or Bochs) with the serial console here
   test               host unit tests, then integration tests in QEMU and Bochs
+  guests             fetch Debian's cloud kernel and busybox, build the test initramfs (cached
+                     under target/guests/); prints the kernel's and the initramfs's paths
   bench              path-length figures under QEMU -icount (release build)
   layers [--edges]   check the hypervisor's layers (hypervisor/layers.toml); --edges lists every use
 
@@ -23,6 +25,8 @@ options for build, iso and run:
   --module PATH=CMDLINE
                      add a module2 line (repeatable), e.g. --module guest.elf='domu name=a'
   --no-dom0          leave out the dom0 module
+  --linux            add Debian's cloud kernel as domain `linux` (256 MiB, 2 vCPUs) with a busybox
+                     shell on its console, which gets serial input (see `cargo xtask guests`)
 
 options for run:
   --uefi             boot through OVMF (UEFI GRUB) instead of SeaBIOS
@@ -45,6 +49,7 @@ struct Opts {
     hv_args: String,
     modules: Vec<Module>,
     no_dom0: bool,
+    linux: bool,
     uefi: bool,
     bochs: bool,
     cpus: Option<u32>,
@@ -85,6 +90,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                 o.modules.push(Module { path: PathBuf::from(path), cmdline: cmdline.to_string() });
             }
             "--no-dom0" => o.no_dom0 = true,
+            "--linux" => o.linux = true,
             "--uefi" => o.uefi = true,
             "--bochs" => o.bochs = true,
             "--cpus" | "--smp" => o.cpus = Some(val(flag)?.parse().map_err(|_| "--cpus takes a number")?),
@@ -106,6 +112,9 @@ fn parse(args: &[String]) -> Result<Opts, String> {
     Ok(o)
 }
 
+/// `--linux`: the Linux domain's module line.
+const LINUX_DOMAIN: &str = "domu name=linux memory=256 vcpus=2 cmdline=\"console=hvc0\"";
+
 fn iso_for(o: &Opts) -> Result<(PathBuf, images::Images), String> {
     let imgs = images::build(o.release)?;
     let mut modules = Vec::new();
@@ -113,7 +122,16 @@ fn iso_for(o: &Opts) -> Result<(PathBuf, images::Images), String> {
         modules.push(Module { path: imgs.dom0.clone(), cmdline: "dom0".into() });
     }
     modules.extend(o.modules.iter().cloned());
-    let spec = IsoSpec { hypervisor: imgs.hypervisor.clone(), cmdline: o.hv_args.clone(), modules };
+    let mut cmdline = o.hv_args.clone();
+    if o.linux {
+        let g = guests()?;
+        // Domains are numbered in module order: dom0 is 0, the first domU 1.
+        let id = modules.iter().filter(|m| m.cmdline.starts_with("domu")).count() + 1;
+        modules.push(Module { path: g.vmlinux, cmdline: LINUX_DOMAIN.into() });
+        modules.push(Module { path: g.initramfs, cmdline: "ramdisk".into() });
+        cmdline = format!("serial_input={id} {cmdline}").trim().to_string();
+    }
+    let spec = IsoSpec { hypervisor: imgs.hypervisor.clone(), cmdline, modules };
     Ok((images::make_iso(&spec, &images::target_dir().join("iso"))?, imgs))
 }
 
@@ -185,8 +203,12 @@ fn check(c: &mut Command, what: &str) -> Result<(), String> {
     if st.success() { Ok(()) } else { Err(format!("{what} failed")) }
 }
 
+/// The integration tests that boot the Linux guest are named `linux_…`.
+const LINUX_TESTS: &str = "linux_";
+
 fn test(o: &Opts) -> Result<(), String> {
     let started = std::time::Instant::now();
+    let mut linux_skipped: Option<String> = None;
     host::ensure_packages(host::PACKAGES)?;
     if !o.integration_only {
         layers(false)?;
@@ -218,6 +240,17 @@ fn test(o: &Opts) -> Result<(), String> {
         if let Some(f) = &o.filter {
             c.arg(f);
         }
+        match xtask::linux::prepare() {
+            Ok(g) => {
+                eprintln!("xtask: Linux guest: {}, initramfs with {}", g.kernel, g.busybox);
+                c.env(xtask::linux::ENV_KERNEL, &g.vmlinux).env(xtask::linux::ENV_INITRAMFS, &g.initramfs);
+            }
+            Err(why) => {
+                eprintln!("xtask: the Linux tests are SKIPPED: {why}");
+                c.args(["--skip", LINUX_TESTS]);
+                linux_skipped = Some(why);
+            }
+        }
         c.arg(format!("--test-threads={threads}"));
         c.env("HV_HYPERVISOR", &imgs.hypervisor).env("HV_DOM0", &imgs.dom0).env("HV_GUESTS", &imgs.guests);
         let out = images::target_dir().join("itest");
@@ -234,7 +267,17 @@ fn test(o: &Opts) -> Result<(), String> {
         result?;
     }
     eprintln!("xtask: all tests passed in {:.0} s", started.elapsed().as_secs_f64());
+    if let Some(why) = linux_skipped {
+        eprintln!("xtask: except the Linux tests, which were SKIPPED: {why}");
+    }
     Ok(())
+}
+
+/// `cargo xtask guests`: the Linux guest, fetched or from the cache.
+fn guests() -> Result<xtask::linux::LinuxGuest, String> {
+    let g = xtask::linux::prepare()?;
+    eprintln!("xtask: guests: {} (PVH entry {:#x}), initramfs with {}", g.kernel, g.entry, g.busybox);
+    Ok(g)
 }
 
 /// `cargo xtask layers`: the layering check, with every use when asked.
@@ -288,6 +331,10 @@ fn main() -> ExitCode {
         "iso" => {
             host::ensure_packages(host::PACKAGES).and_then(|_| iso_for(&opts)).map(|(p, _)| println!("{}", p.display()))
         }
+        "guests" => guests().map(|g| {
+            println!("{}", g.vmlinux.display());
+            println!("{}", g.initramfs.display());
+        }),
         "run" => run(&opts),
         "test" => test(&opts),
         "bench" => host::ensure_packages(host::PACKAGES)
