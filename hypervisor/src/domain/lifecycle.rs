@@ -69,10 +69,15 @@ pub fn report_memory_returned() {
         log::error!("memory: {held} ended domains are still referenced a second after the last one ended");
     }
     let (now, _) = frame_counts();
-    if now >= before {
-        log::info!("memory: every domain's memory is free again ({} KiB)", now * 4);
-    } else {
-        log::error!("memory: {} KiB given to domains were not returned when they ended", (before - now) * 4);
+    match now.cmp(&before) {
+        core::cmp::Ordering::Equal => log::info!("memory: every domain's memory is free again ({} KiB)", now * 4),
+        core::cmp::Ordering::Less => {
+            log::error!("memory: {} KiB given to domains were not returned when they ended", (before - now) * 4)
+        }
+        // More free than before any domain: a frame was freed twice.
+        core::cmp::Ordering::Greater => {
+            log::error!("memory: {} KiB more are free than before the domains: freed twice?", (now - before) * 4)
+        }
     }
 }
 

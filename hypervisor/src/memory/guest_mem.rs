@@ -179,25 +179,99 @@ impl Access {
     pub const FETCH: Access = Access { write: false, fetch: true };
 }
 
-fn read_entry(g: &impl GuestPhysical, gpa: Gpa, wide: bool) -> Result<u64, MemFault> {
-    if wide {
-        let mut b = [0u8; 8];
-        read_phys(g, gpa, &mut b)?;
-        Ok(u64::from_le_bytes(b))
-    } else {
-        let mut b = [0u8; 4];
-        read_phys(g, gpa, &mut b)?;
-        Ok(u32::from_le_bytes(b) as u64)
+/// A page-table entry in guest memory. The guest's other vCPUs may change
+/// it while the hypervisor walks, so it is read with one load and updated
+/// only by compare-and-exchange, as the CPU's own walker does: a plain
+/// read-modify-write could put back an entry the guest had just changed.
+fn entry_at(g: &impl GuestPhysical, gpa: Gpa, wide: bool, write: bool) -> Result<*mut u8, MemFault> {
+    let size = if wide { 8 } else { 4 };
+    // Entries are naturally aligned (a table is page-aligned).
+    if !gpa.0.is_multiple_of(size) {
+        return Err(MemFault::Unmapped { gpa });
     }
+    let p = g.frame(gpa.gfn(), write)?;
+    // SAFETY: `frame` returned a mapped 4 KiB page; the offset is inside it.
+    Ok(unsafe { p.as_ptr().add(gpa.page_offset() as usize) })
 }
 
-fn write_entry(g: &impl GuestPhysical, gpa: Gpa, wide: bool, v: u64) -> Result<(), MemFault> {
-    if wide { write_phys(g, gpa, &v.to_le_bytes()) } else { write_phys(g, gpa, &(v as u32).to_le_bytes()) }
+fn read_entry(g: &impl GuestPhysical, gpa: Gpa, wide: bool) -> Result<u64, MemFault> {
+    use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+    let p = entry_at(g, gpa, wide, false)?;
+    // SAFETY: an aligned entry inside a mapped guest page (entry_at); the
+    // guest may change it concurrently, which atomics allow.
+    Ok(unsafe {
+        if wide {
+            AtomicU64::from_ptr(p as *mut u64).load(Ordering::Acquire)
+        } else {
+            AtomicU32::from_ptr(p as *mut u32).load(Ordering::Acquire) as u64
+        }
+    })
 }
+
+/// Sets the entry to `new` if it still holds `old`; false if the guest
+/// changed it meanwhile.
+fn update_entry(g: &impl GuestPhysical, gpa: Gpa, wide: bool, old: u64, new: u64) -> Result<bool, MemFault> {
+    use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+    let p = entry_at(g, gpa, wide, true)?;
+    // SAFETY: as in read_entry, and the page is writable (entry_at).
+    Ok(unsafe {
+        if wide {
+            AtomicU64::from_ptr(p as *mut u64).compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        } else {
+            AtomicU32::from_ptr(p as *mut u32)
+                .compare_exchange(old as u32, new as u32, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        }
+    })
+}
+
+/// How often a walk starts again because the guest changed an entry
+/// under it before giving up on setting accessed/dirty bits.
+const WALK_RETRIES: u32 = 8;
 
 /// Translates guest-virtual (linear) `gva` to guest-physical for `access`
 /// by a supervisor-mode access, as the guest's CPU would.
 pub fn translate(g: &impl GuestPhysical, p: &Paging, gva: Gva, access: Access) -> Result<Gpa, MemFault> {
+    for attempt in 0..=WALK_RETRIES {
+        match walk(g, p, gva, access, attempt < WALK_RETRIES) {
+            Walk::Done(r) => return r,
+            Walk::Changed => continue,
+        }
+    }
+    Err(MemFault::PageFault { gva, error_code: 0 })
+}
+
+/// Like [`translate`], but changes nothing in the guest's tables (for
+/// reports about a guest, not for accesses on its behalf).
+pub fn probe(g: &impl GuestPhysical, p: &Paging, gva: Gva, access: Access) -> Result<Gpa, MemFault> {
+    match walk(g, p, gva, access, false) {
+        Walk::Done(r) => r,
+        Walk::Changed => Err(MemFault::PageFault { gva, error_code: 0 }),
+    }
+}
+
+enum Walk {
+    Done(Result<Gpa, MemFault>),
+    /// The guest changed an entry the walk was about to mark accessed.
+    Changed,
+}
+
+fn walk(g: &impl GuestPhysical, p: &Paging, gva: Gva, access: Access, set_bits: bool) -> Walk {
+    match walk_once(g, p, gva, access, set_bits) {
+        Ok(Some(gpa)) => Walk::Done(Ok(gpa)),
+        Ok(None) => Walk::Changed,
+        Err(e) => Walk::Done(Err(e)),
+    }
+}
+
+/// One walk; Ok(None) when an entry changed under it (walk again).
+fn walk_once(
+    g: &impl GuestPhysical,
+    p: &Paging,
+    gva: Gva,
+    access: Access,
+    set_bits: bool,
+) -> Result<Option<Gpa>, MemFault> {
     let gva = gva.0;
     let mode = p.mode();
     let nxe = p.efer & EFER_NXE != 0;
@@ -213,7 +287,7 @@ pub fn translate(g: &impl GuestPhysical, p: &Paging, gva: Gva, access: Access) -
         MemFault::PageFault { gva: Gva(gva), error_code: code }
     };
     let (levels, wide, top_shift) = match mode {
-        Mode::Off => return Ok(Gpa(gva & 0xffff_ffff)),
+        Mode::Off => return Ok(Some(Gpa(gva & 0xffff_ffff))),
         Mode::Legacy => (2, false, 22),
         Mode::Pae => (3, true, 30),
         Mode::Long4 => (4, true, 39),
@@ -267,14 +341,17 @@ pub fn translate(g: &impl GuestPhysical, p: &Paging, gva: Gva, access: Access) -
             return Err(fault(true));
         }
         // Set the accessed bit (and the dirty bit on a written leaf) the way
-        // the CPU does.
-        if !pae_top {
+        // the CPU does: atomically, and walk again if the guest changed the
+        // entry meanwhile.
+        if !pae_top && set_bits {
             let mut want = e | ACCESSED;
             if leaf && access.write {
                 want |= DIRTY;
             }
             if want != e {
-                write_entry(g, slot, wide, want)?;
+                if !update_entry(g, slot, wide, e, want)? {
+                    return Ok(None);
+                }
                 e = want;
             }
         }
@@ -286,7 +363,7 @@ pub fn translate(g: &impl GuestPhysical, p: &Paging, gva: Gva, access: Access) -
             } else {
                 e & addr_mask & !(page_size - 1)
             };
-            return Ok(Gpa(base | (gva & (page_size - 1))));
+            return Ok(Some(Gpa(base | (gva & (page_size - 1)))));
         }
         table = e & addr_mask;
         shift -= if wide { 9 } else { 10 };
@@ -475,6 +552,62 @@ pub(crate) mod tests {
             }
         });
         assert!(found);
+    }
+
+    /// Guest memory whose other vCPU rewrites one entry just before the
+    /// walker's first attempt to update an entry.
+    struct Racing<'a> {
+        g: &'a FakeGuest,
+        rewrite: std::cell::Cell<Option<(Gpa, u64)>>,
+    }
+
+    impl GuestPhysical for Racing<'_> {
+        fn frame(&self, gfn: Gfn, write: bool) -> Result<NonNull<u8>, MemFault> {
+            if write && let Some((at, value)) = self.rewrite.take() {
+                write_phys(self.g, at, &value.to_le_bytes()).unwrap();
+            }
+            self.g.frame(gfn, write)
+        }
+    }
+
+    /// Where the 4 KiB leaf entry of `va` is (4-level tables).
+    fn leaf_slot(g: &FakeGuest, root: u64, va: u64) -> Gpa {
+        let mut table = root;
+        for shift in [39, 30, 21] {
+            let e = read_entry(g, Gpa(table + ((va >> shift) & 511) * 8), true).unwrap();
+            table = e & 0x000f_ffff_ffff_f000;
+        }
+        Gpa(table + ((va >> 12) & 511) * 8)
+    }
+
+    #[test]
+    fn accessed_bits_never_overwrite_an_entry_the_guest_just_changed() {
+        let mut g = FakeGuest::with_ram(0..0x400);
+        let root;
+        {
+            let mut pt = PageTable::new(&mut g, PteFlags::WRITABLE, PteFlags::all()).unwrap();
+            root = pt.root();
+            pt.map(0x50_0000, 0x4000, 4096, PteFlags::WRITABLE, PageSize::Size4K).unwrap();
+        }
+        let slot = leaf_slot(&g, root, 0x50_0000);
+        let old = read_entry(&g, slot, true).unwrap();
+        assert_eq!(old & ACCESSED, 0);
+        // The guest moves the page to frame 7 while the walk is under way:
+        // the walk sees the change and answers with the new frame, and the
+        // entry keeps it (a plain write-back would restore frame 4).
+        let moved = (old & !0x000f_ffff_ffff_f000) | 0x7000;
+        let r = Racing { g: &g, rewrite: std::cell::Cell::new(Some((slot, moved))) };
+        assert_eq!(translate(&r, &long_mode(root), Gva(0x50_0010), Access::READ), Ok(Gpa(0x7010)));
+        assert_eq!(read_entry(&g, slot, true).unwrap(), moved | ACCESSED);
+        // The guest unmaps it instead: the walk faults, nothing is put back.
+        let r = Racing { g: &g, rewrite: std::cell::Cell::new(Some((slot, 0))) };
+        let p = long_mode(root);
+        write_phys(&g, slot, &moved.to_le_bytes()).unwrap();
+        assert_eq!(
+            translate(&r, &p, Gva(0x50_0010), Access::WRITE),
+            Err(MemFault::PageFault { gva: Gva(0x50_0010), error_code: 2 })
+        );
+        assert_eq!(read_entry(&g, slot, true).unwrap(), 0);
     }
 
     #[test]
