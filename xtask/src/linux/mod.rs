@@ -310,7 +310,7 @@ fn extract(deb: &Path, pattern: &str) -> Result<Vec<u8>, String> {
     let read = tar.stdout.take().map(|mut o| o.read_to_end(&mut bytes));
     let tar_ok = tar.wait().is_ok_and(|s| s.success());
     let dpkg_ok = dpkg.wait().is_ok_and(|s| s.success());
-    if !(tar_ok && dpkg_ok) || !matches!(read, Some(Ok(_))) || bytes.is_empty() {
+    if !tar_ok || !dpkg_ok || !matches!(read, Some(Ok(_))) || bytes.is_empty() {
         return Err(format!("no {pattern} could be taken out of {}", deb.display()));
     }
     Ok(bytes)
