@@ -279,7 +279,10 @@ fn reboot_restarts_the_machine_in_bochs() {
         .run();
     o.expect_end(End::Saw(BANNER.into()));
     o.expect_order("Rebooting (panic=reboot)", BANNER);
-    assert_eq!(o.lines_containing(BANNER).len(), 2);
+    // The second boot panics and reboots as well; on a fast host a third
+    // banner may come within the second the run goes on after the stop.
+    let banners = o.lines_containing(BANNER).len();
+    assert!(banners >= 2, "the hypervisor came up {banners} time(s), not again after the reboot");
 }
 
 /// A console the hypervisor does not have (Xen's `vga`, a second serial
