@@ -118,6 +118,12 @@ impl Counted {
     }
 }
 
+impl Default for Counted {
+    fn default() -> Counted {
+        Counted::new()
+    }
+}
+
 impl Drop for Counted {
     fn drop(&mut self) {
         DOMAIN_STRUCTS.fetch_sub(1, Ordering::AcqRel);

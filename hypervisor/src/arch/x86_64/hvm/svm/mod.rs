@@ -233,6 +233,31 @@ pub struct SvmVcpu {
     /// The host VMCB of the CPU it was switched in on (VMSAVE/VMLOAD of
     /// the host's hidden state around VMRUN).
     host_vmcb: u64,
+    /// An external interrupt chosen for the next entry, where
+    /// [`virq_delivery`] holds: the entry decides how it goes in.
+    irq_to_enter: Option<u8>,
+    /// The interrupt the current entry offers as a virtual interrupt
+    /// (V_IRQ); after the exit it was taken or goes in by EVENTINJ.
+    irq_offered: Option<u8>,
+}
+
+/// Whether external interrupts go in as virtual interrupts (V_IRQ with
+/// V_IGN_TPR, which the CPU takes when the guest's IF allows, as it would
+/// an EVENTINJ at an open window) instead of by EVENTINJ.
+///
+/// Only where the SVM implementation lacks NRIP save: QEMU's software
+/// emulation (and AMD parts before 2010, where it is just as correct).
+/// QEMU delivers an EVENTINJ interrupt inside its VMRUN but leaves the
+/// vector as its pending exception, and delivers it a second time if its
+/// execution loop is kicked before the guest's next exception or exit: an
+/// interrupt at an arbitrary later point, IF clear or not (one in three
+/// two-vCPU Linux boots crashed so with QEMU in one thread under load).
+/// A virtual interrupt takes QEMU's own interrupt path, which has no such
+/// leftover. EVENTINJ stays for exceptions, NMIs, events an exit cut short,
+/// and an interrupt whose entry also asks for an interrupt window (the
+/// window uses V_IRQ itself).
+fn virq_delivery() -> bool {
+    !features().nrip_save
 }
 
 // SAFETY: the VMCB page belongs to this vCPU; it is only touched by the CPU
@@ -354,7 +379,59 @@ impl SvmVcpu {
         vmcb.write_u64(DR6, 0xffff_0ff0);
         vmcb.write_u64(DR7, 0x400);
         vmcb.write_u64(EFER, EFER_SVME);
-        Ok(SvmVcpu { vmcb_phys, vmcb, asid, flush: true, shared_asid: shared, last_cpu: None, host_vmcb: 0 })
+        Ok(SvmVcpu {
+            vmcb_phys,
+            vmcb,
+            asid,
+            flush: true,
+            shared_asid: shared,
+            last_cpu: None,
+            host_vmcb: 0,
+            irq_to_enter: None,
+            irq_offered: None,
+        })
+    }
+
+    /// Puts the chosen external interrupt into this entry: as a virtual
+    /// interrupt, or by EVENTINJ when the entry also wants an interrupt
+    /// window; kept for a later entry while EVENTINJ holds another event.
+    fn enter_interrupt(&mut self, vector: u8) {
+        if self.vmcb.read_u64(EVENTINJ) & EVENT_VALID != 0 {
+            self.irq_to_enter = Some(vector);
+        } else if self.vmcb.read_u32(INTERCEPT_MISC1) & I1_VINTR != 0 {
+            self.vmcb.write_u64(EVENTINJ, EVENT_VALID | vector as u64);
+        } else {
+            let v = self.vmcb.read_u64(V_INTR) & !V_INTR_VECTOR_MASK;
+            let offer = V_IRQ | V_INTR_PRIO_MAX | V_IGN_TPR | (vector as u64) << V_INTR_VECTOR_SHIFT;
+            self.vmcb.write_u64(V_INTR, v | offer);
+            self.irq_offered = Some(vector);
+        }
+    }
+
+    /// After an exit from an entry that offered `vector` as a virtual
+    /// interrupt: if the guest did not take it, or the exit cut its
+    /// delivery short (`cut_short`, QEMU's EXITINTINFO for it), it goes in
+    /// by EVENTINJ at the next entry, unless another event the exit cut
+    /// short must go first (then it waits for a later entry).
+    fn settle_offered_interrupt(&mut self, vector: u8, cut_short: Option<u64>) {
+        let v = self.vmcb.read_u64(V_INTR);
+        let not_taken = v & V_IRQ != 0;
+        if not_taken {
+            self.vmcb.write_u64(V_INTR, v & !(V_IRQ | V_INTR_PRIO_MAX | V_IGN_TPR | V_INTR_VECTOR_MASK));
+        }
+        match cut_short {
+            Some(e) if e & 0xff == vector as u64 && e & EVENT_TYPE_MASK != EVENT_TYPE_NMI => {
+                self.vmcb.write_u64(EVENTINJ, EVENT_VALID | vector as u64);
+            }
+            Some(e) => {
+                self.vmcb.write_u64(EVENTINJ, e);
+                if not_taken {
+                    self.irq_to_enter = Some(vector);
+                }
+            }
+            None if not_taken => self.vmcb.write_u64(EVENTINJ, EVENT_VALID | vector as u64),
+            None => {}
+        }
     }
 
     pub fn asid(&self) -> u32 {
@@ -470,6 +547,8 @@ impl VendorVcpu for SvmVcpu {
         }
         v.write_u64(V_INTR, V_INTR_MASKING);
         self.set_interrupt_window(false);
+        self.irq_to_enter = None;
+        self.irq_offered = None;
         self.flush = true;
     }
 
@@ -479,10 +558,15 @@ impl VendorVcpu for SvmVcpu {
         self.vmcb.read_u64(RFLAGS) & (1 << 9) != 0
             && self.vmcb.read_u64(INTERRUPT_STATE) & 1 == 0
             && self.vmcb.read_u64(EVENTINJ) & EVENT_VALID == 0
+            && self.irq_to_enter.is_none()
     }
 
     fn inject_interrupt(&mut self, vector: u8) {
-        self.vmcb.write_u64(EVENTINJ, EVENT_VALID | vector as u64);
+        if virq_delivery() {
+            self.irq_to_enter = Some(vector);
+        } else {
+            self.vmcb.write_u64(EVENTINJ, EVENT_VALID | vector as u64);
+        }
     }
 
     /// Exit as soon as the guest can take an interrupt: a virtual
@@ -651,6 +735,9 @@ impl VendorVcpu for SvmVcpu {
 
     /// Runs the guest until the next exit.
     fn run(&mut self, regs: &mut GuestRegs) -> VmExit {
+        if let Some(vector) = self.irq_to_enter.take() {
+            self.enter_interrupt(vector);
+        }
         self.vmcb.write_u64(RAX, regs.rax);
         self.vmcb.write_u64(RSP, regs.rsp);
         let tlb = if self.flush || self.shared_asid {
@@ -672,7 +759,10 @@ impl VendorVcpu for SvmVcpu {
         regs.rsp = self.vmcb.read_u64(RSP);
         // An event the exit interrupted must still be delivered.
         let pending = self.vmcb.read_u64(EXITINTINFO);
-        if pending & EVENT_VALID != 0 {
+        let cut_short = pending & EVENT_VALID != 0;
+        if let Some(vector) = self.irq_offered.take() {
+            self.settle_offered_interrupt(vector, cut_short.then_some(pending));
+        } else if cut_short {
             self.vmcb.write_u64(EVENTINJ, pending);
         }
         self.exit()

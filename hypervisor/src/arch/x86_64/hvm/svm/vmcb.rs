@@ -95,6 +95,9 @@ pub const V_INTR_MASKING: u64 = 1 << 24;
 pub const V_IRQ: u64 = 1 << 8;
 pub const V_INTR_PRIO_MAX: u64 = 0xf << 16;
 pub const V_IGN_TPR: u64 = 1 << 20;
+/// V_INTR_VECTOR, the byte after the interrupt control word.
+pub const V_INTR_VECTOR_SHIFT: u32 = 32;
+pub const V_INTR_VECTOR_MASK: u64 = 0xff << V_INTR_VECTOR_SHIFT;
 pub const NP_ENABLE: u64 = 1;
 
 pub const TLB_NOTHING: u8 = 0;
@@ -141,6 +144,7 @@ pub const EVENT_TYPE_INTR: u64 = 0 << 8;
 pub const EVENT_TYPE_NMI: u64 = 2 << 8;
 pub const EVENT_TYPE_EXCEPTION: u64 = 3 << 8;
 pub const EVENT_TYPE_SOFT_INT: u64 = 4 << 8;
+pub const EVENT_TYPE_MASK: u64 = 7 << 8;
 
 /// A segment register as the VMCB stores it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
