@@ -76,9 +76,6 @@ pub struct Boot {
     stop_on: Vec<Stop>,
     /// What to type on the serial line, each after some texts (QEMU only).
     typing: Vec<(Vec<String>, Vec<u8>)>,
-    /// QEMU emulates all CPUs in one thread (set with a Linux guest; see
-    /// `Qemu::tcg_single_thread`).
-    tcg_single_thread: bool,
     expected: Provoked,
 }
 
@@ -120,7 +117,6 @@ impl Boot {
             timeout: Duration::from_secs(timeout),
             stop_on: vec![vec![(HALTED.to_string(), 1)], vec![(PANIC_HALTED.to_string(), 1)]],
             typing: Vec::new(),
-            tcg_single_thread: false,
             expected: Provoked::default(),
         }
     }
@@ -163,10 +159,8 @@ impl Boot {
 
     /// The Linux guest (`cargo xtask guests`) as a `domu` module with
     /// `options` (xl's names), followed by its initramfs.
-    /// QEMU then emulates its CPUs in one thread (`Qemu::tcg_single_thread`).
-    pub fn linux(mut self, options: &str) -> Boot {
+    pub fn linux(self, options: &str) -> Boot {
         let g = linux();
-        self.tcg_single_thread = true;
         self.module(&g.kernel, &format!("domu {options}")).module(&g.initramfs, "ramdisk")
     }
 
@@ -250,7 +244,6 @@ impl Boot {
                 q.cpus = self.cpus;
                 q.memory_mib = self.memory_mib;
                 q.accel = Accel::Tcg;
-                q.tcg_single_thread = self.tcg_single_thread;
                 q.shutdown_log = Some(shutdown_log.clone());
                 let (stdin, stdout) = if self.typing.is_empty() {
                     q.serial = Serial::File(serial.clone());

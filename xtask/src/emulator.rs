@@ -36,18 +36,6 @@ pub struct Qemu {
     pub serial: Serial,
     /// `-icount shift=0,sleep=off`: one virtual ns per instruction.
     pub icount: bool,
-    /// Under TCG, emulate every CPU in one host thread (`thread=single`)
-    /// instead of one thread each. QEMU 7.2's multi-threaded TCG, with
-    /// guests running on two CPUs at once under nested paging, now and then
-    /// runs a guest with state that is not its own: in about one in twenty
-    /// two-Linux boots under host load, a #VMEXIT stored the hypervisor's
-    /// state (its RIP right after VMRUN, its CR3) as the guest's, or the
-    /// guest took an instruction-fetch #PF at an address its page tables
-    /// map, though the VMCB and every CPU's host save area were checked
-    /// distinct before each VMRUN. With `thread=single` none of 80 such
-    /// boots failed. Short test guests have not met it; Linux domains get
-    /// one thread.
-    pub tcg_single_thread: bool,
     pub gdb_port: Option<u16>,
     /// `-S`: wait for the debugger before the first instruction.
     pub wait_for_gdb: bool,
@@ -73,7 +61,6 @@ impl Qemu {
             accel: Accel::Auto,
             serial: Serial::Stdio,
             icount: false,
-            tcg_single_thread: false,
             gdb_port: None,
             wait_for_gdb: false,
             shutdown_log: None,
@@ -95,8 +82,7 @@ impl Qemu {
         if self.uses_kvm() {
             c.args(["-accel", "kvm", "-cpu", "host"]);
         } else {
-            let accel = if self.tcg_single_thread { "tcg,thread=single" } else { "tcg" };
-            c.args(["-accel", accel, "-cpu", TCG_CPU]);
+            c.args(["-accel", "tcg", "-cpu", TCG_CPU]);
         }
         c.args(["-machine", "pc"]);
         c.args(["-smp", &self.cpus.to_string()]);
@@ -402,20 +388,6 @@ pub fn wait(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tcg_runs_in_one_thread_only_when_asked() {
-        let args = |single: bool| {
-            let mut q = Qemu::new(PathBuf::from("x.iso"));
-            q.accel = Accel::Tcg;
-            q.tcg_single_thread = single;
-            let c = q.command().unwrap();
-            c.get_args().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>()
-        };
-        let accel = |a: &[String]| a[a.iter().position(|x| x == "-accel").unwrap() + 1].clone();
-        assert_eq!(accel(&args(false)), "tcg");
-        assert_eq!(accel(&args(true)), "tcg,thread=single");
-    }
 
     #[test]
     fn serial_log_survives_the_file_being_reopened() {

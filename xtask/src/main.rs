@@ -169,17 +169,11 @@ fn run(o: &Opts) -> Result<(), String> {
     q.memory_mib = o.memory.unwrap_or(512);
     q.accel = o.accel.unwrap_or(Accel::Auto);
     q.serial = Serial::Stdio;
-    // A Linux domain on two vCPUs meets QEMU's multi-threaded TCG defect.
-    q.tcg_single_thread = o.linux;
     q.gdb_port = o.gdb;
     q.wait_for_gdb = o.gdb_wait;
     eprintln!(
         "xtask: QEMU with {} ({} CPUs, {} MiB{}); Ctrl-A X quits",
-        if q.uses_kvm() {
-            "KVM, -cpu host".to_string()
-        } else {
-            format!("TCG{}, -cpu {}", if q.tcg_single_thread { " in one thread" } else { "" }, xtask::emulator::TCG_CPU)
-        },
+        if q.uses_kvm() { "KVM, -cpu host".to_string() } else { format!("TCG, -cpu {}", xtask::emulator::TCG_CPU) },
         q.cpus,
         q.memory_mib,
         if q.uefi { ", UEFI" } else { "" }
