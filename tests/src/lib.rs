@@ -17,16 +17,19 @@ use xtask::images::{IsoSpec, Module, make_iso};
 
 pub use xtask::images::Images;
 
-fn env_path(name: &str) -> PathBuf {
+/// The path in environment variable `name`, which `cargo xtask test`
+/// sets; `unset` says why it may not be.
+fn env_path(name: &str, unset: &str) -> PathBuf {
     match std::env::var_os(name) {
         Some(p) => PathBuf::from(p),
-        None => panic!("{name} is not set: run the integration tests through `cargo xtask test`"),
+        None => panic!("{name} is not set: {unset}"),
     }
 }
 
 /// The images `cargo xtask test` built.
 pub fn images() -> Images {
-    Images { hypervisor: env_path("HV_HYPERVISOR"), dom0: env_path("HV_DOM0"), guests: env_path("HV_GUESTS") }
+    let get = |name| env_path(name, "run the integration tests through `cargo xtask test`");
+    Images { hypervisor: get("HV_HYPERVISOR"), dom0: get("HV_DOM0"), guests: get("HV_GUESTS") }
 }
 
 /// The Linux guest `cargo xtask test` prepared.
@@ -39,12 +42,8 @@ pub struct Linux {
 /// `cargo xtask test` fetched; without it a Linux test fails (xtask skips
 /// them, saying why, when the guest cannot be had).
 pub fn linux() -> Linux {
-    let get = |name: &str| match std::env::var_os(name) {
-        Some(p) => PathBuf::from(p),
-        None => panic!(
-            "{name} is not set: the Linux guest was not prepared (`cargo xtask guests` fetches it and says why not)"
-        ),
-    };
+    let get =
+        |name| env_path(name, "the Linux guest was not prepared (`cargo xtask guests` fetches it and says why not)");
     Linux { kernel: get(xtask::linux::ENV_KERNEL), initramfs: get(xtask::linux::ENV_INITRAMFS) }
 }
 

@@ -44,13 +44,12 @@ pub fn poll_serial_input() {
                 deliver_input(focus, &core::mem::take(&mut out));
                 *typed = 0;
                 focus = next_focus(focus);
-                focus::set(focus);
                 match focus {
-                    Some(id) => {
-                        log::info!("serial input to domain {id} (type Ctrl-A three times to switch)");
-                        show_unfinished_line(id);
+                    Some(id) => give_serial_line(id, ""),
+                    None => {
+                        focus::set(None);
+                        log::info!("serial input to the hypervisor (type Ctrl-A three times to switch)");
                     }
-                    None => log::info!("serial input to the hypervisor (type Ctrl-A three times to switch)"),
                 }
             }
             continue;
@@ -67,23 +66,28 @@ pub fn poll_serial_input() {
 /// goes to domain `id` (when it has a console ring) instead of the
 /// hypervisor.
 pub fn focus_at_boot(id: u16) {
-    let has_ring = domain::find(id).is_some_and(|d| d.console.get().is_some_and(|r| r.va != 0));
-    if has_ring {
-        focus::set(Some(id));
-        log::info!("serial input to domain {id} (serial_input={id}; type Ctrl-A three times to switch)");
-        show_unfinished_line(id);
+    if domain::find(id).is_some_and(|d| has_console(&d)) {
+        give_serial_line(id, &alloc::format!("serial_input={id}; "));
     } else {
         log::warn!("serial_input={id}: no domain {id} with a console; serial input stays with the hypervisor");
     }
 }
 
-/// The domain that now holds the serial line prints as it writes (see
-/// `ring::drain_console`): what it wrote since its last newline (a shell
-/// prompt, say) is shown now, as it wrote it.
-fn show_unfinished_line(id: u16) {
+/// Serial input goes to domain `id` (`why` opens the log line's note),
+/// which then prints as it writes (see `ring::drain_console`): what it
+/// wrote since its last newline (a shell prompt, say) is shown now, as it
+/// wrote it.
+fn give_serial_line(id: u16, why: &str) {
+    focus::set(Some(id));
+    log::info!("serial input to domain {id} ({why}type Ctrl-A three times to switch)");
     if let Some(d) = domain::find(id) {
         d.console_flush_unfinished();
     }
+}
+
+/// Whether the domain has a console ring to type into.
+fn has_console(d: &crate::domain::Domain) -> bool {
+    d.console.get().is_some_and(|r| r.va != 0)
 }
 
 fn deliver_input(focus: Option<u16>, bytes: &[u8]) {
@@ -98,8 +102,7 @@ fn deliver_input(focus: Option<u16>, bytes: &[u8]) {
 }
 
 fn next_focus(cur: Option<u16>) -> Option<u16> {
-    let mut ids: Vec<u16> =
-        domain::all().iter().filter(|d| d.console.get().is_some_and(|r| r.va != 0)).map(|d| d.id).collect();
+    let mut ids: Vec<u16> = domain::all().iter().filter(|d| has_console(d)).map(|d| d.id).collect();
     ids.sort_unstable();
     match cur {
         None => ids.first().copied(),

@@ -479,6 +479,18 @@ pub(crate) mod tests {
         Paging { cr0: CR0_PG | CR0_WP | 1, cr3, cr4: CR4_PAE, efer: EFER_LMA | (1 << 8) | EFER_NXE }
     }
 
+    /// A guest with 4 MiB of RAM and 4-level tables holding `maps`
+    /// (virtual, physical, length, flags, page size); returns it and CR3.
+    fn guest_with_tables(maps: &[(u64, u64, u64, PteFlags, PageSize)]) -> (FakeGuest, u64) {
+        let mut g = FakeGuest::with_ram(0..0x400);
+        let mut pt = PageTable::new(&mut g, PteFlags::WRITABLE, PteFlags::all()).unwrap();
+        for &(va, pa, len, flags, size) in maps {
+            pt.map(va, pa, len, flags, size).unwrap();
+        }
+        let root = pt.root();
+        (g, root)
+    }
+
     #[test]
     fn physical_copies_cross_pages_and_refuse_foreign_frames() {
         let g = FakeGuest::with_ram(0..4);
@@ -509,15 +521,11 @@ pub(crate) mod tests {
 
     #[test]
     fn four_level_walk_with_large_pages_permissions_and_ad_bits() {
-        let mut g = FakeGuest::with_ram(0..0x400);
-        let root;
-        {
-            let mut pt = PageTable::new(&mut g, PteFlags::WRITABLE, PteFlags::all()).unwrap();
-            root = pt.root();
-            pt.map(0xffff_8000_0000_0000, 0, 2 << 20, PteFlags::WRITABLE, PageSize::Size2M).unwrap();
-            pt.map(0x40_0000, 0x3000, 4096, PteFlags::empty(), PageSize::Size4K).unwrap(); // read-only
-            pt.map(0x50_0000, 0x4000, 4096, PteFlags::WRITABLE | PteFlags::NO_EXECUTE, PageSize::Size4K).unwrap();
-        }
+        let (mut g, root) = guest_with_tables(&[
+            (0xffff_8000_0000_0000, 0, 2 << 20, PteFlags::WRITABLE, PageSize::Size2M),
+            (0x40_0000, 0x3000, 4096, PteFlags::empty(), PageSize::Size4K), // read-only
+            (0x50_0000, 0x4000, 4096, PteFlags::WRITABLE | PteFlags::NO_EXECUTE, PageSize::Size4K),
+        ]);
         let p = long_mode(root);
         assert_eq!(translate(&g, &p, Gva(0xffff_8000_0012_3456), Access::READ), Ok(Gpa(0x12_3456)));
         assert_eq!(translate(&g, &p, Gva(0x40_0123), Access::READ), Ok(Gpa(0x3123)));
@@ -582,13 +590,7 @@ pub(crate) mod tests {
 
     #[test]
     fn accessed_bits_never_overwrite_an_entry_the_guest_just_changed() {
-        let mut g = FakeGuest::with_ram(0..0x400);
-        let root;
-        {
-            let mut pt = PageTable::new(&mut g, PteFlags::WRITABLE, PteFlags::all()).unwrap();
-            root = pt.root();
-            pt.map(0x50_0000, 0x4000, 4096, PteFlags::WRITABLE, PageSize::Size4K).unwrap();
-        }
+        let (g, root) = guest_with_tables(&[(0x50_0000, 0x4000, 4096, PteFlags::WRITABLE, PageSize::Size4K)]);
         let slot = leaf_slot(&g, root, 0x50_0000);
         let old = read_entry(&g, slot, true).unwrap();
         assert_eq!(old & ACCESSED, 0);
@@ -612,15 +614,11 @@ pub(crate) mod tests {
 
     #[test]
     fn virtual_copies_straddle_pages_mapped_apart() {
-        let mut g = FakeGuest::with_ram(0..0x400);
-        let root;
-        {
-            let mut pt = PageTable::new(&mut g, PteFlags::WRITABLE, PteFlags::all()).unwrap();
-            root = pt.root();
-            pt.map(0x1000, 0x9000, 4096, PteFlags::WRITABLE, PageSize::Size4K).unwrap();
-            pt.map(0x2000, 0x5000, 4096, PteFlags::WRITABLE, PageSize::Size4K).unwrap();
-            pt.map(0x3000, 0x6000, 4096, PteFlags::empty(), PageSize::Size4K).unwrap();
-        }
+        let (g, root) = guest_with_tables(&[
+            (0x1000, 0x9000, 4096, PteFlags::WRITABLE, PageSize::Size4K),
+            (0x2000, 0x5000, 4096, PteFlags::WRITABLE, PageSize::Size4K),
+            (0x3000, 0x6000, 4096, PteFlags::empty(), PageSize::Size4K),
+        ]);
         let p = long_mode(root);
         write_virt(&g, &p, Gva(0x1ffc), b"abcdefgh").unwrap();
         let mut b = [0u8; 4];

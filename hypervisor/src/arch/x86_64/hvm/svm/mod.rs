@@ -399,11 +399,10 @@ impl SvmVcpu {
         if self.vmcb.read_u64(EVENTINJ) & EVENT_VALID != 0 {
             self.irq_to_enter = Some(vector);
         } else if self.vmcb.read_u32(INTERCEPT_MISC1) & I1_VINTR != 0 {
-            self.vmcb.write_u64(EVENTINJ, EVENT_VALID | vector as u64);
+            self.inject_by_eventinj(vector);
         } else {
             let v = self.vmcb.read_u64(V_INTR) & !V_INTR_VECTOR_MASK;
-            let offer = V_IRQ | V_INTR_PRIO_MAX | V_IGN_TPR | (vector as u64) << V_INTR_VECTOR_SHIFT;
-            self.vmcb.write_u64(V_INTR, v | offer);
+            self.vmcb.write_u64(V_INTR, v | V_IRQ_OFFER | (vector as u64) << V_INTR_VECTOR_SHIFT);
             self.irq_offered = Some(vector);
         }
     }
@@ -417,11 +416,11 @@ impl SvmVcpu {
         let v = self.vmcb.read_u64(V_INTR);
         let not_taken = v & V_IRQ != 0;
         if not_taken {
-            self.vmcb.write_u64(V_INTR, v & !(V_IRQ | V_INTR_PRIO_MAX | V_IGN_TPR | V_INTR_VECTOR_MASK));
+            self.vmcb.write_u64(V_INTR, v & !(V_IRQ_OFFER | V_INTR_VECTOR_MASK));
         }
         match cut_short {
             Some(e) if e & 0xff == vector as u64 && e & EVENT_TYPE_MASK != EVENT_TYPE_NMI => {
-                self.vmcb.write_u64(EVENTINJ, EVENT_VALID | vector as u64);
+                self.inject_by_eventinj(vector);
             }
             Some(e) => {
                 self.vmcb.write_u64(EVENTINJ, e);
@@ -429,9 +428,14 @@ impl SvmVcpu {
                     self.irq_to_enter = Some(vector);
                 }
             }
-            None if not_taken => self.vmcb.write_u64(EVENTINJ, EVENT_VALID | vector as u64),
+            None if not_taken => self.inject_by_eventinj(vector),
             None => {}
         }
+    }
+
+    /// An external interrupt by EVENTINJ, at this entry.
+    fn inject_by_eventinj(&mut self, vector: u8) {
+        self.vmcb.write_u64(EVENTINJ, EVENT_VALID | EVENT_TYPE_INTR | vector as u64);
     }
 
     pub fn asid(&self) -> u32 {
@@ -565,7 +569,7 @@ impl VendorVcpu for SvmVcpu {
         if virq_delivery() {
             self.irq_to_enter = Some(vector);
         } else {
-            self.vmcb.write_u64(EVENTINJ, EVENT_VALID | vector as u64);
+            self.inject_by_eventinj(vector);
         }
     }
 
@@ -574,8 +578,7 @@ impl VendorVcpu for SvmVcpu {
     /// guest would take it (VINTR).
     fn set_interrupt_window(&mut self, on: bool) {
         let v = self.vmcb.read_u64(V_INTR);
-        let bits = V_IRQ | V_INTR_PRIO_MAX | V_IGN_TPR;
-        let want = if on { v | bits } else { v & !bits };
+        let want = if on { v | V_IRQ_OFFER } else { v & !V_IRQ_OFFER };
         if want != v {
             self.vmcb.write_u64(V_INTR, want);
         }

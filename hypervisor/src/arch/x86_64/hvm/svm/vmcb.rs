@@ -95,6 +95,9 @@ pub const V_INTR_MASKING: u64 = 1 << 24;
 pub const V_IRQ: u64 = 1 << 8;
 pub const V_INTR_PRIO_MAX: u64 = 0xf << 16;
 pub const V_IGN_TPR: u64 = 1 << 20;
+/// A virtual interrupt the guest cannot refuse by priority (V_IRQ,
+/// highest priority, TPR ignored).
+pub const V_IRQ_OFFER: u64 = V_IRQ | V_INTR_PRIO_MAX | V_IGN_TPR;
 /// V_INTR_VECTOR, the byte after the interrupt control word.
 pub const V_INTR_VECTOR_SHIFT: u32 = 32;
 pub const V_INTR_VECTOR_MASK: u64 = 0xff << V_INTR_VECTOR_SHIFT;
