@@ -127,13 +127,19 @@ mod hw {
     /// The system time at TSC value `tsc`.
     pub fn tsc_to_ns(tsc: u64) -> u64 {
         let base = BASE_TSC.load(Ordering::Relaxed);
-        BASE_NS.load(Ordering::Relaxed) + ticks_to_ns(tsc.saturating_sub(base), TSC_KHZ.load(Ordering::Relaxed))
+        BASE_NS
+            .load(Ordering::Relaxed)
+            .saturating_add(ticks_to_ns(tsc.saturating_sub(base), TSC_KHZ.load(Ordering::Relaxed)))
     }
 
     /// The TSC value at system time `ns`.
     pub fn ns_to_tsc(ns: u64) -> u64 {
         let base_ns = BASE_NS.load(Ordering::Relaxed);
-        BASE_TSC.load(Ordering::Relaxed) + ns_to_ticks(ns.saturating_sub(base_ns), TSC_KHZ.load(Ordering::Relaxed))
+        // Saturating: a guest's deadline may be u64::MAX, and a wrapped
+        // sum would aim the APIC timer in the past, over and over.
+        BASE_TSC
+            .load(Ordering::Relaxed)
+            .saturating_add(ns_to_ticks(ns.saturating_sub(base_ns), TSC_KHZ.load(Ordering::Relaxed)))
     }
 
     /// One (TSC, system time) point of the clock, for guests' pvclock.

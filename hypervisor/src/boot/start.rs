@@ -298,6 +298,7 @@ pub extern "C" fn hv_start(mbi_phys: u64, load_delta: u64) -> ! {
     }
     domain::lifecycle::boot_done();
     sched::every(crate::console::input::SERIAL_POLL_NS, crate::console::input::poll_serial_input);
+    sched::every(crate::console::ring::SERVICE_NS, crate::console::ring::service);
     hvm::run::cpu_loop::cpu_loop(0)
 }
 

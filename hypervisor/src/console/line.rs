@@ -41,6 +41,20 @@ impl LineBuffer {
         None
     }
 
+    /// Whether `b` would end a line (put would return one).
+    pub fn completes(&self, b: u8) -> bool {
+        b == b'\n' || ((b == b'\t' || (0x20..0x7f).contains(&b)) && self.len == LINE_MAX - 2)
+    }
+
+    /// Bytes held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// What is left without a newline (printed when the domain dies).
     pub fn take_rest(&mut self) -> Option<&str> {
         if self.len == 0 {

@@ -3,6 +3,7 @@
 //! serial input that goes to the domain in focus.
 
 pub mod line;
+pub mod ratelimit;
 
 #[cfg(target_os = "none")]
 pub mod focus;

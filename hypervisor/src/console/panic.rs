@@ -25,6 +25,7 @@ pub fn fatal_stop(why: fmt::Arguments<'_>) -> ! {
         cpu::halt_forever();
     }
     crate::arch::x86_64::power::stop_others();
+    crate::console::serial::go_sync();
     {
         let mut w = LockedWriter::new();
         let _ = writeln!(w, "*** {why}");
@@ -77,6 +78,7 @@ pub fn write_backtrace(out: &mut impl Write, mut rbp: u64) {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    crate::console::serial::go_sync();
     {
         let mut w = LockedWriter::new();
         let _ = write!(w, "\n*** PANIC on CPU{}: {}", percpu::cpu_index(), info.message());

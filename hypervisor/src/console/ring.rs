@@ -9,7 +9,7 @@ use crate::domain::{ConsoleRing, Domain};
 use crate::event::table::Consumer;
 use crate::mm::addr::{Gfn, Mfn};
 use crate::mm::phys::{alloc_zeroed_frame, free_frames, phys_to_virt};
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use xen_abi::{console as xc, hvm};
 
 /// Where the console ring page is in every domain (libxl's special page
@@ -59,11 +59,21 @@ fn ring_u32(va: u64, off: usize) -> &'static AtomicU32 {
 /// Prints what the domain wrote to its console ring, with its prefix,
 /// and tells it the ring has room again.
 pub fn drain_console(d: &Domain) {
+    drain(d, true);
+}
+
+/// The same for a domain shutting down: all it wrote (at most a ring's
+/// worth), whatever its allowance, so that its last words are seen.
+pub fn drain_console_final(d: &Domain) {
+    drain(d, false);
+}
+
+fn drain(d: &Domain, limited: bool) {
     let Some(ring) = served_ring(d) else { return };
     let va = ring.va;
     let cons = ring_u32(va, xc::OUT_CONS).load(Ordering::Acquire);
     let prod = ring_u32(va, xc::OUT_PROD).load(Ordering::Acquire);
-    let mut n = prod.wrapping_sub(cons);
+    let n = prod.wrapping_sub(cons);
     if n > xc::OUT_SIZE {
         log::warn!(
             "domain {} ({}): console ring indices are corrupt ({cons:#x}, {prod:#x}); output dropped",
@@ -80,6 +90,15 @@ pub fn drain_console(d: &Domain) {
     if interactive {
         d.console_flush_unfinished();
     }
+    // No more than the domain's allowance and the room on the serial
+    // line: the rest stays in its ring (the domain waits for room, as it
+    // would for a slow console daemon) until the backlog service drains
+    // it.
+    let allowed = if limited { d.console_allowance(n as u64) as u32 } else { n };
+    if allowed < n {
+        BACKLOG.store(true, Ordering::Release);
+    }
+    let mut n = allowed;
     let mut raw = [0u8; 64];
     let mut held = 0;
     let mut c = cons;
@@ -95,7 +114,7 @@ pub fn drain_console(d: &Domain) {
                 held = 0;
             }
         } else {
-            d.console_put(b);
+            d.console_put_paid(b);
         }
         c = c.wrapping_add(1);
         n -= 1;
@@ -105,6 +124,24 @@ pub fn drain_console(d: &Domain) {
     }
     ring_u32(va, xc::OUT_CONS).store(c, Ordering::Release);
     d.raise(ring.port, 0);
+}
+
+/// Some ring was left with output beyond its domain's allowance.
+static BACKLOG: AtomicBool = AtomicBool::new(false);
+
+/// How often the backlog service runs (it also sends what the serial
+/// transmit ring holds).
+pub const SERVICE_NS: u64 = 2_000_000;
+
+/// The console service, every SERVICE_NS: sends what the serial line
+/// takes, and drains rings left with output.
+pub fn service() {
+    crate::console::serial::pump();
+    if BACKLOG.swap(false, Ordering::AcqRel) {
+        for d in crate::domain::registry::all() {
+            drain_console(&d);
+        }
+    }
 }
 
 /// Serial input for domain `d`'s console: what fits in its input ring.

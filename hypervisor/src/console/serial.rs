@@ -1,5 +1,14 @@
 //! The hypervisor console: COM1 through `uart_16550`.
 //!
+//! Output goes through a transmit ring (Xen's `serial_txbufsz`): a writer
+//! copies its bytes in and sends what the UART's FIFO takes at once, and
+//! a periodic service ([`pump`]) sends the rest, so nobody waits for the
+//! line at 115200 baud (about 87 µs a byte). The hypervisor's own messages
+//! are never dropped: when the ring is full, their writer waits for room.
+//! Guests' output is kept below that by their rate limit and
+//! [`guest_room`] (see `console::guest`). A fatal error turns the console
+//! synchronous ([`go_sync`]) after sending what the ring holds.
+//!
 //! One lock serialises whole lines (and whole multi-line reports) between
 //! CPUs. The lock remembers which CPU holds it, so a fault taken while this
 //! CPU is printing can still print its report instead of deadlocking; and a
@@ -15,8 +24,46 @@ use uart_16550::backend::PioBackend;
 use uart_16550::spec::registers::{Parity, WordLength};
 use uart_16550::{BaudRate, Config, Uart16550};
 
+/// Bytes the transmit ring holds.
+const TX_SIZE: usize = 1 << 16;
+
+/// Room the ring keeps for the hypervisor's own messages: guests' output
+/// waits (a console ring) or is dropped (port 0xe9, console_io) beyond it.
+const TX_RESERVE: usize = 8 << 10;
+
+struct TxRing {
+    buf: [u8; TX_SIZE],
+    /// Bytes written and sent since boot (free-running).
+    head: usize,
+    tail: usize,
+}
+
+impl TxRing {
+    fn len(&self) -> usize {
+        self.head.wrapping_sub(self.tail)
+    }
+
+    fn room(&self) -> usize {
+        TX_SIZE - self.len()
+    }
+
+    /// Appends as much of `bytes` as fits; returns how much.
+    fn push(&mut self, bytes: &[u8]) -> usize {
+        let n = bytes.len().min(self.room());
+        for &b in &bytes[..n] {
+            self.buf[self.head % TX_SIZE] = b;
+            self.head = self.head.wrapping_add(1);
+        }
+        n
+    }
+}
+
 struct Console {
     uart: Option<Uart16550<PioBackend>>,
+    tx: TxRing,
+    /// Write straight to the UART, waiting for it (before `init`, and after
+    /// a fatal error, so that the last words get out).
+    sync: bool,
     /// Before `init`, or when the UART could not be set up: write to the
     /// standard COM1 port directly, as firmware and GRUB left it.
     raw_port: Option<u16>,
@@ -39,7 +86,13 @@ const STEAL_AFTER_SPINS: u64 = 200_000_000;
 
 static CONSOLE: ConsoleLock = ConsoleLock {
     owner: AtomicU32::new(FREE),
-    inner: UnsafeCell::new(Console { uart: None, raw_port: Some(0x3f8), port: 0x3f8 }),
+    inner: UnsafeCell::new(Console {
+        uart: None,
+        tx: TxRing { buf: [0; TX_SIZE], head: 0, tail: 0 },
+        sync: true,
+        raw_port: Some(0x3f8),
+        port: 0x3f8,
+    }),
 };
 
 /// Holds the console for a sequence of writes.
@@ -105,13 +158,95 @@ impl Console {
         self.write_raw(&bytes[start..]);
     }
 
-    fn write_raw(&mut self, bytes: &[u8]) {
-        if let Some(uart) = self.uart.as_mut() {
-            uart.send_bytes_exact(bytes);
-        } else if let Some(port) = self.raw_port {
-            raw_write(port, bytes);
+    fn write_raw(&mut self, mut bytes: &[u8]) {
+        if self.uart.is_none() {
+            if let Some(port) = self.raw_port {
+                raw_write(port, bytes);
+            }
+            return;
+        }
+        if self.sync {
+            self.drain();
+            if let Some(uart) = self.uart.as_mut() {
+                uart.send_bytes_exact(bytes);
+            }
+            return;
+        }
+        while !bytes.is_empty() {
+            let n = self.tx.push(bytes);
+            bytes = &bytes[n..];
+            if !bytes.is_empty() {
+                // Full: the hypervisor's own words wait for room.
+                self.send_one_fifo_or_wait();
+            }
+        }
+        self.pump();
+    }
+
+    /// Sends what the UART takes now without waiting.
+    fn pump(&mut self) {
+        let Some(uart) = self.uart.as_mut() else {
+            self.tx.tail = self.tx.head;
+            return;
+        };
+        while self.tx.len() > 0 {
+            let at = self.tx.tail % TX_SIZE;
+            let end = (at + self.tx.len()).min(TX_SIZE);
+            let sent = uart.send_bytes(&self.tx.buf[at..end]);
+            if sent == 0 {
+                break;
+            }
+            self.tx.tail = self.tx.tail.wrapping_add(sent);
         }
     }
+
+    /// Sends at least one FIFO's worth, waiting (bounded) for the UART.
+    fn send_one_fifo_or_wait(&mut self) {
+        let before = self.tx.len();
+        for _ in 0..1_000_000 {
+            self.pump();
+            if self.tx.len() < before {
+                return;
+            }
+            core::hint::spin_loop();
+        }
+        // A UART that never empties: drop the oldest rather than hang.
+        self.tx.tail = self.tx.tail.wrapping_add(before.min(64));
+    }
+
+    /// Sends everything the ring holds, waiting for the UART.
+    fn drain(&mut self) {
+        while self.tx.len() > 0 {
+            self.send_one_fifo_or_wait();
+        }
+    }
+}
+
+/// Sends what the UART takes now of the transmit ring (the periodic
+/// service; writers do it too).
+pub fn pump() {
+    let mut w = LockedWriter::new();
+    w.console().pump();
+}
+
+/// Room in the transmit ring for a guest's output, keeping the
+/// hypervisor's reserve.
+pub fn guest_room() -> usize {
+    let mut w = LockedWriter::new();
+    let c = w.console();
+    if c.uart.is_none() || c.sync {
+        return usize::MAX;
+    }
+    c.tx.room().saturating_sub(TX_RESERVE)
+}
+
+/// Sends what the ring holds and writes synchronously from now on: for a
+/// fatal error's report.
+pub fn go_sync() {
+    let mut w = LockedWriter::new();
+    let c = w.console();
+    c.drain();
+    c.sync = true;
 }
 
 /// Writes by polling the UART's line-status register, with a bounded wait
@@ -167,6 +302,7 @@ pub fn init(cfg: &SerialConfig, enabled: bool) -> Result<u32, &'static str> {
         Ok(()) => {
             con.uart = Some(uart);
             con.raw_port = None;
+            con.sync = false;
             Ok(baud)
         }
         Err(_) => {
@@ -194,6 +330,7 @@ pub fn flush() {
     let port = {
         let mut w = LockedWriter::new();
         let c = w.console();
+        c.drain();
         if c.uart.is_some() || c.raw_port.is_some() { Some(c.port) } else { None }
     };
     if let Some(p) = port {

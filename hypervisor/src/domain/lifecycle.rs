@@ -13,7 +13,7 @@ use crate::arch::x86_64::hvm::vendor::VendorVcpu;
 use crate::arch::x86_64::hvm::vlapic::VLapic;
 use crate::arch::x86_64::hvm::{self as arch_hvm, HvmVcpu};
 use crate::cmdline::ExitAction;
-use crate::console::line::LineBuffer;
+use crate::console::ratelimit::GuestOutput;
 use crate::domain::build::pvh::{self, BuildSpec, PvhError};
 use crate::memory::guest_mem;
 use crate::memory::physmap::{DomainMemory, OutOfMemory, populate};
@@ -339,6 +339,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
     let nr = vcpus.len() as u32;
     let dom = Arc::new(Domain {
         id: spec.id,
+        serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
         name: spec.name.clone(),
         privileged: spec.privileged,
         handle,
@@ -354,7 +355,6 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
             params: [0; hvm::NR_PARAMS as usize],
             shared_info_mfn: Mfn::of_phys(shared_info),
             shared_info_gfn: None,
-            console: LineBuffer::new(),
             shutdown_code: None,
             p2m_gen: 0,
             max_pages: pages,
@@ -372,6 +372,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
         pollers: AtomicU32::new(0),
         callback_vector: AtomicU8::new(0),
         console: spin::Once::new(),
+        console_out: Mutex::new(GuestOutput::default()),
         counted: super::state::Counted::new(),
     });
     // Each subsystem's part; a domain one of them refuses is undone (what
@@ -389,13 +390,17 @@ impl Domain {
         if self.inner.lock().state != DomainState::Running {
             return;
         }
-        crate::console::ring::drain_console(self);
+        crate::console::ring::drain_console_final(self);
+        if let Some((rest, n)) = self.console_take_unfinished() {
+            log::info!("(d{}) {}", self.id, core::str::from_utf8(&rest[..n]).unwrap_or(""));
+        }
+        let dropped = core::mem::take(&mut self.console_out.lock().dropped);
+        if dropped > 0 {
+            log::warn!("(d{}) [{dropped} lines dropped: over the domain's console rate limit]", self.id);
+        }
         let mut i = self.inner.lock();
         if i.state != DomainState::Running {
             return;
-        }
-        if let Some(rest) = i.console.take_rest() {
-            log::info!("(d{}) {rest}", self.id);
         }
         self.running.store(false, Ordering::Release);
         for v in &self.vcpus {
@@ -448,4 +453,8 @@ pub fn destroy(dom: &Arc<Domain>) {
     // them).
     registry::remove(dom.id);
     unit::tear_down(&UNITS, dom);
+    crate::sched::forget_timers(dom.serial);
 }
+
+/// The next domain's `serial` (0 is the hypervisor's own timers).
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);

@@ -5,7 +5,8 @@
 
 use super::vcpu::{VcpuShared, vflags};
 use crate::arch::x86_64::hvm::npt::{Npt, P2mType};
-use crate::console::line::LineBuffer;
+use crate::console::line::LINE_MAX;
+use crate::console::ratelimit::GuestOutput;
 use crate::mm::addr::{Gfn, Mfn};
 use crate::mm::phys::{free_frames, phys_to_virt};
 use crate::util::cpumask::CpuMask;
@@ -47,7 +48,6 @@ pub struct DomainInner {
     pub params: [u64; hvm::NR_PARAMS as usize],
     pub shared_info_mfn: Mfn,
     pub shared_info_gfn: Option<Gfn>,
-    pub console: LineBuffer,
     pub shutdown_code: Option<u8>,
     /// Changes whenever a guest frame is remapped or removed.
     pub p2m_gen: u64,
@@ -57,8 +57,16 @@ pub struct DomainInner {
     pub unplaced: Vec<(Mfn, u64)>,
 }
 
+/// What the hypervisor adds to a line a domain prints (timestamp, CPU,
+/// level, "(dN) ", the line end), for the rate limit and the room check.
+const LINE_PREFIX: usize = 32;
+
 pub struct Domain {
     pub id: u16,
+    /// Unique for the machine's life (domain ids are reused): what
+    /// hypervisor work queued for a domain (timers, say) checks that it
+    /// still finds the same domain.
+    pub serial: u64,
     pub name: String,
     pub privileged: bool,
     pub handle: [u8; 16],
@@ -94,6 +102,9 @@ pub struct Domain {
     pub callback_vector: AtomicU8,
     /// The console ring (`console::ring` sets it up with the domain).
     pub console: spin::Once<ConsoleRing>,
+    /// Its console output on the way to the serial line (a lock of its
+    /// own: nothing is printed with the domain's other locks held).
+    pub console_out: Mutex<GuestOutput>,
     /// Counts the domain among those not yet dropped. The last field, so
     /// dropped after everything the domain holds.
     pub counted: Counted,
@@ -146,21 +157,82 @@ impl Domain {
         self.running.load(Ordering::Acquire)
     }
 
-    /// One character of the domain's console output, printed a line at a
-    /// time with the domain's prefix.
-    pub fn console_put(&self, byte: u8) {
-        let mut i = self.inner.lock();
-        if let Some(line) = i.console.put(byte) {
-            log::info!("(d{}) {line}", self.id);
-        }
+    /// One character of the domain's console output (port 0xe9,
+    /// console_io), printed a line at a time with the domain's prefix.
+    /// False when the serial line has no room for the line it would end:
+    /// the caller offers it again later (the guest waits, as it would for
+    /// a slow UART, but in guest mode, not holding the CPU). Lines beyond
+    /// the domain's rate limit are dropped and counted.
+    pub fn console_put(&self, byte: u8) -> bool {
+        self.console_byte(byte, false)
     }
 
-    /// Writes what the console line buffer holds (no newline yet) as it
-    /// is, for a domain that now holds the serial line.
+    /// The same for output already paid for (what `console::ring` took
+    /// from the ring within the allowance and the room): always taken.
+    pub fn console_put_paid(&self, byte: u8) {
+        self.console_byte(byte, true);
+    }
+
+    fn console_byte(&self, byte: u8, paid: bool) -> bool {
+        let mut line = [0u8; LINE_MAX];
+        let n = {
+            let mut c = self.console_out.lock();
+            if !paid && c.line.completes(byte) && crate::console::serial::guest_room() < c.line.len() + 1 + LINE_PREFIX
+            {
+                return false;
+            }
+            let Some(l) = c.line.put(byte) else { return true };
+            line[..l.len()].copy_from_slice(l.as_bytes());
+            l.len()
+        };
+        // Printed after the lock is let go.
+        self.print_console_line(core::str::from_utf8(&line[..n]).unwrap_or(""), paid);
+        true
+    }
+
+    fn print_console_line(&self, line: &str, paid: bool) {
+        let cost = (line.len() + LINE_PREFIX) as u64;
+        let dropped = {
+            let mut c = self.console_out.lock();
+            if !paid && !c.bucket.take(cost, crate::time::now_ns()) {
+                c.dropped += 1;
+                return;
+            }
+            core::mem::take(&mut c.dropped)
+        };
+        if dropped > 0 {
+            log::warn!("(d{}) [{dropped} lines dropped: over the domain's console rate limit]", self.id);
+        }
+        log::info!("(d{}) {line}", self.id);
+    }
+
+    /// Bytes of console output the domain may send now (its allowance and
+    /// the room in the serial transmit ring), taken from its allowance.
+    pub fn console_allowance(&self, wanted: u64) -> u64 {
+        // A whole line's prefix for every line it could end is too much to
+        // reserve; a line's worth of slack covers the usual case, and a
+        // writer finding the ring full waits briefly for room.
+        let room = (crate::console::serial::guest_room() as u64).saturating_sub((LINE_MAX + LINE_PREFIX) as u64);
+        let mut c = self.console_out.lock();
+        let n = wanted.min(room).min(c.bucket.available(crate::time::now_ns()));
+        c.bucket.take(n, crate::time::now_ns());
+        n
+    }
+
+    /// What the console line buffer holds (no newline yet), for a domain
+    /// that now holds the serial line, or dies.
+    pub fn console_take_unfinished(&self) -> Option<([u8; LINE_MAX], usize)> {
+        let mut c = self.console_out.lock();
+        let rest = c.line.take_rest()?;
+        let mut out = [0u8; LINE_MAX];
+        out[..rest.len()].copy_from_slice(rest.as_bytes());
+        Some((out, rest.len()))
+    }
+
+    /// Writes what the console line buffer holds as it is.
     pub fn console_flush_unfinished(&self) {
-        let mut i = self.inner.lock();
-        if let Some(rest) = i.console.take_rest() {
-            crate::console::serial::write_bytes(rest.as_bytes());
+        if let Some((b, n)) = self.console_take_unfinished() {
+            crate::console::serial::write_bytes(&b[..n]);
         }
     }
 
@@ -185,26 +257,28 @@ impl Domain {
     pub fn register_vcpu_info(&self, id: u32, gfn: Gfn, offset: u32) -> Result<(), i64> {
         use xen_abi::errno::*;
         let v = self.vcpu(id).ok_or(-ENOENT)?;
-        if offset as usize + xs::VCPU_INFO_SIZE > 4096 {
-            return Err(-EINVAL);
+        // Xen 4.17's map_vcpu_info: inside the page, and aligned, which
+        // the atomics on its words need (8 bytes: every word of it is
+        // changed as a u64).
+        if offset as usize > 4096 - xs::VCPU_INFO_SIZE || offset % 8 != 0 {
+            return Err(-ENXIO);
         }
+        // Held throughout, so that two vCPUs registering at once cannot
+        // both take a frame reference and leave one behind.
+        let mut registered = v.vcpu_info.lock();
         // Registered already: Xen's map_vcpu_info answers -EINVAL.
-        if v.vcpu_info.lock().is_some() {
+        if registered.is_some() {
             return Err(-EINVAL);
         }
         // The frame must be the domain's RAM; it is referenced while
         // registered, so that ballooning it out cannot free it.
-        let mfn = {
+        let (mfn, dst) = {
             let i = self.inner.lock();
-            match i.p2m.as_ref().and_then(|p| p.lookup(gfn)) {
-                Some((mfn, P2mType::Ram)) => {
-                    crate::memory::frame_ref::frame_get(mfn);
-                    mfn
-                }
-                _ => return Err(-EINVAL),
-            }
+            let Some((mfn, P2mType::Ram)) = i.p2m.as_ref().and_then(|p| p.lookup(gfn)) else { return Err(-EINVAL) };
+            let dst = phys_to_virt(mfn.phys() + offset as u64).ok_or(-EINVAL)? as *mut u8;
+            crate::memory::frame_ref::frame_get(mfn);
+            (mfn, dst)
         };
-        let dst = phys_to_virt(mfn.phys() + offset as u64).ok_or(-EINVAL)? as *mut u8;
         let mut cur = [0u8; xs::VCPU_INFO_SIZE];
         if let Some(src) = self.vcpu_info_ptr(id) {
             // SAFETY: both point at 64 bytes of domain memory (checked).
@@ -212,7 +286,7 @@ impl Domain {
         }
         // SAFETY: as above.
         unsafe { core::ptr::copy_nonoverlapping(cur.as_ptr(), dst, cur.len()) };
-        *v.vcpu_info.lock() = Some((gfn, offset, mfn));
+        *registered = Some((gfn, offset, mfn));
         v.vcpu_info_va.store(dst as u64, Ordering::Release);
         v.set_flag(vflags::TIME);
         Ok(())

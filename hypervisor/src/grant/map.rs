@@ -92,7 +92,8 @@ pub fn grant_map(me: &Arc<Domain>, op: &MapGrantRef, granter: u16, deferred: &mu
     let readonly = op.flags & GNTMAP_READONLY != 0;
     let gfn = Gpa(op.host_addr).gfn();
     // A handle first (Xen: GNTST_no_space before the reference is looked at).
-    let placeholder = Mapping { granter: granter.id, gref: op.gref, readonly, gfn, mfn: Mfn(0) };
+    let placeholder =
+        Mapping { granter: granter.id, granter_serial: granter.serial, gref: op.gref, readonly, gfn, mfn: Mfn(0) };
     let Some(handle) = me.grants.lock().add_mapping(placeholder) else { return (GNTST_NO_SPACE, 0) };
     let mfn = match acquire(&granter, op.gref, me.id, readonly, false) {
         Ok(mfn) => mfn,
@@ -103,11 +104,13 @@ pub fn grant_map(me: &Arc<Domain>, op: &MapGrantRef, granter: u16, deferred: &mu
     };
     // Into the mapper's p2m: over nothing or its own RAM (which it gives
     // up, as Xen's physmap replacement does), never over another mapping
-    // or a hypervisor page.
+    // or a hypervisor page. The mapping is placed and recorded under the
+    // mapper's grants lock, so an unmap sees both or neither.
     let placed = {
+        let mut g = me.grants.lock();
         let mut i = me.inner.lock();
         let t = if readonly { P2mType::GrantRo } else { P2mType::GrantRw };
-        match i.p2m.as_mut() {
+        let placed = match i.p2m.as_mut() {
             Some(p2m) if gfn.0 >> (GPA_BITS - 12) == 0 && replaceable(p2m.lookup(gfn)) => match p2m.set(gfn, mfn, t) {
                 Ok(old) => {
                     if let Some((old_mfn, ot)) = old
@@ -122,21 +125,32 @@ pub fn grant_map(me: &Arc<Domain>, op: &MapGrantRef, granter: u16, deferred: &mu
                 Err(_) => false,
             },
             _ => false,
+        };
+        if placed {
+            g.set_mapping(
+                handle,
+                Mapping { granter: granter.id, granter_serial: granter.serial, gref: op.gref, readonly, gfn, mfn },
+            );
+        } else {
+            g.remove_mapping(handle);
         }
+        placed
     };
     if !placed {
         release(Some(&granter), op.gref, readonly, mfn);
-        me.grants.lock().remove_mapping(handle);
         return (GNTST_GENERAL_ERROR, 0);
     }
-    me.grants.lock().set_mapping(handle, Mapping { granter: granter.id, gref: op.gref, readonly, gfn, mfn });
     (GNTST_OKAY, handle)
 }
 
 /// GNTTABOP_unmap_grant_ref: the mapping goes at once; the pin and the
 /// frame reference after every vCPU of `me` has dropped its translations.
 pub fn grant_unmap(me: &Domain, op: &UnmapGrantRef, deferred: &mut Vec<Deferred>) -> i16 {
-    let Some(m) = me.grants.lock().mapping(op.handle) else { return GNTST_BAD_HANDLE };
+    // One lock section from the handle's lookup to its removal: two vCPUs
+    // unmapping one handle (while a third maps the same grant at the same
+    // place again) must not both clear an entry and both queue an unpin.
+    let mut g = me.grants.lock();
+    let Some(m) = g.mapping(op.handle) else { return GNTST_BAD_HANDLE };
     // No address: Xen unmaps nothing and says it is fine (the mapping and
     // its handle stay).
     if op.host_addr == 0 {
@@ -157,14 +171,23 @@ pub fn grant_unmap(me: &Domain, op: &UnmapGrantRef, deferred: &mut Vec<Deferred>
         }
         i.p2m_gen += 1;
     }
-    me.grants.lock().remove_mapping(op.handle);
-    deferred.push(Deferred::Unpin { granter: m.granter, gref: m.gref, readonly: m.readonly, mfn: m.mfn });
+    if g.remove_mapping(op.handle).is_some() {
+        deferred.push(Deferred::Unpin {
+            granter: m.granter,
+            serial: m.granter_serial,
+            gref: m.gref,
+            readonly: m.readonly,
+            mfn: m.mfn,
+        });
+    }
     GNTST_OKAY
 }
 
 /// Work left for after the TLB flush that an unmap needs.
-pub fn unpin_after_flush(granter: u16, gref: u32, readonly: bool, mfn: Mfn) {
-    let g = domain::find(granter);
+pub fn unpin_after_flush(granter: u16, serial: u64, gref: u32, readonly: bool, mfn: Mfn) {
+    // A granter that is gone (its id perhaps given to a new domain) has no
+    // pin left to drop; the frame reference goes either way.
+    let g = domain::find(granter).filter(|g| g.serial == serial);
     release(g.as_deref(), gref, readonly, mfn);
 }
 
@@ -173,7 +196,7 @@ pub fn unpin_after_flush(granter: u16, gref: u32, readonly: bool, mfn: Mfn) {
 pub fn release_mappings(me: &Domain) {
     let maps = me.grants.lock().take_mappings();
     for m in maps {
-        unpin_after_flush(m.granter, m.gref, m.readonly, m.mfn);
+        unpin_after_flush(m.granter, m.granter_serial, m.gref, m.readonly, m.mfn);
     }
 }
 

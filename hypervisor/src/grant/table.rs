@@ -53,6 +53,9 @@ impl Active {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mapping {
     pub granter: u16,
+    /// The granter's `Domain::serial`: domain ids are reused, and the pin
+    /// must be dropped on the domain that granted it, not a newer one.
+    pub granter_serial: u64,
     pub gref: u32,
     pub readonly: bool,
     /// Where it is mapped in the mapping domain (guest frame).
@@ -393,7 +396,7 @@ mod tests {
     #[test]
     fn maptrack_handles_are_reused_and_bounded() {
         let (mut g, _p) = table(1);
-        let m = Mapping { granter: 1, gref: 3, readonly: false, gfn: Gfn(0x2000), mfn: Mfn(0x55) };
+        let m = Mapping { granter: 1, granter_serial: 1, gref: 3, readonly: false, gfn: Gfn(0x2000), mfn: Mfn(0x55) };
         let handles: Vec<u32> = (0..8).map(|_| g.add_mapping(m).unwrap()).collect();
         assert_eq!(handles, (0..8).collect::<Vec<_>>());
         assert_eq!(g.add_mapping(m), None, "maptrack full");

@@ -9,8 +9,9 @@ use xen_abi::errno::*;
 /// What console_io needs of the caller.
 pub trait ConsoleEnv: Guest {
     /// One character of the caller's console output (line-buffered by the
-    /// callee).
-    fn console_put(&mut self, byte: u8);
+    /// callee); false when the serial line has no room for the line it
+    /// would end (offer it again later).
+    fn console_put(&mut self, byte: u8) -> bool;
 }
 
 /// Bytes of `console_io` output handled per call before it continues.
@@ -39,8 +40,13 @@ pub fn console_io<E: ConsoleEnv>(env: &mut E, args: &Args) -> Outcome {
         if let Err(e) = buf.at(done).read_bytes(env, &mut chunk[..n]) {
             return Outcome::Done(e);
         }
-        for &c in &chunk[..n] {
-            env.console_put(c);
+        for (k, &c) in chunk[..n].iter().enumerate() {
+            if !env.console_put(c) {
+                // The serial line is full: continue from this byte, so the
+                // guest waits in its hypercall, not holding the CPU.
+                let at = done + k as u64;
+                return Outcome::Continue([cmd, count - at, buf.at(at).addr().0, a[3], a[4]]);
+            }
         }
         done += n as u64;
     }
@@ -73,6 +79,16 @@ mod tests {
             call(&mut f, nr::CONSOLE_IO, [0, n - done, 0x1000 + done, 0, 0]),
             Outcome::Continue([0, n - 2 * done, 0x1000 + 2 * done, 0, 0])
         );
+        // A full serial line: the call continues from the first byte not
+        // taken (the guest waits in its hypercall).
+        f.console.clear();
+        f.console_room = 3;
+        f.put(0x100, b"hello\n");
+        assert_eq!(call(&mut f, nr::CONSOLE_IO, [0, 6, 0x100, 0, 0]), Outcome::Continue([0, 3, 0x103, 0, 0]));
+        assert_eq!(f.console, b"hel");
+        f.console_room = usize::MAX;
+        assert_eq!(call(&mut f, nr::CONSOLE_IO, [0, 3, 0x103, 0, 0]), Outcome::Done(0));
+        assert_eq!(f.console, b"hello\n");
         // Bad pointer, read for a domU, unknown command.
         assert_eq!(call(&mut f, nr::CONSOLE_IO, [0, 16, 0xffff_ffff_0000, 0, 0]), Outcome::Done(-EFAULT));
         assert_eq!(call(&mut f, nr::CONSOLE_IO, [1, 16, 0x100, 0, 0]), Outcome::Done(-EPERM));

@@ -87,8 +87,8 @@ impl Guest for HcEnv<'_> {
 }
 
 impl ConsoleEnv for HcEnv<'_> {
-    fn console_put(&mut self, byte: u8) {
-        self.dom.console_put(byte);
+    fn console_put(&mut self, byte: u8) -> bool {
+        self.dom.console_put(byte)
     }
 }
 
@@ -113,7 +113,7 @@ impl TimerEnv for HcEnv<'_> {
             }
             _ => t.timers.lock().singleshot = deadline,
         }
-        crate::sched::rearm_vcpu_timers(self.dom.id, t);
+        crate::sched::rearm_vcpu_timers(self.dom, t);
     }
 }
 
@@ -140,7 +140,7 @@ impl SchedEnv for HcEnv<'_> {
             self.dom.pollers.fetch_add(1, Ordering::AcqRel);
         }
         t.timers.lock().poll_deadline = (deadline != 0).then_some(deadline);
-        crate::sched::rearm_vcpu_timers(self.dom.id, t);
+        crate::sched::rearm_vcpu_timers(self.dom, t);
     }
     fn cancel_poll(&mut self) {
         if self.shared.poll_port.swap(0, Ordering::AcqRel) != 0 {
@@ -194,8 +194,8 @@ impl VcpuEnv for HcEnv<'_> {
     fn set_periodic_timer(&mut self, vcpu: u32, period_ns: u64) {
         let t = self.target(vcpu);
         let now = crate::time::now_ns();
-        t.timers.lock().periodic = (period_ns > 0).then_some((period_ns, now + period_ns));
-        crate::sched::rearm_vcpu_timers(self.dom.id, t);
+        t.timers.lock().periodic = (period_ns > 0).then_some((period_ns, now.saturating_add(period_ns)));
+        crate::sched::rearm_vcpu_timers(self.dom, t);
     }
     fn send_nmi(&mut self, vcpu: u32) {
         let t = self.target(vcpu);

@@ -123,6 +123,8 @@ pub(crate) use guest_via;
 pub struct Fake {
     pub g: FakeGuest,
     pub console: Vec<u8>,
+    /// Bytes the fake serial line takes before it is full.
+    pub console_room: usize,
     pub params: BTreeMap<(u16, u32), u64>,
     pub shared_info_at: Option<u64>,
     pub map: Option<Vec<E820Entry>>,
@@ -153,6 +155,7 @@ impl Fake {
         Fake {
             g: FakeGuest::new(domid),
             console: Vec::new(),
+            console_room: usize::MAX,
             params: BTreeMap::new(),
             shared_info_at: None,
             map: Some(vec![
@@ -196,8 +199,13 @@ impl std::ops::DerefMut for Fake {
 guest_via!(Fake, g);
 
 impl ConsoleEnv for Fake {
-    fn console_put(&mut self, b: u8) {
+    fn console_put(&mut self, b: u8) -> bool {
+        if self.console_room == 0 {
+            return false;
+        }
+        self.console_room -= 1;
         self.console.push(b);
+        true
     }
 }
 

@@ -48,8 +48,11 @@ const DOMU_MAX_ORDER: u32 = 9;
 
 const CTLDOM_MAX_ORDER: u32 = 12;
 
-/// Extents handled before a reservation operation continues.
-const EXTENTS_PER_CALL: u64 = 512;
+/// Frames a reservation operation handles (allocates and zeroes, or
+/// releases) before it continues, so that one exit stays short however
+/// large the extents: 2 MiB, one domU extent of the largest order (Xen
+/// checks for preemption after every extent).
+const FRAMES_PER_CALL: u64 = 512;
 
 /// memory_op(cmd, arg): the command's upper bits carry a continuation's
 /// progress.
@@ -111,9 +114,10 @@ fn reservation_op(env: &mut impl MemoryEnv, op: u64, start: u64, arg: u64, long_
         memory::XENMEM_DECREASE_RESERVATION => Extent::Decrease,
         _ => Extent::Populate,
     };
+    let frames_per_extent = 1u64 << r.extent_order;
     let mut i = start;
     while i < r.nr_extents {
-        if i - start == EXTENTS_PER_CALL {
+        if i > start && (i - start) * frames_per_extent >= FRAMES_PER_CALL {
             let next = op | i << memory::MEMOP_EXTENT_SHIFT;
             return Outcome::Continue([next, arg, 0, 0, 0]);
         }
@@ -319,9 +323,17 @@ mod tests {
         f.put(0x800, r(4, 0, 7).as_bytes());
         assert_eq!(call(&mut f, nr::MEMORY_OP, [1, 0x800, 0, 0, 0]), Outcome::Done(0));
         assert_eq!(call(&mut f, nr::MEMORY_OP, [1, 0xffff_0000, 0, 0, 0]), Outcome::Done(0));
-        // Many extents continue after a bounded number.
+        // Many extents continue after a bounded number of frames: 512
+        // single frames, or one extent of order 9 (at least one is done).
         f.put(0x800, r(600, 0, DOMID_SELF).as_bytes());
         assert_eq!(call(&mut f, nr::MEMORY_OP, [0, 0x800, 0, 0, 0]), Outcome::Continue([512 << 6, 0x800, 0, 0, 0]));
+        f.put(0x800, r(600, 4, DOMID_SELF).as_bytes());
+        assert_eq!(call(&mut f, nr::MEMORY_OP, [0, 0x800, 0, 0, 0]), Outcome::Continue([32 << 6, 0x800, 0, 0, 0]));
+        f.put(0x800, r(3, 9, DOMID_SELF).as_bytes());
+        assert_eq!(
+            call(&mut f, nr::MEMORY_OP, [0 | 1 << 6, 0x800, 0, 0, 0]),
+            Outcome::Continue([2 << 6, 0x800, 0, 0, 0])
+        );
         // Reservation queries.
         f.put(0xa00, &DOMID_SELF.to_le_bytes());
         assert_eq!(call(&mut f, nr::MEMORY_OP, [3, 0xa00, 0, 0, 0]), Outcome::Done(2000));

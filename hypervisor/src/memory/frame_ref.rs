@@ -5,44 +5,38 @@
 
 use crate::mm::addr::Mfn;
 use crate::mm::phys::free_frames;
-use alloc::vec::Vec;
+use alloc::collections::BTreeMap;
 use spin::Mutex;
 
-/// Host frames something besides their owner's p2m refers to (a grant
-/// mapping or copy, a registered vcpu_info): an owner giving such a frame
-/// up (ballooning it out, dying) leaves it allocated until the last
-/// reference goes.
+/// A referenced frame: how many references, and whether its owner let go
+/// of it (it is freed with the last reference then).
 #[derive(Debug, Clone, Copy)]
 struct FrameRef {
-    mfn: Mfn,
     count: u32,
-    /// The owner let go of it: free it with the last reference.
     released: bool,
 }
 
-/// Sorted by frame. A vector that keeps its capacity: references come and
-/// go on every grant copy, and a search plus a short move is far cheaper
-/// than a tree node allocated and freed each time.
-static FRAME_REFS: Mutex<Vec<FrameRef>> = Mutex::new(Vec::new());
+/// Every referenced frame, by frame. A tree: a domain can hold as many
+/// references as it may have grant mappings (hundreds of thousands), and
+/// each change must stay cheap for everyone else, which a sorted vector's
+/// inserts and removals (a move of everything after the place) are not.
+static FRAME_REFS: Mutex<BTreeMap<Mfn, FrameRef>> = Mutex::new(BTreeMap::new());
 
 /// Takes a reference on `mfn` (the caller holds the owner's lock, so the
 /// frame cannot be released under it).
 pub fn frame_get(mfn: Mfn) {
-    let mut refs = FRAME_REFS.lock();
-    match refs.binary_search_by_key(&mfn, |r| r.mfn) {
-        Ok(i) => refs[i].count += 1,
-        Err(i) => refs.insert(i, FrameRef { mfn, count: 1, released: false }),
-    }
+    FRAME_REFS.lock().entry(mfn).or_insert(FrameRef { count: 0, released: false }).count += 1;
 }
 
 /// Drops a reference on `mfn`, freeing it if its owner let go of it.
 pub fn frame_put(mfn: Mfn) {
     let mut refs = FRAME_REFS.lock();
-    let Ok(i) = refs.binary_search_by_key(&mfn, |r| r.mfn) else { return };
-    refs[i].count -= 1;
-    if refs[i].count == 0 {
-        let r = refs.remove(i);
-        if r.released {
+    let Some(r) = refs.get_mut(&mfn) else { return };
+    r.count -= 1;
+    if r.count == 0 {
+        let released = r.released;
+        refs.remove(&mfn);
+        if released {
             let _ = free_frames(mfn.phys(), 1);
         }
     }
@@ -52,15 +46,15 @@ pub fn frame_put(mfn: Mfn) {
 /// freed now, the others with their last reference.
 pub fn release_frames(mfn: Mfn, n: u64) {
     let mut refs = FRAME_REFS.lock();
-    let first = refs.partition_point(|r| r.mfn < mfn);
-    if refs.get(first).is_none_or(|r| r.mfn >= mfn.add(n)) {
+    let end = mfn.add(n);
+    if refs.range(mfn..end).next().is_none() {
         let _ = free_frames(mfn.phys(), n);
         return;
     }
     for f in (0..n).map(|k| mfn.add(k)) {
-        match refs.binary_search_by_key(&f, |r| r.mfn) {
-            Ok(i) => refs[i].released = true,
-            Err(_) => {
+        match refs.get_mut(&f) {
+            Some(r) => r.released = true,
+            None => {
                 let _ = free_frames(f.phys(), 1);
             }
         }
@@ -75,5 +69,5 @@ pub enum Deferred {
     /// A frame the domain gave up (freed unless something refers to it).
     Release(Mfn),
     /// A grant mapping's pin and frame reference.
-    Unpin { granter: u16, gref: u32, readonly: bool, mfn: Mfn },
+    Unpin { granter: u16, serial: u64, gref: u32, readonly: bool, mfn: Mfn },
 }

@@ -14,8 +14,10 @@ use alloc::vec::Vec;
 /// Whether an extent of 2^order frames at `gfn` is aligned and inside the
 /// guest-physical address space.
 fn extent_fits(gfn: Gfn, order: u32) -> bool {
-    let n = 1u64 << order;
-    gfn.0 & (n - 1) == 0 && (gfn.0 + n) >> (GPA_BITS - 12) == 0
+    let Some(n) = 1u64.checked_shl(order) else { return false };
+    // The end is checked, not computed with `+`: a guest's gfn near 2^64
+    // would wrap past the bound.
+    gfn.0 & (n - 1) == 0 && gfn.0.checked_add(n).is_some_and(|end| end >> (GPA_BITS - 12) == 0)
 }
 
 /// The 2^order guest frames of an extent.
@@ -67,14 +69,28 @@ pub fn decrease(d: &Domain, gfn: Gfn, order: u32, deferred: &mut Vec<Deferred>) 
             _ => return false,
         }
     }
+    // Only frames whose p2m entry is really gone leave the domain's count:
+    // a clear can fail (a 2 MiB leaf that cannot be split once the p2m's
+    // table budget is spent), and counting it would let the guest lower
+    // its page count while keeping the memory mapped.
+    let mut released = 0;
+    let mut whole = true;
     for g in frames(gfn, order) {
-        if let Ok(Some((mfn, _))) = p2m.clear(g) {
-            deferred.push(Deferred::Release(mfn));
+        match p2m.clear(g) {
+            Ok(Some((mfn, _))) => {
+                deferred.push(Deferred::Release(mfn));
+                released += 1;
+            }
+            Ok(None) => {}
+            Err(_) => {
+                whole = false;
+                break;
+            }
         }
     }
-    i.ram_pages -= n;
+    i.ram_pages -= released;
     i.p2m_gen += 1;
-    true
+    whole && released == n
 }
 
 /// populate_physmap: new zeroed RAM at the extent, over nothing or the
@@ -117,4 +133,23 @@ pub fn populate(d: &Domain, gfn: Gfn, order: u32, deferred: &mut Vec<Deferred>) 
     i.ram_pages = i.ram_pages - replaced + n;
     i.p2m_gen += 1;
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extents_near_the_top_of_the_frame_space_do_not_fit() {
+        assert!(extent_fits(Gfn(0x200), 9));
+        assert!(!extent_fits(Gfn(0x201), 9));
+        let top = 1u64 << (GPA_BITS - 12);
+        assert!(extent_fits(Gfn(top - 512), 9));
+        assert!(!extent_fits(Gfn(top), 0));
+        // These wrapped past the bound before: u64::MAX + 1 and
+        // 2^64 - 512 + 512 are 0.
+        assert!(!extent_fits(Gfn(u64::MAX), 0));
+        assert!(!extent_fits(Gfn(u64::MAX - 511), 9));
+        assert!(!extent_fits(Gfn(0), 64));
+    }
 }

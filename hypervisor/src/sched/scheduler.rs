@@ -42,14 +42,22 @@ pub enum TimerKind {
     Service(u32),
 }
 
+/// Whose timer an entry is: a CPU's queue holds one entry per key, so a
+/// guest re-arming its timers in a loop replaces its entry instead of
+/// adding one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TimerItem {
+    /// The domain's `serial`: an entry left by a dead domain never fires
+    /// for a new one given the same id.
+    pub serial: u64,
     pub dom: u16,
     pub vcpu: u32,
     pub kind: TimerKind,
-    /// The vCPU's timer generation when armed (older ones are stale).
-    pub generation: u64,
 }
+
+/// The vCPU's timer generation when armed: an entry on another CPU's
+/// queue (the vCPU moved since) is out of date once the vCPU re-arms.
+type Generation = u64;
 
 /// A CPU's scheduling state.
 pub struct Pcpu {
@@ -61,7 +69,7 @@ pub struct Pcpu {
     /// see that it has.
     exits: AtomicU64,
     idle: AtomicBool,
-    timers: Mutex<TimerQueue<TimerItem>>,
+    timers: Mutex<TimerQueue<TimerItem, Generation>>,
 }
 
 static PCPUS: [Pcpu; MAX_CPUS] = [const {
@@ -274,11 +282,18 @@ pub fn kick_cpu(cpu: usize) {
     }
 }
 
-/// Arms a software timer on this CPU.
-pub fn add_timer(deadline: u64, item: TimerItem) {
+/// Arms a software timer on this CPU, replacing the one `item` had here.
+pub fn add_timer(deadline: u64, item: TimerItem, generation: Generation) {
     let cpu = this();
-    pcpu(cpu).timers.lock().add(deadline, item);
+    pcpu(cpu).timers.lock().set(deadline, item, generation);
     program_timer(cpu);
+}
+
+/// Drops every timer a dead domain left on any CPU's queue.
+pub fn forget_timers(serial: u64) {
+    for p in &PCPUS {
+        p.timers.lock().remove_where(|t| t.serial == serial);
+    }
 }
 
 /// Aims the APIC timer at this CPU's next deadline (timers or the slice).
@@ -329,8 +344,8 @@ impl Pcpu {
         let now = time::now_ns();
         loop {
             let due = self.timers.lock().pop_due(now);
-            let Some((_, item)) = due else { break };
-            fire(item, now);
+            let Some((_, item, generation)) = due else { break };
+            fire(item, generation, now);
         }
         let slice = self.slice_end.load(Ordering::Relaxed);
         if slice != 0 && now >= slice {
@@ -369,25 +384,29 @@ pub fn every(period_ns: u64, work: fn()) {
         s.len() as u32 - 1
     };
     add_timer(
-        time::now_ns() + period_ns,
-        TimerItem { dom: 0, vcpu: 0, kind: TimerKind::Service(index), generation: 0 },
+        time::now_ns().saturating_add(period_ns),
+        TimerItem { serial: 0, dom: 0, vcpu: 0, kind: TimerKind::Service(index) },
+        0,
     );
 }
 
-fn fire(item: TimerItem, now: u64) {
+fn fire(item: TimerItem, generation: Generation, now: u64) {
     if let TimerKind::Service(index) = item.kind {
         let service = SERVICES.lock().get(index as usize).copied();
         if let Some((period, work)) = service {
             work();
-            add_timer(now + period, item);
+            add_timer(now.saturating_add(period), item, 0);
         }
         return;
     }
     let Some(dom) = domain::registry::find(item.dom) else { return };
+    if dom.serial != item.serial {
+        return;
+    }
     let Some(v) = dom.vcpu(item.vcpu) else { return };
     let mut t = v.timers.lock();
     let current = if item.kind == TimerKind::Vlapic { t.vlapic_generation } else { t.generation };
-    if current != item.generation {
+    if current != generation {
         return;
     }
     match item.kind {
@@ -404,11 +423,11 @@ fn fire(item: TimerItem, now: u64) {
             if next > now {
                 return;
             }
-            let following = now + period;
+            let following = now.saturating_add(period);
             t.periodic = Some((period, following));
             let g = t.generation;
             drop(t);
-            add_timer(following, TimerItem { generation: g, ..item });
+            add_timer(following, item, g);
             v.set_flag(vflags::TIMER);
             dom.send_virq(v.id, xen_abi::event_channel::VIRQ_TIMER);
         }
@@ -429,7 +448,7 @@ fn fire(item: TimerItem, now: u64) {
             drop(l);
             v.note_irr();
             if let Some(d) = again {
-                add_timer(d, item);
+                add_timer(d, item, generation);
             }
             if !pending {
                 return;
@@ -440,34 +459,42 @@ fn fire(item: TimerItem, now: u64) {
 }
 
 /// The vCPU's timers changed: a new generation invalidates queued ones.
-pub fn rearm_vcpu_timers(dom: u16, v: &VcpuShared) {
+pub fn rearm_vcpu_timers(dom: &Domain, v: &VcpuShared) {
     let (generation, single, periodic, poll) = {
         let mut t = v.timers.lock();
         t.generation += 1;
         (t.generation, t.singleshot, t.periodic, t.poll_deadline)
     };
-    let item = |kind| TimerItem { dom, vcpu: v.id, kind, generation };
-    if let Some(d) = single {
-        add_timer(d, item(TimerKind::Singleshot));
+    let cpu = this();
+    let mut q = pcpu(cpu).timers.lock();
+    let item = |kind| TimerItem { serial: dom.serial, dom: dom.id, vcpu: v.id, kind };
+    let arms = [
+        (single, TimerKind::Singleshot),
+        (periodic.map(|(_, next)| next), TimerKind::Periodic),
+        (poll, TimerKind::Poll),
+    ];
+    for (deadline, kind) in arms {
+        match deadline {
+            Some(d) => q.set(d, item(kind), generation),
+            None => q.cancel(item(kind)),
+        }
     }
-    if let Some((_, next)) = periodic {
-        add_timer(next, item(TimerKind::Periodic));
-    }
-    if let Some(d) = poll {
-        add_timer(d, item(TimerKind::Poll));
-    }
+    drop(q);
+    program_timer(cpu);
 }
 
 /// The vLAPIC's timer was (re)programmed: earlier queue entries go stale.
-pub fn rearm_vlapic_timer(dom: u16, v: &VcpuShared) {
+pub fn rearm_vlapic_timer(dom: &Domain, v: &VcpuShared) {
     let deadline = v.vlapic.lock().timer_deadline();
     let generation = {
         let mut t = v.timers.lock();
         t.vlapic_generation += 1;
         t.vlapic_generation
     };
-    if let Some(d) = deadline {
-        add_timer(d, TimerItem { dom, vcpu: v.id, kind: TimerKind::Vlapic, generation });
+    let item = TimerItem { serial: dom.serial, dom: dom.id, vcpu: v.id, kind: TimerKind::Vlapic };
+    match deadline {
+        Some(d) => add_timer(d, item, generation),
+        None => pcpu(this()).timers.lock().cancel(item),
     }
 }
 

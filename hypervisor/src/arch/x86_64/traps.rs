@@ -249,6 +249,7 @@ fn describe_page_fault(code: u64) -> &'static str {
 
 /// Prints the full report of an exception.
 fn report(f: &TrapFrame, nested: bool) {
+    crate::console::serial::go_sync();
     let mut out = crate::console::serial::LockedWriter::new();
     let cpu = percpu::cpu_index();
     let _ = writeln!(

@@ -245,7 +245,7 @@ pub(super) fn wrmsr(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu) -> Nex
 fn apic_written(dom: &Domain, shared: &VcpuShared, timer: bool) {
     shared.note_irr();
     if timer {
-        sched::rearm_vlapic_timer(dom.id, shared);
+        sched::rearm_vlapic_timer(dom, shared);
     }
 }
 
@@ -340,13 +340,21 @@ pub(super) fn port_io(dom: &Arc<Domain>, v: &mut Vcpu, io: IoExit) -> Next {
         // No device answers: the bus floats high.
         v.regs.rax = (v.regs.rax & !mask) | mask;
     } else if io.port == DEBUG_PORT {
-        for i in 0..io.size {
-            dom.console_put((v.regs.rax >> (8 * i)) as u8);
+        // The first byte waits for room on the serial line (the
+        // instruction runs again); the rest of a wider write go with it.
+        if !dom.console_put(v.regs.rax as u8) {
+            return Next::Resume;
+        }
+        for i in 1..io.size {
+            let _ = dom.console_put((v.regs.rax >> (8 * i)) as u8);
         }
     }
     advance_to(v, io.next_rip);
     Next::Resume
 }
+
+/// Elements of a REP INS/OUTS handled per exit.
+const STRING_IO_PER_EXIT: u64 = 1024;
 
 /// INS/OUTS: reads float high, writes go nowhere (but to port 0xe9), and
 /// RSI/RDI/RCX move as the instruction would have moved them.
@@ -360,7 +368,9 @@ fn string_io(dom: &Arc<Domain>, v: &mut Vcpu, io: IoExit) -> Next {
     let step = io.size as u64;
     let down = v.arch.rflags() & (1 << 10) != 0;
     let paging = v.arch.paging();
-    for _ in 0..count.min(1 << 16) {
+    // A bounded number per exit (each is a guest page walk): a long REP
+    // continues from the next exit, so the CPU sees its timers between.
+    for _ in 0..count.min(STRING_IO_PER_EXIT) {
         if io.input {
             let addr = v.arch.segment_base(crate::arch::x86_64::hvm::regs::Seg::Es).wrapping_add(v.regs.rdi & amask);
             let ones = [0xffu8; 4];
@@ -389,8 +399,13 @@ fn string_io(dom: &Arc<Domain>, v: &mut Vcpu, io: IoExit) -> Next {
                     v.arch.inject_exception(13, Some(0));
                     return Next::Resume;
                 }
-                for &c in &b[..io.size as usize] {
-                    dom.console_put(c);
+                // No room on the serial line: stop here, the instruction
+                // runs again (RSI and RCX stay on this element).
+                if !dom.console_put(b[0]) {
+                    return Next::Resume;
+                }
+                for &c in &b[1..io.size as usize] {
+                    let _ = dom.console_put(c);
                 }
             }
             let rsi = if down { v.regs.rsi.wrapping_sub(step) } else { v.regs.rsi.wrapping_add(step) };

@@ -231,8 +231,8 @@ fn flush_then_free(dom: &Domain, v: &mut Vcpu, flush_tlb: bool, deferred: alloc:
     for d in deferred {
         match d {
             Deferred::Release(mfn) => release_frames(mfn, 1),
-            Deferred::Unpin { granter, gref, readonly, mfn } => {
-                crate::grant::map::unpin_after_flush(granter, gref, readonly, mfn)
+            Deferred::Unpin { granter, serial, gref, readonly, mfn } => {
+                crate::grant::map::unpin_after_flush(granter, serial, gref, readonly, mfn)
             }
         }
     }
