@@ -170,6 +170,12 @@ impl VcpuEnv for HcEnv<'_> {
     }
     fn vcpu_down(&mut self, vcpu: u32) {
         crate::sched::take_down(self.target(vcpu), RunState::Down);
+        // Two vCPUs taking each other down at once both passed the "last
+        // vCPU" check: whoever finishes last sees none up and powers the
+        // domain off, as Xen does for its last vCPU going down.
+        if !self.dom.vcpus.iter().any(VcpuShared::is_up) {
+            self.dom.shutdown(xen_abi::sched::SHUTDOWN_POWEROFF as u8);
+        }
     }
     fn vcpu_is_up(&self, vcpu: u32) -> bool {
         self.target(vcpu).is_up()

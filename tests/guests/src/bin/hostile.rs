@@ -26,6 +26,10 @@
 //!   (REP OUTSB): no more than the rate limit allows is printed (the test
 //!   counts the lines against the time the flood took), and the
 //!   hypervisor's own messages still come through.
+//! - `down` (alone, with vcpus=2): the two vCPUs take each other down with
+//!   VCPUOP_down at the same moment. Both passed the "last vCPU" check
+//!   before, leaving no vCPU up and the domain never shut down (its
+//!   memory never freed); the last vCPU going down must power it off.
 
 #![no_std]
 #![no_main]
@@ -51,6 +55,9 @@ fn wants(args: &Args, name: &str) -> bool {
 extern "C" fn pvh_main(si_paddr: u64) -> ! {
     let args = Args::from_start_info(si_paddr);
     let mut c = Checks::new();
+    if args.get("attack") == Some("down") {
+        down_race(&mut c);
+    }
     let timer = xen::start(&mut c, xen::Upcall::Callback);
     println!("hostile: domain {}", xen::domid());
     if wants(&args, "reservation") {
@@ -72,6 +79,41 @@ extern "C" fn pvh_main(si_paddr: u64) -> ! {
         console(&mut c);
     }
     c.finish()
+}
+
+static DOWN_READY: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn down_partner(_: u32) -> ! {
+    DOWN_READY.fetch_add(1, Ordering::SeqCst);
+    while DOWN_READY.load(Ordering::SeqCst) < 2 {
+        core::hint::spin_loop();
+    }
+    x86::vcpu_op(VCPUOP_DOWN, 0, 0);
+    // Still up (the other's call came too late): the last one down.
+    x86::vcpu_op(VCPUOP_DOWN, 1, 0);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// Ends the domain: the verdict first, then vCPUs 0 and 1 take each other
+/// down (and then themselves, if still up); the test expects the domain
+/// to power off.
+fn down_race(c: &mut Checks) -> ! {
+    let (init, up) = x86::start_vcpu(1, down_partner);
+    c.eq("start vCPU 1", init | up, 0);
+    c.eq("two vCPUs are up", x86::vcpu_op(VCPUOP_IS_UP, 1, 0), 1);
+    println!("{} checks, {} failed; racing VCPUOP_down", 2, 0);
+    println!("VERDICT: PASS");
+    DOWN_READY.fetch_add(1, Ordering::SeqCst);
+    while DOWN_READY.load(Ordering::SeqCst) < 2 {
+        core::hint::spin_loop();
+    }
+    x86::vcpu_op(VCPUOP_DOWN, 1, 0);
+    x86::vcpu_op(VCPUOP_DOWN, 0, 0);
+    loop {
+        core::hint::spin_loop();
+    }
 }
 
 fn reservation(c: &mut Checks) {
