@@ -104,7 +104,7 @@ pub fn drain_console(d: &Domain) {
         crate::console::serial::write_bytes(&raw[..held]);
     }
     ring_u32(va, xc::OUT_CONS).store(c, Ordering::Release);
-    d.raise(ring.port, 0);
+    d.raise(ring.port);
 }
 
 /// Serial input for domain `d`'s console: what fits in its input ring.
@@ -123,5 +123,5 @@ pub fn console_input(d: &Domain, bytes: &[u8]) {
         prod = prod.wrapping_add(1);
     }
     ring_u32(va, xc::IN_PROD).store(prod, Ordering::Release);
-    d.raise(ring.port, 0);
+    d.raise(ring.port);
 }
