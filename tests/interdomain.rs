@@ -1,6 +1,7 @@
 //! Xen's inter-domain interfaces, driven by test guests that check every
 //! result against what Xen 4.17 returns: event channels (the `evtchn`
-//! pair), grant tables v1 (the `grants` pair), the reservation operations
+//! pair, and the FIFO ABI's `evtchn-fifo`), grant tables v1 (the `grants`
+//! pair), the reservation operations
 //! of memory_op (`memory`), the console ring (`console-ring`) with serial
 //! input switched between domains (`console`), and static channels and
 //! grants that cannot be made. QEMU
@@ -81,6 +82,25 @@ fn check_grants(o: &Outcome, d: u32) {
         .expect_verdict_pass(mapper);
 }
 
+/// The FIFO ABI guest as domain `d` (two vCPUs).
+const FIFO_ARGS: &str = "name=fifo memory=8 vcpus=2";
+
+fn check_fifo(o: &Outcome, d: u32) {
+    o.expect(&format!("(d{d}) evtchn-fifo: domain {d}"))
+        .expect(&format!("(d{d}) PASS init_control for vCPU 2 (there are two)"))
+        .expect(&format!("(d{d}) PASS it arrives through the 2-level bitmaps"))
+        .expect(&format!("(d{d}) PASS link_bits"))
+        .expect(&format!("(d{d}) PASS the event from before the switch arrives"))
+        .expect(&format!("(d{d}) PASS in the order priority 0, 3, 3 (raised first first), 7, 9"))
+        .expect(&format!("(d{d}) PASS SCHEDOP_poll on the pending FIFO port"))
+        .expect(&format!("(d{d}) PASS the queued port is skipped"))
+        .expect(&format!("(d{d}) PASS it heads vCPU 0's queue and arrives there"))
+        .expect(&format!("(d{d}) PASS a 129th page"))
+        .expect(&format!("(d{d}) PASS it arrives through the FIFO queues"))
+        .expect_verdict_pass(d)
+        .expect(&format!("domain {d} (fifo) destroyed;"));
+}
+
 fn check_memory(o: &Outcome, d: u32) {
     o.expect(&format!("(d{d}) PASS populated frames read as zero"))
         .expect(&format!("(d{d}) PASS 512 frames came"))
@@ -117,6 +137,14 @@ fn two_domains_ping_pong_over_event_channels_as_in_xen() {
 }
 
 #[test]
+fn fifo_event_channels_follow_xen() {
+    let o = Boot::new("evtchn_fifo", Machine::QemuBios).cpus(2).guest("evtchn-fifo", FIFO_ARGS).run();
+    o.expect_end(End::PoweredOff);
+    check_fifo(&o, 1);
+    o.expect("memory: every domain's memory is free again");
+}
+
+#[test]
 fn two_domains_map_and_copy_grants_as_in_xen() {
     let o = grants_pair(Boot::new("grants_pair", Machine::QemuBios).cpus(2), 1).run();
     o.expect_end(End::PoweredOff);
@@ -145,7 +173,8 @@ fn vtx_runs_the_interdomain_guests_together() {
     let b = Boot::new("vtx_interdomain", Machine::Bochs).cpus(2);
     let b = grants_pair(evtchn_pair(b, 1, rounds), 3)
         .guest("memory", "name=mem memory=8")
-        .guest("console-ring", "name=cons memory=8");
+        .guest("console-ring", "name=cons memory=8")
+        .guest("evtchn-fifo", FIFO_ARGS);
     let o = b.run();
     o.expect_end(End::PoweredOff);
     o.expect("VT-x: VMCS revision");
@@ -153,6 +182,8 @@ fn vtx_runs_the_interdomain_guests_together() {
     check_grants(&o, 3);
     check_memory(&o, 5);
     check_console_ring(&o, 6);
+    check_fifo(&o, 7);
+    o.expect("memory: every domain's memory is free again");
 }
 
 /// A static declaration naming a domain that does not exist refuses the

@@ -43,6 +43,7 @@ pub const GUESTS: &[&str] = &[
     "console",
     "timers",
     "evtchn",
+    "evtchn-fifo",
     "grants",
     "memory",
     "console-ring",

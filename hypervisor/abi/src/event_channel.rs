@@ -137,4 +137,71 @@ pub struct InitControl {
     pub _pad: [u8; 7],
 }
 
-pod!(AllocUnbound, BindInterdomain, BindVirq, BindPirq, BindIpi, Port, Status, BindVcpu, Reset, InitControl);
+/// `evtchn_expand_array`: one more page of the FIFO event array.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExpandArray {
+    pub array_gfn: u64,
+}
+
+/// `evtchn_set_priority`: a FIFO port's queue, 0 (highest) to 15.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SetPriority {
+    pub port: u32,
+    pub priority: u32,
+}
+
+pod!(
+    AllocUnbound,
+    BindInterdomain,
+    BindVirq,
+    BindPirq,
+    BindIpi,
+    Port,
+    Status,
+    BindVcpu,
+    Reset,
+    InitControl,
+    ExpandArray,
+    SetPriority
+);
+
+// --- the FIFO ABI ------------------------------------------------------------
+
+/// Priorities: 0 is the highest, 15 the lowest; a new port gets 7.
+pub const EVTCHN_FIFO_PRIORITY_MAX: u32 = 0;
+pub const EVTCHN_FIFO_PRIORITY_DEFAULT: u32 = 7;
+pub const EVTCHN_FIFO_PRIORITY_MIN: u32 = 15;
+/// One queue per priority, per vCPU.
+pub const EVTCHN_FIFO_MAX_QUEUES: usize = EVTCHN_FIFO_PRIORITY_MIN as usize + 1;
+
+/// Bits of a port's 32-bit event word (`event_word_t`).
+pub const EVTCHN_FIFO_PENDING: u32 = 31;
+pub const EVTCHN_FIFO_MASKED: u32 = 30;
+pub const EVTCHN_FIFO_LINKED: u32 = 29;
+pub const EVTCHN_FIFO_BUSY: u32 = 28;
+/// The low bits of an event word link it to the next port of its queue.
+pub const EVTCHN_FIFO_LINK_BITS: u32 = 17;
+pub const EVTCHN_FIFO_LINK_MASK: u32 = (1 << EVTCHN_FIFO_LINK_BITS) - 1;
+pub const EVTCHN_FIFO_NR_CHANNELS: u32 = 1 << EVTCHN_FIFO_LINK_BITS;
+
+/// Event words in a page of the event array, and pages the array can have.
+pub const EVTCHN_FIFO_EVENT_WORDS_PER_PAGE: u32 = 4096 / 4;
+pub const EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES: u32 = EVTCHN_FIFO_NR_CHANNELS / EVTCHN_FIFO_EVENT_WORDS_PER_PAGE;
+
+/// `evtchn_fifo_control_block`, one per vCPU, in a guest page at the
+/// offset init_control names: `ready` has bit q set while queue q has
+/// events; `head[q]` is the port queue q starts at.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FifoControlBlock {
+    pub ready: u32,
+    pub _rsvd: u32,
+    pub head: [u32; EVTCHN_FIFO_MAX_QUEUES],
+}
+
+/// Byte offsets in the control block.
+pub const FIFO_CONTROL_READY: usize = 0;
+pub const FIFO_CONTROL_HEAD: usize = 8;
+pub const FIFO_CONTROL_BLOCK_SIZE: usize = core::mem::size_of::<FifoControlBlock>();

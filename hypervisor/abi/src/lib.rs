@@ -178,7 +178,13 @@ mod layout_tests {
         layout!(BindVcpu, 8, port @ 0, vcpu @ 4);
         layout!(Reset, 2, dom @ 0);
         layout!(InitControl, 24, control_gfn @ 0, offset @ 8, vcpu @ 12, link_bits @ 16, _pad @ 17);
+        layout!(ExpandArray, 8, array_gfn @ 0);
+        layout!(SetPriority, 8, port @ 0, priority @ 4);
+        layout!(FifoControlBlock, 72, ready @ 0, _rsvd @ 4, head @ 8);
         assert_eq!(EVTCHN_2L_NR_CHANNELS, 4096);
+        assert_eq!((FIFO_CONTROL_BLOCK_SIZE, FIFO_CONTROL_HEAD), (72, 8));
+        assert_eq!((EVTCHN_FIFO_NR_CHANNELS, EVTCHN_FIFO_LINK_MASK), (131072, 0x1ffff));
+        assert_eq!(EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES, 128);
     }
 
     /// grant_table.h.

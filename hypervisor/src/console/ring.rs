@@ -123,7 +123,7 @@ fn drain(d: &Domain, limited: bool) {
         crate::console::serial::write_bytes(&raw[..held]);
     }
     ring_u32(va, xc::OUT_CONS).store(c, Ordering::Release);
-    d.raise(ring.port, 0);
+    d.raise(ring.port);
 }
 
 /// Some ring was left with output beyond its domain's allowance.
@@ -160,5 +160,5 @@ pub fn console_input(d: &Domain, bytes: &[u8]) {
         prod = prod.wrapping_add(1);
     }
     ring_u32(va, xc::IN_PROD).store(prod, Ordering::Release);
-    d.raise(ring.port, 0);
+    d.raise(ring.port);
 }

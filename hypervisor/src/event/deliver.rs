@@ -1,10 +1,15 @@
 //! Event delivery on real domains: the 2-level bitmaps in shared_info and
 //! vcpu_info, changed with atomic operations (the guest changes them
-//! concurrently); upcalls through a vCPU's local APIC vector or the
-//! domain's callback vector; and polls waiting for a port.
+//! concurrently), or the FIFO ABI's pages, which the port table holds;
+//! upcalls through a vCPU's local APIC vector or the domain's callback
+//! vector; and polls waiting for a port.
+//!
+//! A port is raised with its domain's port table locked (the FIFO queues
+//! change only under that lock, and a port cannot be closed and bound
+//! again while it is raised).
 
 use crate::domain::{Domain, vflags};
-use crate::event::table::{self as evtchn, EventWords};
+use crate::event::table::{EventWords, Table};
 use crate::sched;
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use xen_abi::errno::*;
@@ -76,12 +81,27 @@ pub const POLL_NONE: u32 = 0;
 pub const POLL_ANY: u32 = u32::MAX;
 
 impl Domain {
-    /// Marks `port` pending for `vcpu` and notifies the vCPU if that
-    /// raised its upcall; ends polls waiting for the port.
-    pub fn raise(&self, port: u32, vcpu: u32) {
-        if evtchn::set_pending(&Words(self), port, vcpu) {
-            self.kick_upcall(vcpu);
+    /// Raises `port` (its table `t`, locked) on the vCPU it notifies, in
+    /// the domain's ABI, and kicks the vCPU if that raised its upcall;
+    /// ends polls waiting for the port if it became pending (Xen's
+    /// `evtchn_port_set_pending`).
+    pub(crate) fn raise_in(&self, t: &mut Table, port: u32) {
+        let r = t.raise(&Words(self), port);
+        if let Some(v) = r.notify {
+            self.kick_upcall(v);
         }
+        if r.newly_pending {
+            self.wake_pollers(port);
+        }
+    }
+
+    /// [`Domain::raise_in`], locking the table.
+    pub fn raise(&self, port: u32) {
+        self.raise_in(&mut self.evtchn.lock(), port);
+    }
+
+    /// Ends the polls waiting for `port`.
+    pub(crate) fn wake_pollers(&self, port: u32) {
         if self.pollers.load(Ordering::Acquire) != 0 {
             for v in &self.vcpus {
                 let p = v.poll_port.load(Ordering::Acquire);
@@ -123,9 +143,9 @@ impl Domain {
 
     /// Raises VIRQ `virq` of `vcpu` if the domain bound it.
     pub fn send_virq(&self, vcpu: u32, virq: u32) {
-        let bound = self.evtchn.lock().virq_port(vcpu, virq);
-        if let Some((port, notify)) = bound {
-            self.raise(port, notify);
+        let mut t = self.evtchn.lock();
+        if let Some((port, _)) = t.virq_port(vcpu, virq) {
+            self.raise_in(&mut t, port);
         }
     }
 
@@ -134,9 +154,10 @@ impl Domain {
     pub fn port_pending(&self, port: u32) -> Result<bool, i64> {
         // Only a port bound to something can be polled (Xen's
         // evtchn_port_poll).
-        if !self.evtchn.lock().in_use(port) {
+        let t = self.evtchn.lock();
+        if !t.in_use(port) {
             return Err(-EINVAL);
         }
-        Ok(Words(self).test_pending(port))
+        Ok(t.is_pending(&Words(self), port))
     }
 }

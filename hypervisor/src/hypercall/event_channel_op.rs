@@ -108,17 +108,20 @@ fn op<E: EventEnv>(env: &mut E, cmd: u64, arg: u64) -> Result<i64, i64> {
             }
             env.evtchn(Request::Reset { dom }).map(|_| 0)
         }
-        // The FIFO ABI is not offered: guests use the 2-level one (Linux
-        // falls back when init_control fails); expanding a FIFO array that
-        // was never set up is what Xen refuses with -EOPNOTSUPP.
-        ev::EVTCHNOP_INIT_CONTROL => Err(-ENOSYS),
-        ev::EVTCHNOP_EXPAND_ARRAY => Err(-EOPNOTSUPP),
-        // 2-level ports have no priorities: the port is checked first
-        // (-EINVAL), then -ENOSYS (Xen).
+        // The FIFO ABI, always for the caller's own domain. init_control
+        // writes link_bits back only when it succeeds (Xen).
+        ev::EVTCHNOP_INIT_CONTROL => in_out(env, arg, |env, c: &mut ev::InitControl| {
+            env.evtchn(Request::InitControl { gfn: c.control_gfn, offset: c.offset, vcpu: c.vcpu })?;
+            c.link_bits = ev::EVTCHN_FIFO_LINK_BITS as u8;
+            Ok(())
+        }),
+        ev::EVTCHNOP_EXPAND_ARRAY => {
+            let e = GuestHandle::<ev::ExpandArray>::new(arg).read(env)?;
+            env.evtchn(Request::ExpandArray { gfn: e.array_gfn }).map(|_| 0)
+        }
         ev::EVTCHNOP_SET_PRIORITY => {
-            let p = GuestHandle::<ev::BindVcpu>::new(arg).read(env)?;
-            env.evtchn(Request::Status { dom: env.domid(), port: p.port })?;
-            Err(-ENOSYS)
+            let p = GuestHandle::<ev::SetPriority>::new(arg).read(env)?;
+            env.evtchn(Request::SetPriority { port: p.port, priority: p.priority }).map(|_| 0)
         }
         _ => Err(-ENOSYS),
     }
@@ -172,12 +175,30 @@ mod tests {
         // Errors from the operation come back as they are.
         f.evtchn_reply = Err(-EINVAL);
         assert_eq!(op(&mut f, EVTCHNOP_SEND, 0x160), Outcome::Done(-EINVAL));
-        assert_eq!(op(&mut f, EVTCHNOP_INIT_CONTROL, 0x160), Outcome::Done(-ENOSYS));
-        assert_eq!(op(&mut f, EVTCHNOP_EXPAND_ARRAY, 0x160), Outcome::Done(-EOPNOTSUPP));
-        assert_eq!(op(&mut f, EVTCHNOP_SET_PRIORITY, 0x160), Outcome::Done(-EINVAL), "bad port first");
-        f.evtchn_reply = Ok(Reply::Done);
-        assert_eq!(op(&mut f, EVTCHNOP_SET_PRIORITY, 0x160), Outcome::Done(-ENOSYS));
         assert_eq!(op(&mut f, 99, 0x160), Outcome::Done(-ENOSYS));
+    }
+
+    #[test]
+    fn fifo_operations_read_their_arguments_and_init_control_writes_link_bits() {
+        let mut f = Fake::new(4);
+        let ic = InitControl { control_gfn: 0x1234, offset: 64, vcpu: 1, link_bits: 0, _pad: [0; 7] };
+        f.put(0x100, ic.as_bytes());
+        f.evtchn_reply = Err(-EINVAL);
+        assert_eq!(op(&mut f, EVTCHNOP_INIT_CONTROL, 0x100), Outcome::Done(-EINVAL));
+        assert_eq!(f.evtchn_requests.pop(), Some(Request::InitControl { gfn: 0x1234, offset: 64, vcpu: 1 }));
+        assert_eq!(InitControl::read_from(f.get(0x100, 24)).unwrap().link_bits, 0, "nothing written on failure");
+        f.evtchn_reply = Ok(Reply::Done);
+        assert_eq!(op(&mut f, EVTCHNOP_INIT_CONTROL, 0x100), Outcome::Done(0));
+        assert_eq!(InitControl::read_from(f.get(0x100, 24)).unwrap().link_bits, 17);
+        assert_eq!(op(&mut f, EVTCHNOP_INIT_CONTROL, 0xffff_0000), Outcome::Done(-EFAULT));
+        f.put(0x140, ExpandArray { array_gfn: 0x99 }.as_bytes());
+        assert_eq!(op(&mut f, EVTCHNOP_EXPAND_ARRAY, 0x140), Outcome::Done(0));
+        assert_eq!(f.evtchn_requests.pop(), Some(Request::ExpandArray { gfn: 0x99 }));
+        f.put(0x160, SetPriority { port: 5, priority: 3 }.as_bytes());
+        assert_eq!(op(&mut f, EVTCHNOP_SET_PRIORITY, 0x160), Outcome::Done(0));
+        assert_eq!(f.evtchn_requests.pop(), Some(Request::SetPriority { port: 5, priority: 3 }));
+        assert_eq!(op(&mut f, EVTCHNOP_EXPAND_ARRAY, 0xffff_0000), Outcome::Done(-EFAULT));
+        assert_eq!(op(&mut f, EVTCHNOP_SET_PRIORITY, 0xffff_0000), Outcome::Done(-EFAULT));
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub use xen_abi::guest::{Console, console_write, hypercall, shutdown};
 pub use xen_abi::sched::{SHUTDOWN_CRASH, SHUTDOWN_POWEROFF};
 use xen_abi::start_info::{HvmMemmapEntry, HvmModlistEntry, HvmStartInfo};
 
+pub mod fifo;
 pub mod pair;
 pub mod x86;
 pub mod xen;

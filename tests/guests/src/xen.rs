@@ -270,10 +270,10 @@ pub fn upcall_mode() -> Upcall {
 /// The upcall, on vCPU `vcpu` with interrupts off: clears
 /// evtchn_upcall_pending, takes the selector, and consumes every pending
 /// and unmasked port of the words it names, clearing the pending bit
-/// before counting the event, as Linux's 2-level handler does; again
-/// while new events set evtchn_upcall_pending. Masked ports stay pending
-/// (EVTCHNOP_unmask raises them later). Returns whether the local APIC
-/// needs an EOI.
+/// before counting the event, as Linux's 2-level handler does (or the
+/// FIFO queues, once `fifo::activate` was called); again while new events
+/// set evtchn_upcall_pending. Masked ports stay pending (EVTCHNOP_unmask
+/// raises them later). Returns whether the local APIC needs an EOI.
 fn upcall(vcpu: u32) -> bool {
     let me = vcpu as usize % COUNTED_VCPUS;
     UPCALLS[me].fetch_add(1, Ordering::SeqCst);
@@ -285,6 +285,13 @@ fn upcall(vcpu: u32) -> bool {
     };
     loop {
         pending.store(0, Ordering::SeqCst);
+        if crate::fifo::active() {
+            crate::fifo::consume(vcpu);
+            if pending.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            continue;
+        }
         let mut words = sel.swap(0, Ordering::SeqCst);
         while words != 0 {
             let w = words.trailing_zeros();
@@ -305,6 +312,22 @@ fn upcall(vcpu: u32) -> bool {
         }
     }
     upcall_mode() == Upcall::ApicVector
+}
+
+/// Counts one event consumed on `port` by `vcpu`.
+pub(crate) fn count_event(vcpu: u32, port: u32) {
+    if let Some(c) = EVENTS[vcpu as usize % COUNTED_VCPUS].get(port as usize) {
+        c.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Forgets the events counted on `port` (a port number bound again).
+pub fn forget_events(port: u32) {
+    for v in &EVENTS {
+        if let Some(c) = v.get(port as usize) {
+            c.store(0, Ordering::SeqCst);
+        }
+    }
 }
 
 /// Events consumed on `port` by vCPU `vcpu`.

@@ -23,6 +23,7 @@ info() {
     say "cpus $(grep -c ^processor /proc/cpuinfo), online $(cat /sys/devices/system/cpu/online)"
     say "clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
     dmesg | grep -q 'xen:events: Using 2-level ABI' && say "event channels 2-level"
+    dmesg | grep -q 'xen:events: Using FIFO-based ABI' && say "event channels FIFO"
     dmesg | grep -q 'Grant tables using version 1 layout' && say "grant tables v1"
     say "memory $(sed -n 's/^MemTotal: *//p' /proc/meminfo)"
 }
