@@ -22,10 +22,19 @@ struct FrameRef {
 /// inserts and removals (a move of everything after the place) are not.
 static FRAME_REFS: Mutex<BTreeMap<Mfn, FrameRef>> = Mutex::new(BTreeMap::new());
 
+/// A key no frame has, kept in the tree for good: the tree's first node
+/// then never goes, so a grant copy's reference taken and dropped again
+/// on an otherwise empty tree costs no allocation.
+const KEEP: Mfn = Mfn(u64::MAX);
+
 /// Takes a reference on `mfn` (the caller holds the owner's lock, so the
 /// frame cannot be released under it).
 pub fn frame_get(mfn: Mfn) {
-    FRAME_REFS.lock().entry(mfn).or_insert(FrameRef { count: 0, released: false }).count += 1;
+    let mut refs = FRAME_REFS.lock();
+    if refs.is_empty() {
+        refs.insert(KEEP, FrameRef { count: 1, released: false });
+    }
+    refs.entry(mfn).or_insert(FrameRef { count: 0, released: false }).count += 1;
 }
 
 /// Drops a reference on `mfn`, freeing it if its owner let go of it.
