@@ -10,3 +10,5 @@ pub mod asid;
 pub mod msrs;
 pub mod spec;
 
+#[cfg(target_os = "none")]
+pub mod hw;

@@ -186,6 +186,18 @@ pub struct GuestSpec {
 }
 
 impl GuestSpec {
+    /// Nothing offered.
+    pub const NONE: GuestSpec = GuestSpec {
+        ibrsb: false,
+        stibp: false,
+        ssbd: false,
+        md_clear: false,
+        l1d_flush: false,
+        ibpb: false,
+        ibpb_ret: false,
+        arch_caps: None,
+    };
+
     /// The MSR_SPEC_CTRL bits a guest may set (Xen's
     /// `msr_spec_ctrl_valid_bits`: STIBP is always accepted, a no-op
     /// where absent).
