@@ -106,6 +106,10 @@ fn vtx_runs_the_guest_suite() {
         .guest("bad-hypercalls", "name=bad memory=8")
         .guest("hcall-page", "name=page memory=4")
         .module(hello_elf32("vtx_guests"), "domu name=h32 memory=4")
+        // Two domains of two vCPUs taking turns on the one CPU: per-vCPU
+        // state, breakpoints, VPIDs (tests/isolation.rs has the QEMU run).
+        .guest("isolation", "name=iso1 memory=4 vcpus=2 cmdline=\"mark=1 rounds=12 yields=2\"")
+        .guest("isolation", "name=iso2 memory=4 vcpus=2 cmdline=\"mark=2 rounds=12 yields=2\"")
         .run();
     o.expect_end(End::PoweredOff);
     o.expect("VT-x: VMCS revision");
@@ -114,6 +118,13 @@ fn vtx_runs_the_guest_suite() {
     check_bad_hypercalls(&o, 3);
     check_hypercall_page(&o, 4);
     check_elf32(&o, 5);
+    for d in [6, 7] {
+        for what in ["debug registers", "PKRU", "TSC_AUX", "MSR_SPEC_CTRL", "mark page"] {
+            o.expect(&format!("(d{d}) PASS own {what} after every switch"));
+        }
+        o.expect(&format!("(d{d}) PASS no #DB from another domain's breakpoints")).expect_verdict_pass(d);
+    }
+    o.expect("Support for HVM VMs:");
     o.expect("all domains have shut down");
 }
 

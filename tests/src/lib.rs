@@ -76,6 +76,8 @@ pub struct Boot {
     /// What to type on the serial line, each after some texts (QEMU only).
     typing: Vec<(Vec<String>, Vec<u8>)>,
     expected: Provoked,
+    /// CPU features added to QEMU's model (`+pku,+rdtscp`), QEMU only.
+    qemu_cpu_flags: String,
 }
 
 /// What fails every run unless its test provokes it on purpose, says so
@@ -117,6 +119,7 @@ impl Boot {
             stop_on: vec![vec![(HALTED.to_string(), 1)], vec![(PANIC_HALTED.to_string(), 1)]],
             typing: Vec::new(),
             expected: Provoked::default(),
+            qemu_cpu_flags: String::new(),
         }
     }
 
@@ -165,6 +168,14 @@ impl Boot {
 
     pub fn cpus(mut self, n: u32) -> Boot {
         self.cpus = n;
+        self
+    }
+
+    /// Adds CPU features to QEMU's CPU model (`"+pku,+rdtscp"`): the
+    /// features the software emulation has but the default model leaves
+    /// out. QEMU only.
+    pub fn qemu_cpu_flags(mut self, flags: &str) -> Boot {
+        self.qemu_cpu_flags = flags.to_string();
         self
     }
 
@@ -244,6 +255,10 @@ impl Boot {
                 q.memory_mib = self.memory_mib;
                 q.accel = Accel::Tcg;
                 q.shutdown_log = Some(shutdown_log.clone());
+                if !self.qemu_cpu_flags.is_empty() {
+                    // The last -cpu option is the one QEMU takes.
+                    q.extra = vec!["-cpu".into(), format!("{},{}", xtask::emulator::TCG_CPU, self.qemu_cpu_flags)];
+                }
                 let (stdin, stdout) = if self.typing.is_empty() {
                     q.serial = Serial::File(serial.clone());
                     (Stdio::null(), Stdio::null())

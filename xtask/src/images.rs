@@ -48,6 +48,8 @@ pub const GUESTS: &[&str] = &[
     "memory",
     "console-ring",
     "bench-events",
+    "hostile",
+    "isolation",
 ];
 
 /// Builds every bare-metal image.

@@ -98,12 +98,19 @@ pub fn init(choice: HvmChoice, slice_ns: u64) -> Result<(Backend, alloc::string:
     };
     if let Ok((b, _)) = &r {
         BACKEND.call_once(|| *b);
+        // VT-x runs RDTSCP/RDPID only with its "enable RDTSCP" control.
+        let rdtscp_ok = match b {
+            Backend::Svm => true,
+            Backend::Vmx => super::vmx::features().cpu2 & super::vmx::vmcs::CPU2_ENABLE_RDTSCP != 0,
+        };
+        super::isolation::hw::init_boot(rdtscp_ok);
     }
     r
 }
 
 /// The backend on a CPU started after the boot CPU.
 pub fn init_this_cpu() -> Result<(), &'static str> {
+    super::isolation::hw::init_cpu();
     match backend() {
         Some(Backend::Svm) => Svm::init_this_cpu().map_err(|_| "SVM could not be enabled"),
         Some(Backend::Vmx) => Vmx::init_this_cpu().map_err(|_| "VMX could not be enabled"),
@@ -262,6 +269,10 @@ impl VendorVcpu for HvmVcpu {
     #[inline]
     fn switch_out(&mut self) {
         dispatch!(self, v => v.switch_out())
+    }
+    #[inline]
+    fn guest_state(&mut self) -> &mut super::isolation::hw::GuestCpuState {
+        dispatch!(self, v => v.guest_state())
     }
     #[inline]
     fn dump(&self, out: &mut impl fmt::Write) {

@@ -6,20 +6,27 @@
 //! VMX/SVM (no nested virtualisation), MONITOR/MWAIT (idle is HLT), XSAVE
 //! and the AVX family (guest FPU state is switched with FXSAVE),
 //! TSC-deadline (the emulated local APIC has one-shot and periodic timers;
-//! it and x2APIC are shown), performance monitoring, MCE/MCA, speculation-control MSRs, RDTSCP/RDPID (their
-//! TSC_AUX MSR is not switched per vCPU), and INVPCID (VMX would need it
-//! enabled per VMCS).
+//! it and x2APIC are shown), performance monitoring, MCE/MCA, protection
+//! keys (PKU needs XSAVE in Xen's policy; PKRU is still switched per vCPU),
+//! and INVPCID (VMX would need it enabled per VMCS).
+//!
+//! Speculation controls (IBRSB, STIBP, SSBD, MD_CLEAR, ARCH_CAPS, IBPB)
+//! and RDTSCP/RDPID come from `CpuidContext::offer`: what the isolation
+//! policy virtualises on this CPU (`isolation::spec`), Xen's HVM default.
 
+use super::isolation::msrs::GuestOffer;
 use core::arch::x86_64::CpuidResult;
 use xen_abi::cpuid as xc;
 
 #[derive(Debug, Clone, Copy)]
-pub struct CpuidContext {
+pub struct CpuidContext<'a> {
     pub vcpu_id: u32,
     pub domid: u16,
     pub nr_vcpus: u32,
     pub tsc_khz: u32,
     pub host_tsc_reliable: bool,
+    /// Speculation controls and RDTSCP/RDPID the vCPU is offered.
+    pub offer: &'a GuestOffer,
 }
 
 const ZERO: CpuidResult = CpuidResult { eax: 0, ebx: 0, ecx: 0, edx: 0 };
@@ -78,8 +85,9 @@ const C7_VAES: u32 = 1 << 9;
 const C7_VPCLMUL: u32 = 1 << 10;
 const C7_LA57: u32 = 1 << 16;
 const C7_SGX_LC: u32 = 1 << 30;
-// Leaf 7.0 EDX: keep only what needs no MSR or state support.
-const D7_KEEP: u32 = (1 << 4) /* FSRM */ | (1 << 10) /* MD_CLEAR */;
+// Leaf 7.0 EDX: keep only what needs no MSR or state support; the
+// speculation controls come from the offer.
+const D7_KEEP: u32 = 1 << 4 /* FSRM */;
 // Leaf 0x80000001 ECX.
 const E1C_SVM: u32 = 1 << 2;
 const E1C_IBS: u32 = 1 << 10;
@@ -161,16 +169,12 @@ pub fn guest_cpuid(host: impl Fn(u32, u32) -> CpuidResult, leaf: u32, subleaf: u
                     | B7_AVX512_MASK
                     | B7_PT
                     | B7_INVPCID);
-                r.ecx &= !(C7_AVX512_MASK
-                    | C7_PKU
-                    | C7_OSPKE
-                    | C7_WAITPKG
-                    | C7_VAES
-                    | C7_VPCLMUL
-                    | C7_LA57
-                    | C7_SGX_LC
-                    | C7_RDPID);
-                r.edx &= D7_KEEP;
+                r.ecx &=
+                    !(C7_AVX512_MASK | C7_PKU | C7_OSPKE | C7_WAITPKG | C7_VAES | C7_VPCLMUL | C7_LA57 | C7_SGX_LC);
+                if !ctx.offer.rdpid {
+                    r.ecx &= !C7_RDPID;
+                }
+                r.edx = (r.edx & D7_KEEP) | ctx.offer.spec.leaf7_edx();
             } else {
                 r = ZERO;
             }
@@ -193,12 +197,14 @@ pub fn guest_cpuid(host: impl Fn(u32, u32) -> CpuidResult, leaf: u32, subleaf: u
                 | E1C_XOP
                 | E1C_FMA4
                 | E1C_TBM);
-            // RDTSCP and RDPID read TSC_AUX, which is not switched per vCPU yet.
-            r.edx &= !E1D_RDTSCP;
+            // RDTSCP reads TSC_AUX, switched per vCPU where offered.
+            if !ctx.offer.rdtscp {
+                r.edx &= !E1D_RDTSCP;
+            }
         }
-        // Address sizes stay; speculation-control bits and core counts go.
+        // Address sizes stay; core counts go; IBPB as offered.
         0x8000_0008 => {
-            r.ebx = 0;
+            r.ebx = ctx.offer.spec.leaf_e8_ebx();
             r.ecx = 0;
             r.edx = 0;
         }
@@ -237,6 +243,7 @@ fn xen_leaf(idx: u32, subleaf: u32, ctx: &CpuidContext) -> CpuidResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arch::x86_64::hvm::isolation::spec::GuestSpec;
 
     /// An AMD-ish host with everything set, to see what gets taken out.
     fn host(leaf: u32, _sub: u32) -> CpuidResult {
@@ -247,8 +254,17 @@ mod tests {
         }
     }
 
-    fn ctx(vcpu: u32) -> CpuidContext {
-        CpuidContext { vcpu_id: vcpu, domid: 3, nr_vcpus: 2, tsc_khz: 2_000_000, host_tsc_reliable: false }
+    static NOTHING: GuestOffer = GuestOffer { spec: GuestSpec::NONE, rdtscp: false, rdpid: false };
+
+    fn ctx(vcpu: u32) -> CpuidContext<'static> {
+        CpuidContext {
+            vcpu_id: vcpu,
+            domid: 3,
+            nr_vcpus: 2,
+            tsc_khz: 2_000_000,
+            host_tsc_reliable: false,
+            offer: &NOTHING,
+        }
     }
 
     #[test]
@@ -299,5 +315,27 @@ mod tests {
         assert_eq!(l7.ebx & B7_AVX2, 0);
         assert_eq!(l7.edx, D7_KEEP);
         assert_eq!(guest_cpuid(host, 7, 1, &c), ZERO);
+    }
+
+    /// The speculation controls and RDTSCP/RDPID are what the offer says,
+    /// whatever else the host has: nothing offered, nothing shown (not
+    /// MD_CLEAR without the rest either), and what is offered is shown.
+    #[test]
+    fn speculation_controls_and_tsc_aux_readers_follow_the_offer() {
+        let none = ctx(0);
+        let l7 = guest_cpuid(host, 7, 0, &none);
+        assert_eq!(l7.edx & !D7_KEEP, 0, "no speculation control unless offered");
+        assert_eq!(l7.ecx & C7_RDPID, 0);
+        assert_eq!(guest_cpuid(host, 0x8000_0001, 0, &none).edx & E1D_RDTSCP, 0);
+        assert_eq!(guest_cpuid(host, 0x8000_0008, 0, &none).ebx, 0);
+        let spec =
+            GuestSpec { ibrsb: true, stibp: true, ssbd: true, md_clear: true, ibpb: true, ..GuestSpec::default() };
+        let offer = GuestOffer { spec, rdtscp: true, rdpid: true };
+        let offered = CpuidContext { offer: &offer, ..ctx(0) };
+        let l7 = guest_cpuid(host, 7, 0, &offered);
+        assert_eq!(l7.edx, D7_KEEP | 1 << 10 | 1 << 26 | 1 << 27 | 1 << 31);
+        assert_ne!(l7.ecx & C7_RDPID, 0);
+        assert_ne!(guest_cpuid(host, 0x8000_0001, 0, &offered).edx & E1D_RDTSCP, 0);
+        assert_eq!(guest_cpuid(host, 0x8000_0008, 0, &offered).ebx, 1 << 12);
     }
 }

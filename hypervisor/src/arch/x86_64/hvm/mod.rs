@@ -6,6 +6,7 @@
 pub mod cpuid;
 pub mod exit;
 pub mod intr;
+pub mod isolation;
 pub mod msr;
 pub mod pvclock;
 pub mod regs;

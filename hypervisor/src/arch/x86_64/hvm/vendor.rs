@@ -87,6 +87,9 @@ pub trait VendorVcpu {
     /// Called when the vCPU gets the CPU, and when it leaves it.
     fn switch_in(&mut self);
     fn switch_out(&mut self);
+    /// What no VMCB/VMCS field switches (debug registers, PKRU, TSC_AUX,
+    /// MSR_SPEC_CTRL) and the vCPU's ASID or VPID.
+    fn guest_state(&mut self) -> &mut super::isolation::hw::GuestCpuState;
     /// The guest's state, for a crash report.
     fn dump(&self, out: &mut impl fmt::Write);
 }

@@ -6,6 +6,8 @@
 use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::hvm::exit::IoExit;
 use crate::arch::x86_64::hvm::exit::Next;
+use crate::arch::x86_64::hvm::isolation::hw as iso;
+use crate::arch::x86_64::hvm::isolation::msrs as iso_msrs;
 use crate::arch::x86_64::hvm::msr;
 use crate::arch::x86_64::hvm::vcpu_init::InitialState;
 use crate::arch::x86_64::hvm::vendor::VendorVcpu;
@@ -165,6 +167,15 @@ pub(super) fn rdmsr(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu) -> Nex
             l.read_msr(m, crate::time::now_ns()).map_err(|_| msr::Gp)
         }
         xen_abi::cpuid::HYPERCALL_PAGE_MSR => Ok(0),
+        // Speculation controls and TSC_AUX: the vCPU's own (isolation).
+        iso_msrs::SPEC_CTRL
+        | iso_msrs::PRED_CMD
+        | iso_msrs::ARCH_CAPABILITIES
+        | iso_msrs::FLUSH_CMD
+        | iso_msrs::TSC_AUX => match iso::read_msr(m, v.arch.guest_state()) {
+            iso_msrs::Answer::Ok(x) => Ok(x),
+            _ => Err(msr::Gp),
+        },
         _ => msr::read_fixed(m, cpu::features().vendor),
     };
     match value {
@@ -230,6 +241,13 @@ pub(super) fn wrmsr(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu) -> Nex
             }
         }
         xen_abi::cpuid::HYPERCALL_PAGE_MSR => install_hypercall_page(dom, value),
+        iso_msrs::SPEC_CTRL
+        | iso_msrs::PRED_CMD
+        | iso_msrs::ARCH_CAPABILITIES
+        | iso_msrs::FLUSH_CMD
+        | iso_msrs::TSC_AUX => {
+            matches!(iso::write_msr(m, value, v.arch.guest_state()), iso_msrs::Answer::Ok(()))
+        }
         _ => msr::write_ignored(m, cpu::features().vendor),
     };
     if ok {

@@ -28,6 +28,7 @@ pub(super) fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, 
                 nr_vcpus: dom.vcpus.len() as u32,
                 tsc_khz: crate::time::tsc_khz() as u32,
                 host_tsc_reliable: cpu::features().invariant_tsc,
+                offer: crate::arch::x86_64::hvm::isolation::hw::offer(),
             };
             let r = guest_cpuid(cpu::cpuid, v.regs.rax as u32, v.regs.rcx as u32, &ctx);
             v.regs.rax = r.eax as u64;

@@ -34,6 +34,8 @@ pub fn run_vcpu(dom: &Arc<Domain>, vid: u32) {
     let mut guard = shared.cell.lock();
     let v = &mut *guard;
     sched::enter_vcpu(shared);
+    // IBPB when this CPU last ran another vCPU (Xen's IBPB-ctxt).
+    crate::arch::x86_64::hvm::isolation::hw::context_switch(dom.id, vid);
     v.fpu.restore();
     v.arch.switch_in();
     if core::mem::take(&mut v.resumed_from_block) {

@@ -13,6 +13,8 @@ use self::vmcb::*;
 use super::regs::Seg;
 use crate::arch::x86_64::cpu::{self, cpuid, rdmsr, wrmsr};
 use crate::arch::x86_64::hvm::exit::{IoExit, NpfAccess, VmExit};
+use crate::arch::x86_64::hvm::isolation::asid::Flush;
+use crate::arch::x86_64::hvm::isolation::hw::{self as iso, GuestCpuState};
 use crate::arch::x86_64::hvm::npt::P2mFormat;
 use crate::arch::x86_64::hvm::regs::GuestRegs;
 use crate::arch::x86_64::hvm::vcpu_init::InitialState;
@@ -23,7 +25,7 @@ use crate::memory::guest_mem::Paging;
 use crate::mm::addr::Gpa;
 use crate::mm::phys::{alloc_frames, alloc_zeroed_frame, free_frames, phys_to_virt};
 use core::fmt;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::Ordering;
 
 const MSR_VM_CR: u32 = 0xc001_0114;
 const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
@@ -154,6 +156,7 @@ fn msrpm_clear(base: *mut u8, msr: u32) {
 pub fn init_cpu() -> Result<SvmFeatures, SvmError> {
     let feat = detect()?;
     FEATURES.call_once(|| feat);
+    iso::set_tag_count(feat.asids);
     let iopm = alloc_frames(2).ok_or(SvmError::NoMemory)?; // 16 KiB >= 12 KiB
     let iopm_v = phys_to_virt(iopm).ok_or(SvmError::NoMemory)?;
     // SAFETY: 4 freshly allocated frames: intercept every port.
@@ -218,18 +221,22 @@ impl HvmBackend for Svm {
     }
 }
 
-static NEXT_ASID: AtomicU32 = AtomicU32::new(1);
+/// DR0-7 read and write intercepts (the VMCB's DR intercept word), and
+/// their exit codes (reads 0x20-0x2f, writes 0x30-0x3f).
+const ALL_DR_INTERCEPTS: u32 = 0x00ff_00ff;
+const EXIT_DR_FIRST: u64 = 0x20;
+const EXIT_DR_LAST: u64 = 0x3f;
+const I2_RDTSCP: u32 = 1 << 7;
+const EXIT_RDTSCP: u64 = 0x87;
+/// DR7's breakpoint enables (L0-3, G0-3).
+const DR7_ACTIVE: u64 = 0xff;
 
 /// A vCPU's SVM state.
 pub struct SvmVcpu {
     vmcb_phys: u64,
     vmcb: Vmcb,
-    asid: u32,
-    /// Flush this vCPU's TLB entries at the next VMRUN.
-    flush: bool,
-    /// Several vCPUs share an ASID (the CPU has too few): flush on every run.
-    shared_asid: bool,
-    last_cpu: Option<u32>,
+    /// What the VMCB does not switch, and the vCPU's ASID.
+    iso: GuestCpuState,
     /// The host VMCB of the CPU it was switched in on (VMSAVE/VMLOAD of
     /// the host's hidden state around VMRUN).
     host_vmcb: u64,
@@ -294,10 +301,13 @@ svm_vmrun:
     vmload rax
     mov rax, [rsp + 16]
 "#,
+    crate::verw_if_wanted!(),
     crate::guest_gprs_load!(),
     r#"    mov rax, [rsp]
     vmrun rax
-    vmsave rax
+"#,
+    crate::rsb_overwrite!(),
+    r#"    vmsave rax
     push rax
     mov rax, [rsp + 24]
 "#,
@@ -328,16 +338,16 @@ impl SvmVcpu {
         let v = phys_to_virt(vmcb_phys).ok_or(SvmError::NoMemory)?;
         // SAFETY: a freshly allocated page, this vCPU's VMCB alone.
         let mut vmcb = unsafe { Vmcb::new(v as *mut u8) };
-        let feat = features();
-        let n = NEXT_ASID.fetch_add(1, Ordering::Relaxed);
-        let usable = feat.asids.saturating_sub(1).max(1);
-        let (asid, shared) = if n <= usable { (n, false) } else { (1, true) };
 
         // Intercepts: Xen's set for a PVH guest under nested paging. #DB
         // and #AC are intercepted so a guest cannot hang the CPU in an
         // endless exception loop; #MC is the host's; #UD lets a guest use
         // the other vendor's hypercall instruction.
         vmcb.write_u32(INTERCEPT_EXCEPTIONS, 1 << 1 | 1 << 6 | 1 << 17 | 1 << 18);
+        // Debug registers: DR0-3 are the CPU's, not the VMCB's, so MOV DR
+        // exits until the vCPU first touches them (then they are switched
+        // with it, as Xen does).
+        vmcb.write_u32(INTERCEPT_DR, ALL_DR_INTERCEPTS);
         vmcb.write_u32(
             INTERCEPT_MISC1,
             I1_INTR
@@ -367,11 +377,12 @@ impl SvmVcpu {
                 | I2_MWAIT
                 | I2_MWAIT_COND
                 | I2_XSETBV
-                | I2_RDPRU,
+                | I2_RDPRU
+                // RDTSCP reads TSC_AUX: #UD unless the guest is offered it.
+                | if iso::offer().rdtscp { 0 } else { I2_RDTSCP },
         );
         vmcb.write_u64(IOPM_BASE_PA, *IOPM.get().ok_or(SvmError::NoMemory)?);
         vmcb.write_u64(MSRPM_BASE_PA, *MSRPM.get().ok_or(SvmError::NoMemory)?);
-        vmcb.write_u32(GUEST_ASID, asid);
         vmcb.write_u64(V_INTR, V_INTR_MASKING);
         vmcb.write_u64(NP_CONTROL, NP_ENABLE);
         vmcb.write_u64(N_CR3, n_cr3);
@@ -379,17 +390,7 @@ impl SvmVcpu {
         vmcb.write_u64(DR6, 0xffff_0ff0);
         vmcb.write_u64(DR7, 0x400);
         vmcb.write_u64(EFER, EFER_SVME);
-        Ok(SvmVcpu {
-            vmcb_phys,
-            vmcb,
-            asid,
-            flush: true,
-            shared_asid: shared,
-            last_cpu: None,
-            host_vmcb: 0,
-            irq_to_enter: None,
-            irq_offered: None,
-        })
+        Ok(SvmVcpu { vmcb_phys, vmcb, iso: GuestCpuState::new(), host_vmcb: 0, irq_to_enter: None, irq_offered: None })
     }
 
     /// Puts the chosen external interrupt into this entry: as a virtual
@@ -439,14 +440,37 @@ impl SvmVcpu {
     }
 
     pub fn asid(&self) -> u32 {
-        self.asid
+        self.iso.asid.asid()
+    }
+
+    /// The guest touched a debug register: its DR0-3 go into the CPU and
+    /// MOV DR runs unintercepted until it leaves the CPU (Xen's
+    /// `__restore_debug_registers`); the instruction runs again.
+    fn load_debug_regs(&mut self) {
+        if !self.iso.dr_loaded {
+            self.iso.load_debug_regs(false);
+            self.vmcb.write_u32(INTERCEPT_DR, 0);
+        }
+    }
+
+    /// The ASID for this entry and the flush it needs.
+    fn pick_asid(&mut self) -> u8 {
+        let e = iso::asid_enter(&mut self.iso.asid);
+        // Without ASIDs every vCPU shares tag 1 and flushes at each entry.
+        self.iso.asid_stale = e.flush == Flush::ThisTag;
+        self.vmcb.write_u32(GUEST_ASID, e.asid);
+        match e.flush {
+            Flush::None => TLB_NOTHING,
+            Flush::ThisTag if features().flush_by_asid => TLB_FLUSH_ASID,
+            Flush::ThisTag | Flush::All => TLB_FLUSH_ALL,
+        }
     }
 
     pub fn set_rflags(&mut self, f: u64) {
         self.vmcb.write_u64(RFLAGS, f);
     }
 
-    fn exit(&self) -> VmExit {
+    fn exit(&mut self) -> VmExit {
         let code = self.vmcb.read_u64(EXITCODE);
         let info1 = self.vmcb.read_u64(EXITINFO1);
         let info2 = self.vmcb.read_u64(EXITINFO2);
@@ -508,6 +532,12 @@ impl SvmVcpu {
                     cr2: if vector == 14 { info2 } else { 0 },
                 }
             }
+            EXIT_DR_FIRST..=EXIT_DR_LAST => {
+                self.load_debug_regs();
+                VmExit::Handled
+            }
+            // Not offered: #UD, as the CPU gives where it lacks RDTSCP.
+            EXIT_RDTSCP => VmExit::Exception { vector: 6, error_code: None, cr2: 0 },
             EXIT_INVALID => VmExit::InvalidState,
             _ => VmExit::Unknown { code, info1, info2 },
         }
@@ -553,7 +583,10 @@ impl VendorVcpu for SvmVcpu {
         self.set_interrupt_window(false);
         self.irq_to_enter = None;
         self.irq_offered = None;
-        self.flush = true;
+        self.vmcb.write_u64(DR6, 0xffff_0ff0);
+        self.iso.reset(false);
+        self.iso.asid.invalidate();
+        self.iso.asid_stale = true;
     }
 
     /// Whether an external interrupt can be injected now: IF set, no
@@ -691,19 +724,31 @@ impl VendorVcpu for SvmVcpu {
         self.vmcb.segment(off).base
     }
 
-    /// VMLOAD/VMSAVE switch the guest's hidden state on every run; a vCPU
-    /// that comes from another CPU only needs its cached translations
-    /// dropped (that CPU's TLB may hold stale ones for its ASID).
+    /// VMLOAD/VMSAVE switch the guest's hidden state on every run; what
+    /// they do not (PKRU, TSC_AUX, and DR0-3 if its DR7 enables a
+    /// breakpoint) is loaded here, and its ASID checked at the next entry
+    /// (one from another CPU or generation is void).
     fn switch_in(&mut self) {
-        let cpu = crate::arch::x86_64::percpu::cpu_index();
-        if self.last_cpu != Some(cpu) {
-            self.flush = true;
-            self.last_cpu = Some(cpu);
+        self.iso.switch_in();
+        if self.vmcb.read_u64(DR7) & DR7_ACTIVE != 0 {
+            self.load_debug_regs();
         }
         self.host_vmcb = crate::arch::x86_64::percpu::this_cpu().map_or(0, |p| p.host_vmcb.load(Ordering::Relaxed));
     }
 
-    fn switch_out(&mut self) {}
+    /// Saves what the VMCB does not hold; the next vCPU finds MOV DR
+    /// intercepted again (Xen's `svm_save_dr`).
+    fn switch_out(&mut self) {
+        self.iso.switch_out();
+        if self.iso.dr_loaded {
+            self.iso.save_debug_regs(false);
+            self.vmcb.write_u32(INTERCEPT_DR, ALL_DR_INTERCEPTS);
+        }
+    }
+
+    fn guest_state(&mut self) -> &mut GuestCpuState {
+        &mut self.iso
+    }
 
     /// Nothing is cached per CPU between runs.
     fn release(&mut self) {}
@@ -731,9 +776,11 @@ impl VendorVcpu for SvmVcpu {
         self.vmcb.write_u64(CR2, cr2);
     }
 
-    /// Drops cached translations of this vCPU at the next entry.
+    /// Drops cached translations of this vCPU: a fresh ASID at the next
+    /// entry.
     fn flush_tlb(&mut self) {
-        self.flush = true;
+        self.iso.asid.invalidate();
+        self.iso.asid_stale = true;
     }
 
     /// Runs the guest until the next exit.
@@ -743,21 +790,18 @@ impl VendorVcpu for SvmVcpu {
         }
         self.vmcb.write_u64(RAX, regs.rax);
         self.vmcb.write_u64(RSP, regs.rsp);
-        let tlb = if self.flush || self.shared_asid {
-            if features().flush_by_asid { TLB_FLUSH_ASID } else { TLB_FLUSH_ALL }
-        } else {
-            TLB_NOTHING
-        };
+        let tlb = if self.iso.asid_stale { self.pick_asid() } else { TLB_NOTHING };
         self.vmcb.write_u8(TLB_CONTROL, tlb);
-        self.flush = false;
         // QEMU and older CPUs keep no VMCB state cache; on CPUs that do,
         // nothing may be reused because every field may have changed.
         self.vmcb.write_u32(CLEAN_BITS, 0);
         let host = self.host_vmcb;
+        self.iso.before_entry();
         // SAFETY: both VMCBs are valid, page-aligned and set up above;
         // `regs` outlives the call; interrupts are off (the run loop's
         // invariant).
         unsafe { svm_vmrun(self.vmcb_phys, host, regs) };
+        self.iso.after_exit();
         regs.rax = self.vmcb.read_u64(RAX);
         regs.rsp = self.vmcb.read_u64(RSP);
         // An event the exit interrupted must still be delivered.

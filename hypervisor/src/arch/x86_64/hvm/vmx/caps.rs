@@ -43,6 +43,8 @@ pub struct VmxFeatures {
     pub ept_1g: bool,
     pub invept_single: bool,
     pub invvpid_single: bool,
+    pub invvpid_all: bool,
+    pub invept_all: bool,
     /// The VMX-preemption timer counts down once every 2^shift TSC ticks;
     /// None if the CPU has no such timer.
     pub preemption_timer_shift: Option<u8>,
@@ -150,6 +152,7 @@ pub fn evaluate(intel: bool, has_vmx: bool, msr: impl Fn(u32) -> u64) -> Result<
         | CPU_USE_IO_BITMAPS
         | CPU_USE_MSR_BITMAPS
         | CPU_MONITOR_EXITING
+        | CPU_MOV_DR_EXITING
         | CPU_ACTIVATE_SECONDARY;
     // EPT handles CR3 and INVLPG: no exits for them if the CPU allows that.
     let cpu = fit(want_cpu, cpu_cap)
@@ -165,7 +168,8 @@ pub fn evaluate(intel: bool, has_vmx: bool, msr: impl Fn(u32) -> u64) -> Result<
             return Err(VmxError::Missing(what));
         }
     }
-    let mut want2 = CPU2_ENABLE_EPT | CPU2_UNRESTRICTED_GUEST | CPU2_WBINVD_EXITING;
+    // RDTSCP and RDPID (which read the vCPU's own TSC_AUX) where allowed.
+    let mut want2 = CPU2_ENABLE_EPT | CPU2_UNRESTRICTED_GUEST | CPU2_WBINVD_EXITING | CPU2_ENABLE_RDTSCP;
     if vpid {
         want2 |= CPU2_ENABLE_VPID;
     }
@@ -201,6 +205,8 @@ pub fn evaluate(intel: bool, has_vmx: bool, msr: impl Fn(u32) -> u64) -> Result<
         ept_1g: ept_cap & (1 << 17) != 0,
         invept_single: ept_cap & (1 << 25) != 0,
         invvpid_single: ept_cap & (1 << 41) != 0,
+        invvpid_all: ept_cap & (1 << 42) != 0,
+        invept_all: ept_cap & (1 << 26) != 0,
         preemption_timer_shift: (pin & PIN_PREEMPTION_TIMER != 0).then(|| (rdmsr(MSR_VMX_MISC) & 0x1f) as u8),
         pin,
         cpu,
@@ -295,7 +301,11 @@ mod tests {
         {
             assert_eq!(f.cpu & bit, bit, "{bit:#x}");
         }
-        assert_eq!(f.cpu2, CPU2_ENABLE_EPT | CPU2_UNRESTRICTED_GUEST | CPU2_WBINVD_EXITING | CPU2_ENABLE_VPID);
+        assert_eq!(
+            f.cpu2,
+            CPU2_ENABLE_EPT | CPU2_UNRESTRICTED_GUEST | CPU2_WBINVD_EXITING | CPU2_ENABLE_VPID | CPU2_ENABLE_RDTSCP
+        );
+        assert_eq!(f.cpu & CPU_MOV_DR_EXITING, CPU_MOV_DR_EXITING, "debug registers are switched lazily");
         assert_eq!(f.entry & ENTRY_IA32E_MODE_GUEST, 0, "long mode is the guest's choice, set at run time");
     }
 

@@ -6,7 +6,7 @@ use crate::arch::x86_64::cpu::{self, rdmsr, wrmsr};
 use crate::arch::x86_64::percpu;
 use crate::mm::phys::{alloc_frames, alloc_zeroed_frame, phys_to_virt};
 use core::arch::asm;
-use core::sync::atomic::{AtomicU16, Ordering};
+use core::sync::atomic::Ordering;
 
 pub(super) const MSR_PAT: u32 = 0x277;
 pub(super) const MSR_SYSENTER_CS: u32 = 0x174;
@@ -35,7 +35,6 @@ pub(super) static MSR_BITMAP_PA: spin::Once<u64> = spin::Once::new();
 /// port exits. A privileged domain's direct port ranges clear bits in a
 /// copy of its own.
 pub(super) static IO_BITMAPS_PA: spin::Once<u64> = spin::Once::new();
-pub(super) static NEXT_VPID: AtomicU16 = AtomicU16::new(1);
 
 pub fn features() -> &'static VmxFeatures {
     FEATURES.get().expect("VMX not initialised")
@@ -102,6 +101,23 @@ pub(super) fn invvpid(vpid: u16) {
     unsafe { asm!("invvpid {k}, [{d}]", k = in(reg) kind, d = in(reg) &desc, options(nostack)) };
 }
 
+/// Invalidates every VPID's cached translations on this CPU (a new VPID
+/// generation): INVVPID all-context, or INVEPT all-context (which takes
+/// every combined mapping with it) where the CPU lacks the former.
+pub(super) fn invvpid_all() {
+    let desc = [0u64, 0u64];
+    let f = features();
+    // SAFETY: valid descriptors and types (all-context: the address part
+    // is ignored).
+    unsafe {
+        if f.invvpid_all {
+            asm!("invvpid {k}, [{d}]", k = in(reg) 2u64, d = in(reg) &desc, options(nostack));
+        } else {
+            asm!("invept {k}, [{d}]", k = in(reg) 2u64, d = in(reg) &desc, options(nostack));
+        }
+    }
+}
+
 pub(super) fn read_cr(n: u8) -> u64 {
     let v: u64;
     // SAFETY: reading control registers has no side effects.
@@ -121,6 +137,8 @@ pub(super) fn read_cr(n: u8) -> u64 {
 pub fn init_cpu() -> Result<VmxFeatures, VmxError> {
     let feat = detect()?;
     FEATURES.call_once(|| feat);
+    // VPIDs 1-65535 for guests (0 is the host's); none without VPID.
+    crate::arch::x86_64::hvm::isolation::hw::set_tag_count(if feat.vpid { 1 << 16 } else { 0 });
     init_this_cpu()?;
     // MSR bitmap: intercept everything but the MSRs the guest may use
     // directly (FS/GS bases and SYSENTER are VMCS fields; the SYSCALL MSRs

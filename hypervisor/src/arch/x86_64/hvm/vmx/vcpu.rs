@@ -6,6 +6,8 @@ use super::hw::*;
 use super::vmcs::*;
 use crate::arch::x86_64::cpu::{self, rdmsr, wrmsr};
 use crate::arch::x86_64::hvm::exit::{IoExit, NpfAccess, VmExit};
+use crate::arch::x86_64::hvm::isolation::asid::Flush;
+use crate::arch::x86_64::hvm::isolation::hw::{self as iso, GuestCpuState};
 use crate::arch::x86_64::hvm::regs::GuestRegs;
 use crate::arch::x86_64::hvm::regs::Seg;
 use crate::arch::x86_64::hvm::vcpu_init::{ATTR_P, InitialState};
@@ -42,7 +44,9 @@ vmx_enter:
     push rdi
     mov rax, {host_rsp}
     vmwrite rax, rsp
-    mov rax, rdi
+"#,
+        crate::verw_if_wanted!(),
+        r#"    mov rax, rdi
     test esi, esi
 "#,
         crate::guest_gprs_load!(),
@@ -68,7 +72,9 @@ vmx_enter:
 
     .global vmx_exit_entry
 vmx_exit_entry:
-    push rax
+"#,
+        crate::rsb_overwrite!(),
+        r#"    push rax
     mov rax, [rsp + 8]
 "#,
         crate::guest_gprs_store!(),
@@ -109,9 +115,11 @@ pub struct VmxVcpu {
     active_on: core::cell::Cell<Option<u32>>,
     /// The CPU it last ran on (host state and TLBs are per CPU).
     last_cpu: Option<u32>,
-    vpid: u16,
     eptp: u64,
+    /// INVEPT before the next entry (a p2m change, or a new CPU).
     flush: bool,
+    /// What the VMCS does not switch, and the vCPU's VPID.
+    iso: GuestCpuState,
     /// CR2 is not in the VMCS: the guest's value, restored before entry.
     cr2: u64,
     /// The guest's CR8 (task priority): kept here so it cannot block host
@@ -140,16 +148,15 @@ impl VmxVcpu {
             return Err(VmxError::NoMemory);
         }
         percpu::set_current_vmcs(vmcs);
-        let vpid = if f.vpid { NEXT_VPID.fetch_add(1, Ordering::Relaxed).max(1) } else { 0 };
         let eptp = ept_root | (3 << 3) | 6;
         let mut me = VmxVcpu {
             vmcs,
             launched: false,
             active_on: core::cell::Cell::new(Some(percpu::cpu_index())),
             last_cpu: None,
-            vpid,
             eptp,
             flush: true,
+            iso: GuestCpuState::new(),
             cr2: 0,
             cr8: 0,
             syscall_msrs: [0; 5],
@@ -181,9 +188,6 @@ impl VmxVcpu {
         vmwrite(IO_BITMAP_A, io);
         vmwrite(IO_BITMAP_B, io + 4096);
         vmwrite(EPT_POINTER, self.eptp);
-        if f.cpu2 & CPU2_ENABLE_VPID != 0 {
-            vmwrite(VPID, self.vpid as u64);
-        }
         vmwrite(TSC_OFFSET, 0);
         vmwrite(CR0_GUEST_HOST_MASK, cr0_owned(f));
         vmwrite(CR4_GUEST_HOST_MASK, cr4_owned(f));
@@ -319,6 +323,10 @@ impl VmxVcpu {
             EXIT_INTERRUPT_WINDOW => VmExit::InterruptWindow,
             EXIT_TRIPLE_FAULT => VmExit::Shutdown,
             EXIT_CR_ACCESS => self.cr_access(regs, q),
+            EXIT_DR_ACCESS => {
+                self.load_debug_regs();
+                VmExit::Handled
+            }
             EXIT_INVD => VmExit::Invd,
             EXIT_WBINVD => VmExit::Wbinvd,
             EXIT_XSETBV => VmExit::Xsetbv,
@@ -331,6 +339,37 @@ impl VmxVcpu {
                 VmExit::Undefined(Expected::Vmrun)
             }
             code => VmExit::Unknown { code: code as u64, info1: q, info2: vmread(GUEST_PHYSICAL_ADDRESS) },
+        }
+    }
+
+    /// The guest touched a debug register: its DR0-3 and DR6 go into the
+    /// CPU and MOV DR runs without exits until it leaves the CPU (Xen's
+    /// lazy switch); the instruction runs again. Without MOV-DR exiting
+    /// they are loaded whenever it gets the CPU.
+    fn load_debug_regs(&mut self) {
+        if !self.iso.dr_loaded {
+            self.iso.load_debug_regs(true);
+            let c = vmread(PRIMARY_CONTROLS);
+            vmwrite(PRIMARY_CONTROLS, c & !(CPU_MOV_DR_EXITING as u64));
+        }
+    }
+
+    /// The VPID for this entry, and INVVPID where it needs one.
+    fn pick_vpid(&mut self) {
+        self.iso.asid_stale = false;
+        if features().cpu2 & CPU2_ENABLE_VPID == 0 {
+            return;
+        }
+        let e = iso::asid_enter(&mut self.iso.asid);
+        vmwrite(VPID, e.asid as u64);
+        match e.flush {
+            Flush::None => {}
+            Flush::ThisTag => {
+                // Tags are off: every vCPU shares VPID 1, flushed each entry.
+                self.iso.asid_stale = true;
+                invvpid(e.asid as u16);
+            }
+            Flush::All => invvpid_all(),
         }
     }
 
@@ -447,6 +486,9 @@ impl VendorVcpu for VmxVcpu {
         self.cr8 = 0;
         self.syscall_msrs = [0; 5];
         self.flush = true;
+        self.iso.reset(true);
+        self.iso.asid.invalidate();
+        self.iso.asid_stale = true;
     }
 
     /// Whether an external interrupt can be injected now: IF set, no
@@ -520,6 +562,10 @@ impl VendorVcpu for VmxVcpu {
             // SAFETY: architectural MSRs the hypervisor itself does not use.
             unsafe { wrmsr(*m, v) };
         }
+        self.iso.switch_in();
+        if vmread(GUEST_DR7) & 0xff != 0 || features().cpu & CPU_MOV_DR_EXITING == 0 {
+            self.load_debug_regs();
+        }
     }
 
     /// Saves what VMX does not switch and releases the VMCS (the vCPU may
@@ -528,7 +574,18 @@ impl VendorVcpu for VmxVcpu {
         for (m, v) in SYSCALL_MSRS.iter().zip(self.syscall_msrs.iter_mut()) {
             *v = rdmsr(*m);
         }
+        self.iso.switch_out();
+        if self.iso.dr_loaded {
+            self.load();
+            self.iso.save_debug_regs(true);
+            let c = vmread(PRIMARY_CONTROLS);
+            vmwrite(PRIMARY_CONTROLS, c | (features().cpu & CPU_MOV_DR_EXITING) as u64);
+        }
         self.release();
+    }
+
+    fn guest_state(&mut self) -> &mut GuestCpuState {
+        &mut self.iso
     }
 
     fn rip(&self) -> u64 {
@@ -653,8 +710,11 @@ impl VendorVcpu for VmxVcpu {
         self.cr2 = cr2;
     }
 
+    /// EPT translations go with INVEPT, the rest with a fresh VPID.
     fn flush_tlb(&mut self) {
         self.flush = true;
+        self.iso.asid.invalidate();
+        self.iso.asid_stale = true;
     }
 
     fn run(&mut self, regs: &mut GuestRegs) -> VmExit {
@@ -665,18 +725,20 @@ impl VendorVcpu for VmxVcpu {
         }
         if self.flush {
             invept(self.eptp);
-            if self.vpid != 0 {
-                invvpid(self.vpid);
-            }
             self.flush = false;
+        }
+        if self.iso.asid_stale {
+            self.pick_vpid();
         }
         if read_cr(2) != self.cr2 {
             // SAFETY: CR2 only holds the last page-fault address.
             unsafe { asm!("mov cr2, {}", in(reg) self.cr2, options(nomem, nostack)) };
         }
+        self.iso.before_entry();
         // SAFETY: this vCPU's VMCS is current (switch_in) and fully set up;
         // interrupts are off (the run loop's invariant).
         let r = unsafe { vmx_enter(regs, self.launched as u32) };
+        self.iso.after_exit();
         if r != 0 {
             return VmExit::InvalidState;
         }
@@ -756,7 +818,7 @@ impl VendorVcpu for VmxVcpu {
             vmread(EXIT_CONTROLS),
             vmread(ENTRY_CONTROLS),
             vmread(EPT_POINTER),
-            self.vpid
+            self.iso.asid.asid()
         );
     }
 }

@@ -151,6 +151,7 @@ pub const CPU_ACTIVATE_SECONDARY: u32 = 1 << 31;
 
 // Secondary processor-based controls.
 pub const CPU2_ENABLE_EPT: u32 = 1 << 1;
+pub const CPU2_ENABLE_RDTSCP: u32 = 1 << 3;
 pub const CPU2_ENABLE_VPID: u32 = 1 << 5;
 pub const CPU2_WBINVD_EXITING: u32 = 1 << 6;
 pub const CPU2_UNRESTRICTED_GUEST: u32 = 1 << 7;
