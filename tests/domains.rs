@@ -34,6 +34,19 @@ fn check_probe(o: &Outcome, d: u32) {
     o.expect(&format!("(d{d}) my domain id is {d}")).expect_verdict_pass(d);
 }
 
+/// The probes guest's command line and checks: #GP for CPU state it
+/// cannot have, Xen's MSRs, all ones from unbacked addresses and ports.
+const PROBES_ARGS: &str = "memory=8 vcpus=2";
+
+fn check_probes(o: &Outcome, d: u32) {
+    o.expect(&format!("(d{d}) the domain survived its probes"))
+        .expect(&format!("(d{d}) PASS CR4.VMXE (not offered) raises #GP"))
+        .expect(&format!("(d{d}) PASS rdmsr DEBUGCTL (0x1d9)"))
+        .expect(&format!("(d{d}) PASS HPET read (32-bit) is all ones"))
+        .expect("guest-physical 0xfed00000")
+        .expect_verdict_pass(d);
+}
+
 fn check_bad_hypercalls(o: &Outcome, d: u32) {
     o.expect(&format!("(d{d}) the hypervisor survived every bad hypercall")).expect_verdict_pass(d);
 }
@@ -76,6 +89,13 @@ fn the_guest_sees_xens_cpuid_leaves_versions_and_params() {
 }
 
 #[test]
+fn probing_cpu_state_msrs_and_holes_gets_xens_answers() {
+    let o = Boot::new("probes", Machine::QemuBios).guest("probes", &format!("name=probes {PROBES_ARGS}")).run();
+    o.expect_end(End::PoweredOff);
+    check_probes(&o, 1);
+}
+
+#[test]
 fn bad_pointers_unknown_numbers_and_garbage_get_xens_errors() {
     let o = Boot::new("bad_hypercalls", Machine::QemuBios).guest("bad-hypercalls", "name=bad memory=8").run();
     o.expect_end(End::PoweredOff);
@@ -106,6 +126,7 @@ fn vtx_runs_the_guest_suite() {
         .guest("bad-hypercalls", "name=bad memory=8")
         .guest("hcall-page", "name=page memory=4")
         .module(hello_elf32("vtx_guests"), "domu name=h32 memory=4")
+        .guest("probes", &format!("name=probes {PROBES_ARGS}"))
         .run();
     o.expect_end(End::PoweredOff);
     o.expect("VT-x: VMCS revision");
@@ -114,6 +135,7 @@ fn vtx_runs_the_guest_suite() {
     check_bad_hypercalls(&o, 3);
     check_hypercall_page(&o, 4);
     check_elf32(&o, 5);
+    check_probes(&o, 6);
     o.expect("all domains have shut down");
 }
 
