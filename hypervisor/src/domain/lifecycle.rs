@@ -330,6 +330,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
                 window_requested: false,
                 resumed_from_block: false,
                 tsc_adjust: 0,
+                msrs: crate::arch::x86_64::hvm::policy::msrs::GuestMsrs::new(),
             }),
         });
     }

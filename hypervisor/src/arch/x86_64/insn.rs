@@ -265,6 +265,48 @@ pub fn decode_mmio(bytes: &[u8], bitness: u32) -> Option<MmioAccess> {
     Some(MmioAccess { kind, size, len: insn.len() })
 }
 
+/// An instruction that writes a control register (what a CR0 or CR4
+/// write intercept reports without decode assists).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrInsn {
+    /// MOV to CRn from a general register (x86 number).
+    MovTo {
+        cr: u8,
+        gpr: u8,
+    },
+    Clts,
+    /// LMSW from a general register (its low 16 bits).
+    LmswReg {
+        gpr: u8,
+    },
+    /// LMSW from memory, which the caller may refuse.
+    LmswMem,
+}
+
+/// Decodes the control-register write at the start of `bytes`; its length
+/// comes with it. Anything else is None.
+pub fn decode_cr_write(bytes: &[u8], bitness: u32) -> Option<(CrInsn, usize)> {
+    use iced_x86::{OpKind, Register as R};
+    let mut d = Decoder::new(bitness, bytes, DecoderOptions::NONE);
+    let insn = d.decode();
+    if insn.is_invalid() {
+        return None;
+    }
+    let kind = match insn.code() {
+        Code::Mov_cr_r32 | Code::Mov_cr_r64 => {
+            let cr = (insn.op0_register() as u32).checked_sub(R::CR0 as u32).filter(|c| *c < 16)? as u8;
+            CrInsn::MovTo { cr, gpr: gpr_number(insn.op1_register())? }
+        }
+        Code::Clts => CrInsn::Clts,
+        Code::Lmsw_rm16 | Code::Lmsw_r32m16 | Code::Lmsw_r64m16 => match insn.op0_kind() {
+            OpKind::Register => CrInsn::LmswReg { gpr: gpr_number(insn.op0_register())? },
+            _ => CrInsn::LmswMem,
+        },
+        _ => return None,
+    };
+    Some((kind, insn.len()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,6 +379,22 @@ mod tests {
         assert_eq!(decode_mmio(&[0x8a, 0x23], 64), None, "mov ah, [rbx]");
         assert_eq!(decode_mmio(&[0x89, 0xd8], 64), None, "register to register");
         assert_eq!(decode_mmio(&[], 64), None);
+    }
+
+    #[test]
+    fn control_register_writes_are_decoded() {
+        // mov cr4, rax / mov cr0, r9 / mov cr4, eax in 32-bit code.
+        assert_eq!(decode_cr_write(&[0x0f, 0x22, 0xe0], 64), Some((CrInsn::MovTo { cr: 4, gpr: 0 }, 3)));
+        assert_eq!(decode_cr_write(&[0x41, 0x0f, 0x22, 0xc1], 64), Some((CrInsn::MovTo { cr: 0, gpr: 9 }, 4)));
+        assert_eq!(decode_cr_write(&[0x0f, 0x22, 0xe0], 32), Some((CrInsn::MovTo { cr: 4, gpr: 0 }, 3)));
+        assert_eq!(decode_cr_write(&[0x0f, 0x06], 64), Some((CrInsn::Clts, 2)));
+        // lmsw ax / lmsw [rbx]
+        assert_eq!(decode_cr_write(&[0x0f, 0x01, 0xf0], 64), Some((CrInsn::LmswReg { gpr: 0 }, 3)));
+        assert_eq!(decode_cr_write(&[0x0f, 0x01, 0x33], 64), Some((CrInsn::LmswMem, 3)));
+        // mov rax, cr4 (a read) and anything else: None.
+        assert_eq!(decode_cr_write(&[0x0f, 0x20, 0xe0], 64), None);
+        assert_eq!(decode_cr_write(&[0x90], 64), None);
+        assert_eq!(decode_cr_write(&[], 64), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::hvm::exit::IoExit;
 use crate::arch::x86_64::hvm::exit::Next;
 use crate::arch::x86_64::hvm::msr;
+use crate::arch::x86_64::hvm::policy::{self, guest_policy};
 use crate::arch::x86_64::hvm::vcpu_init::InitialState;
 use crate::arch::x86_64::hvm::vendor::VendorVcpu;
 use crate::arch::x86_64::hvm::vlapic::{self, Ipi, IpiKind};
@@ -165,7 +166,7 @@ pub(super) fn rdmsr(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu) -> Nex
             l.read_msr(m, crate::time::now_ns()).map_err(|_| msr::Gp)
         }
         xen_abi::cpuid::HYPERCALL_PAGE_MSR => Ok(0),
-        _ => msr::read_fixed(m, cpu::features().vendor),
+        _ => policy::msrs::read(guest_policy(), &v.msrs, m),
     };
     match value {
         Ok(x) => {
@@ -186,8 +187,16 @@ pub(super) fn wrmsr(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu) -> Nex
     let ok = match m {
         msr::EFER => {
             let paging = v.arch.paging().cr0 & (1 << 31) != 0;
-            let ffxsr = cpu::cpuid(0x8000_0001, 0).edx & (1 << 25) != 0;
-            msr::efer_write(v.arch.efer(), value, paging, ffxsr).map(|e| v.arch.set_efer(e)).is_ok()
+            match policy::cr::efer_write(guest_policy(), v.arch.efer(), value, paging) {
+                Ok(w) => {
+                    if w.lme_set {
+                        v.arch.clear_cs_long();
+                    }
+                    v.arch.set_efer(w.efer);
+                    true
+                }
+                Err(_) => false,
+            }
         }
         msr::PAT => {
             let ok = msr::pat_valid(value);
@@ -230,7 +239,13 @@ pub(super) fn wrmsr(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu) -> Nex
             }
         }
         xen_abi::cpuid::HYPERCALL_PAGE_MSR => install_hypercall_page(dom, value),
-        _ => msr::write_ignored(m, cpu::features().vendor),
+        _ => {
+            let ok = policy::msrs::write(guest_policy(), &mut v.msrs, m, value).is_ok();
+            if ok && m == policy::msrs::DEBUGCTL {
+                v.arch.set_debugctl(v.msrs.debugctl);
+            }
+            ok
+        }
     };
     if ok {
         skip(dom, v, Expected::Wrmsr)
@@ -272,16 +287,7 @@ pub(super) fn apic_mmio(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, gp
                 l.set_cr8(v.arch.tpr());
                 l.read_mmio(offset, access.size as u32, now)
             } as u64;
-            let old = v.regs.by_number(reg);
-            let new = match access.size {
-                1 => (old & !0xff) | val,
-                2 => (old & !0xffff) | val,
-                // 32-bit loads zero-extend in 64-bit mode.
-                4 if bitness == 64 => val,
-                4 => (old & !0xffff_ffff) | val,
-                _ => val,
-            };
-            v.regs.set_by_number(reg, new);
+            load_into(v, reg, access.size, val, bitness);
         }
         insn::MmioKind::Store { value } => {
             let val = match value {
@@ -306,6 +312,20 @@ pub(super) fn apic_mmio(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, gp
     let rip = v.arch.rip();
     advance_to(v, rip.wrapping_add(access.len as u64));
     Next::Resume
+}
+
+/// Writes what a MOV of `size` bytes loaded into general register `reg`:
+/// 8- and 16-bit loads merge, 32-bit ones zero-extend in 64-bit mode.
+fn load_into(v: &mut Vcpu, reg: u8, size: u8, val: u64, bitness: u32) {
+    let old = v.regs.by_number(reg);
+    let new = match size {
+        1 => (old & !0xff) | (val & 0xff),
+        2 => (old & !0xffff) | (val & 0xffff),
+        4 if bitness == 64 => val & 0xffff_ffff,
+        4 => (old & !0xffff_ffff) | (val & 0xffff_ffff),
+        _ => val,
+    };
+    v.regs.set_by_number(reg, new);
 }
 
 /// The guest asked for the hypercall page at `value` (GPA | page index).

@@ -3,6 +3,7 @@
 //! flushes and deferred frees done before the vCPU runs again);
 //! instruction-level work is `emulate`'s.
 
+use super::control;
 use super::emulate::{advance_to, apic_mmio, fetch, port_io, rdmsr, skip, wrmsr};
 use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::hvm::cpuid::{CpuidContext, guest_cpuid};
@@ -21,6 +22,11 @@ use alloc::sync::Arc;
 pub(super) fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, exit: VmExit) -> Next {
     match exit {
         VmExit::Hypercall => hypercall(dom, shared, v, crate::arch::x86_64::hvm::hypercall_insn()),
+        VmExit::Cpuid if v.msrs.cpuid_faults(v.arch.cpl()) => {
+            // The guest turned CPUID faulting on (MISC_FEATURES_ENABLES).
+            v.arch.inject_exception(13, Some(0));
+            Next::Resume
+        }
         VmExit::Cpuid => {
             let ctx = CpuidContext {
                 vcpu_id: v.id,
@@ -94,11 +100,8 @@ pub(super) fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, 
         VmExit::Invd => skip(dom, v, Expected::Invd),
         VmExit::Wbinvd => skip(dom, v, Expected::Wbinvd),
         VmExit::Pause => skip(dom, v, Expected::Pause),
-        // XSAVE is not offered to guests.
-        VmExit::Xsetbv => {
-            v.arch.inject_exception(6, None);
-            Next::Resume
-        }
+        VmExit::Xsetbv => control::xsetbv(dom, v),
+        VmExit::CrWrite(w) => control::cr_write(dom, v, w),
         VmExit::Undefined(_) => {
             v.arch.inject_exception(6, None);
             Next::Resume
@@ -107,11 +110,14 @@ pub(super) fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, 
             let mut w = crate::console::serial::LockedWriter::new();
             let _ = core::fmt::Write::write_fmt(
                 &mut w,
-                format_args!("domain {} vCPU {}: the CPU refused its state:\n", dom.id, v.id),
+                format_args!(
+                    "domain {} vCPU {}: the CPU refused to enter it (VMRUN/VM entry failed on its state):\n",
+                    dom.id, v.id
+                ),
             );
             v.arch.dump(&mut w);
             drop(w);
-            dom.crash(format_args!("invalid vCPU state"));
+            dom.crash(format_args!("invalid vCPU state: the CPU refused to enter it at rip {:#x}", v.arch.rip()));
             Next::Stop
         }
         VmExit::Unknown { code, info1, info2 } => {

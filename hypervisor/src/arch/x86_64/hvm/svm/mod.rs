@@ -12,7 +12,7 @@ pub mod vmcb;
 use self::vmcb::*;
 use super::regs::Seg;
 use crate::arch::x86_64::cpu::{self, cpuid, rdmsr, wrmsr};
-use crate::arch::x86_64::hvm::exit::{IoExit, NpfAccess, VmExit};
+use crate::arch::x86_64::hvm::exit::{CrWrite, IoExit, NpfAccess, VmExit};
 use crate::arch::x86_64::hvm::npt::P2mFormat;
 use crate::arch::x86_64::hvm::regs::GuestRegs;
 use crate::arch::x86_64::hvm::vcpu_init::InitialState;
@@ -333,10 +333,14 @@ impl SvmVcpu {
         let usable = feat.asids.saturating_sub(1).max(1);
         let (asid, shared) = if n <= usable { (n, false) } else { (1, true) };
 
-        // Intercepts: Xen's set for a PVH guest under nested paging. #DB
+        // Intercepts: Xen's set for a PVH guest under nested paging. CR0
+        // and CR4 writes, checked against what the guest may set (the
+        // hardware checks only what the host CPU has: a bit the guest lacks
+        // would make the next VMRUN fail). #DB
         // and #AC are intercepted so a guest cannot hang the CPU in an
         // endless exception loop; #MC is the host's; #UD lets a guest use
         // the other vendor's hypercall instruction.
+        vmcb.write_u32(INTERCEPT_CR, CR_WRITE_CR0 | CR_WRITE_CR4);
         vmcb.write_u32(INTERCEPT_EXCEPTIONS, 1 << 1 | 1 << 6 | 1 << 17 | 1 << 18);
         vmcb.write_u32(
             INTERCEPT_MISC1,
@@ -452,6 +456,15 @@ impl SvmVcpu {
         let info2 = self.vmcb.read_u64(EXITINFO2);
         match code {
             EXIT_CPUID => VmExit::Cpuid,
+            EXIT_WRITE_CR0 | EXIT_WRITE_CR4 => {
+                let cr = (code - EXIT_WRITE_CR0) as u8;
+                // Decode assists name the register of a MOV (bit 63).
+                if features().decode_assists && info1 & (1 << 63) != 0 {
+                    VmExit::CrWrite(CrWrite::Mov { cr, gpr: (info1 & 0xf) as u8 })
+                } else {
+                    VmExit::CrWrite(CrWrite::Decode { cr })
+                }
+            }
             EXIT_MSR => {
                 if info1 & 1 == 0 {
                     VmExit::Rdmsr
@@ -508,7 +521,7 @@ impl SvmVcpu {
                     cr2: if vector == 14 { info2 } else { 0 },
                 }
             }
-            EXIT_INVALID => VmExit::InvalidState,
+            EXIT_INVALID | EXIT_INVALID_32 => VmExit::InvalidState,
             _ => VmExit::Unknown { code, info1, info2 },
         }
     }
@@ -544,6 +557,7 @@ impl VendorVcpu for SvmVcpu {
         v.write_u64(DR7, 0x400);
         v.write_u64(CR2, 0);
         v.write_u64(G_PAT, DEFAULT_PAT);
+        v.write_u64(DBGCTL, 0);
         v.write_u64(EVENTINJ, 0);
         v.write_u64(INTERRUPT_STATE, 0);
         for off in [STAR, LSTAR, CSTAR, SFMASK, KERNEL_GS_BASE, SYSENTER_CS, SYSENTER_ESP, SYSENTER_EIP] {
@@ -651,6 +665,27 @@ impl VendorVcpu for SvmVcpu {
 
     fn cr3(&self) -> u64 {
         self.vmcb.read_u64(CR3)
+    }
+
+    /// The guest's CR0 and CR4 are the hardware's (SVM owns no bits).
+    fn set_cr0(&mut self, cr0: u64) {
+        self.vmcb.write_u64(CR0, cr0);
+    }
+
+    fn set_cr4(&mut self, cr4: u64) {
+        self.vmcb.write_u64(CR4, cr4);
+    }
+
+    fn clear_cs_long(&mut self) {
+        let mut cs = self.vmcb.segment(CS);
+        cs.attrib &= !(1 << 9);
+        self.vmcb.set_segment(CS, cs);
+    }
+
+    /// Kept in the VMCB; without LBR virtualisation the CPU does not load
+    /// it (as in Xen).
+    fn set_debugctl(&mut self, value: u64) {
+        self.vmcb.write_u64(DBGCTL, value);
     }
 
     fn paging(&self) -> Paging {
