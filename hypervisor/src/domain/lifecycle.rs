@@ -372,6 +372,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
         )),
         pollers: AtomicU32::new(0),
         callback_vector: AtomicU8::new(0),
+        unbacked_reports: AtomicU32::new(0),
         console: spin::Once::new(),
         counted: super::state::Counted::new(),
     });

@@ -177,6 +177,12 @@ pub enum MmioKind {
     Load {
         reg: u8,
     },
+    /// MOVZX/MOVSX: loads `size` bytes, extended to `to` bytes.
+    LoadExtend {
+        reg: u8,
+        to: u8,
+        signed: bool,
+    },
     Store {
         value: MmioValue,
     },
@@ -233,7 +239,21 @@ pub fn decode_mmio(bytes: &[u8], bitness: u32) -> Option<MmioAccess> {
         let reg = gpr_number(r).filter(|_| r != R::None)?;
         Some((if is_load { MmioKind::Load { reg } } else { MmioKind::Store { value: MmioValue::Reg(reg) } }, size))
     };
+    let ext = |size: u8, to: u8, signed: bool| {
+        Some((MmioKind::LoadExtend { reg: gpr_number(insn.op0_register())?, to, signed }, size))
+    };
     let (kind, size) = match insn.code() {
+        Code::Movzx_r16_rm8 => ext(1, 2, false)?,
+        Code::Movzx_r32_rm8 => ext(1, 4, false)?,
+        Code::Movzx_r64_rm8 => ext(1, 8, false)?,
+        Code::Movzx_r32_rm16 => ext(2, 4, false)?,
+        Code::Movzx_r64_rm16 => ext(2, 8, false)?,
+        Code::Movsx_r16_rm8 => ext(1, 2, true)?,
+        Code::Movsx_r32_rm8 => ext(1, 4, true)?,
+        Code::Movsx_r64_rm8 => ext(1, 8, true)?,
+        Code::Movsx_r32_rm16 => ext(2, 4, true)?,
+        Code::Movsx_r64_rm16 => ext(2, 8, true)?,
+        Code::Movsxd_r64_rm32 => ext(4, 8, true)?,
         Code::Mov_r8_rm8 => load(1)?,
         Code::Mov_r16_rm16 => load(2)?,
         Code::Mov_r32_rm32 => load(4)?,
@@ -258,7 +278,7 @@ pub fn decode_mmio(bytes: &[u8], bitness: u32) -> Option<MmioAccess> {
     };
     // Register to register forms share these codes: a memory operand is
     // what faulted.
-    let mem = if matches!(kind, MmioKind::Load { .. }) { insn.op1_kind() } else { insn.op0_kind() };
+    let mem = if matches!(kind, MmioKind::Store { .. }) { insn.op0_kind() } else { insn.op1_kind() };
     if !matches!(mem, iced_x86::OpKind::Memory) {
         return None;
     }
@@ -374,6 +394,16 @@ mod tests {
         );
         // mov r9d, [rax]
         assert_eq!(decode_mmio(&[0x44, 0x8b, 0x08], 64).map(|a| a.kind), Some(MmioKind::Load { reg: 9 }));
+        // movzx eax, byte [rdi+1] / movsx rcx, word [rax]
+        assert_eq!(
+            decode_mmio(&[0x0f, 0xb6, 0x47, 0x01], 64),
+            Some(MmioAccess { kind: MmioKind::LoadExtend { reg: 0, to: 4, signed: false }, size: 1, len: 4 })
+        );
+        assert_eq!(
+            decode_mmio(&[0x48, 0x0f, 0xbf, 0x08], 64).map(|a| (a.kind, a.size)),
+            Some((MmioKind::LoadExtend { reg: 1, to: 8, signed: true }, 2))
+        );
+        assert_eq!(decode_mmio(&[0x0f, 0xb6, 0xc1], 64), None, "movzx eax, cl");
         // Not a MOV, or a high-byte register: refused.
         assert_eq!(decode_mmio(&[0x87, 0x03], 64), None, "xchg");
         assert_eq!(decode_mmio(&[0x8a, 0x23], 64), None, "mov ah, [rbx]");

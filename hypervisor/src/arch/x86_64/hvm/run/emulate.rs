@@ -1,7 +1,8 @@
 //! Emulating what a guest's exit asks for: moving past the instruction
 //! (its bytes fetched through a one-entry cache of the code page), MSR
-//! reads and writes, the xAPIC page and IPIs, port and string I/O, the
-//! hypercall page, and the other vendor's hypercall instruction.
+//! reads and writes, the xAPIC page and IPIs, guest-physical addresses
+//! nothing backs, port and string I/O, the hypercall page, and the other
+//! vendor's hypercall instruction.
 
 use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::hvm::exit::IoExit;
@@ -281,13 +282,13 @@ pub(super) fn apic_mmio(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, gp
     let offset = gpa.page_offset() as u32;
     let now = crate::time::now_ns();
     match access.kind {
-        insn::MmioKind::Load { reg } => {
+        kind @ (insn::MmioKind::Load { .. } | insn::MmioKind::LoadExtend { .. }) => {
             let val = {
                 let mut l = shared.vlapic.lock();
                 l.set_cr8(v.arch.tpr());
                 l.read_mmio(offset, access.size as u32, now)
             } as u64;
-            load_into(v, reg, access.size, val, bitness);
+            complete_load(v, kind, access.size, val, bitness);
         }
         insn::MmioKind::Store { value } => {
             let val = match value {
@@ -328,6 +329,53 @@ fn load_into(v: &mut Vcpu, reg: u8, size: u8, val: u64, bitness: u32) {
     v.regs.set_by_number(reg, new);
 }
 
+/// Completes a load of `size` bytes that read `raw` (MOV, MOVZX, MOVSX).
+fn complete_load(v: &mut Vcpu, kind: insn::MmioKind, size: u8, raw: u64, bitness: u32) {
+    let bits = 8 * size as u32;
+    let raw = if bits >= 64 { raw } else { raw & ((1 << bits) - 1) };
+    match kind {
+        insn::MmioKind::Load { reg } => load_into(v, reg, size, raw, bitness),
+        insn::MmioKind::LoadExtend { reg, to, signed } => {
+            let value = if signed && bits < 64 { ((raw << (64 - bits)) as i64 >> (64 - bits)) as u64 } else { raw };
+            load_into(v, reg, to, value, bitness);
+        }
+        insn::MmioKind::Store { .. } => {}
+    }
+}
+
+/// A data access to a guest-physical address nothing backs (no RAM, no
+/// emulated device: the HPET a guest probes at 0xfed00000, say): the MOV
+/// that faulted is decoded and completed as Xen's default I/O handler
+/// does, a load getting all ones and a store going nowhere. The first
+/// per domain is reported.
+pub(super) fn unbacked_mmio(dom: &Arc<Domain>, v: &mut Vcpu, gpa: Gpa, write: bool) -> Next {
+    let mut bytes = [0u8; 15];
+    let n = fetch(dom, v, &mut bytes, false);
+    let bitness = v.arch.bitness();
+    let rip = v.arch.rip();
+    let Some(access) = insn::decode_mmio(&bytes[..n], bitness) else {
+        dom.crash(format_args!(
+            "{} of unbacked guest-physical {gpa:#x} at rip {rip:#x} by an instruction that cannot be emulated",
+            if write { "write" } else { "read" }
+        ));
+        return Next::Stop;
+    };
+    if dom.unbacked_reports.fetch_add(1, core::sync::atomic::Ordering::Relaxed) == 0 {
+        log::warn!(
+            "domain {} ({}): {}-byte {} at guest-physical {gpa:#x}, where nothing is, at rip {rip:#x}: {}, as Xen \
+             (reported once per domain)",
+            dom.id,
+            dom.name,
+            access.size,
+            if write { "write" } else { "read" },
+            if write { "dropped" } else { "all ones" },
+        );
+    }
+    complete_load(v, access.kind, access.size, u64::MAX, bitness);
+    advance_to(v, rip.wrapping_add(access.len as u64));
+    Next::Resume
+}
+
 /// The guest asked for the hypercall page at `value` (GPA | page index).
 fn install_hypercall_page(dom: &Domain, value: u64) -> bool {
     if value & 0xfff != 0 {
@@ -357,8 +405,9 @@ pub(super) fn port_io(dom: &Arc<Domain>, v: &mut Vcpu, io: IoExit) -> Next {
         return string_io(dom, v, io);
     }
     if io.input {
-        // No device answers: the bus floats high.
-        v.regs.rax = (v.regs.rax & !mask) | mask;
+        // No device answers: the bus floats high. IN EAX writes all of
+        // RAX (a 32-bit register write), as Xen's handle_pio does.
+        v.regs.rax = if io.size == 4 { mask } else { (v.regs.rax & !mask) | mask };
     } else if io.port == DEBUG_PORT {
         for i in 0..io.size {
             dom.console_put((v.regs.rax >> (8 * i)) as u8);

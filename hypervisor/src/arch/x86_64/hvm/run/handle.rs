@@ -4,7 +4,7 @@
 //! instruction-level work is `emulate`'s.
 
 use super::control;
-use super::emulate::{advance_to, apic_mmio, fetch, port_io, rdmsr, skip, wrmsr};
+use super::emulate::{advance_to, apic_mmio, fetch, port_io, rdmsr, skip, unbacked_mmio, wrmsr};
 use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::hvm::cpuid::{CpuidContext, guest_cpuid};
 use crate::arch::x86_64::hvm::exit::{Next, VmExit};
@@ -57,6 +57,14 @@ pub(super) fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, 
             if (vlapic::DEFAULT_BASE..vlapic::DEFAULT_BASE + 0x1000).contains(&gpa.0) =>
         {
             apic_mmio(dom, shared, v, gpa, access.write)
+        }
+        // A data access where nothing is: Xen's default I/O handler (reads
+        // all ones, writes dropped). Instruction fetches and page-table
+        // walks there still end the domain.
+        VmExit::NestedPageFault { gpa, access }
+            if !access.fetch && !access.present && !access.in_guest_walk && unbacked(dom, gpa) =>
+        {
+            unbacked_mmio(dom, v, gpa, access.write)
         }
         VmExit::NestedPageFault { gpa, access } => {
             let kind = if access.fetch {
@@ -128,6 +136,11 @@ pub(super) fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, 
             Next::Stop
         }
     }
+}
+
+/// Whether nothing backs `gpa` in the domain's p2m (no RAM, no mapping).
+fn unbacked(dom: &Domain, gpa: crate::mm::addr::Gpa) -> bool {
+    dom.inner.lock().p2m.as_ref().is_some_and(|p2m| p2m.lookup(gpa.gfn()).is_none())
 }
 
 fn hypercall(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, insn: Expected) -> Next {
