@@ -34,6 +34,19 @@ fn check_probe(o: &Outcome, d: u32) {
     o.expect(&format!("(d{d}) my domain id is {d}")).expect_verdict_pass(d);
 }
 
+/// The probes guest's command line and checks: #GP for CPU state it
+/// cannot have, Xen's MSRs, all ones from unbacked addresses and ports.
+const PROBES_ARGS: &str = "memory=8 vcpus=2";
+
+fn check_probes(o: &Outcome, d: u32) {
+    o.expect(&format!("(d{d}) the domain survived its probes"))
+        .expect(&format!("(d{d}) PASS CR4.VMXE (not offered) raises #GP"))
+        .expect(&format!("(d{d}) PASS rdmsr DEBUGCTL (0x1d9)"))
+        .expect(&format!("(d{d}) PASS HPET read (32-bit) is all ones"))
+        .expect("guest-physical 0xfed00000")
+        .expect_verdict_pass(d);
+}
+
 fn check_bad_hypercalls(o: &Outcome, d: u32) {
     o.expect(&format!("(d{d}) the hypervisor survived every bad hypercall")).expect_verdict_pass(d);
 }
@@ -76,6 +89,13 @@ fn the_guest_sees_xens_cpuid_leaves_versions_and_params() {
 }
 
 #[test]
+fn probing_cpu_state_msrs_and_holes_gets_xens_answers() {
+    let o = Boot::new("probes", Machine::QemuBios).guest("probes", &format!("name=probes {PROBES_ARGS}")).run();
+    o.expect_end(End::PoweredOff);
+    check_probes(&o, 1);
+}
+
+#[test]
 fn bad_pointers_unknown_numbers_and_garbage_get_xens_errors() {
     let o = Boot::new("bad_hypercalls", Machine::QemuBios).guest("bad-hypercalls", "name=bad memory=8").run();
     o.expect_end(End::PoweredOff);
@@ -106,6 +126,7 @@ fn vtx_runs_the_guest_suite() {
         .guest("bad-hypercalls", "name=bad memory=8")
         .guest("hcall-page", "name=page memory=4")
         .module(hello_elf32("vtx_guests"), "domu name=h32 memory=4")
+        .guest("probes", &format!("name=probes {PROBES_ARGS}"))
         // Two domains of two vCPUs taking turns on the one CPU: per-vCPU
         // state, breakpoints, VPIDs (tests/isolation.rs has the QEMU run).
         .guest("isolation", "name=iso1 memory=4 vcpus=2 cmdline=\"mark=1 rounds=12 yields=2\"")
@@ -118,7 +139,8 @@ fn vtx_runs_the_guest_suite() {
     check_bad_hypercalls(&o, 3);
     check_hypercall_page(&o, 4);
     check_elf32(&o, 5);
-    for d in [6, 7] {
+    check_probes(&o, 6);
+    for d in [7, 8] {
         for what in ["debug registers", "PKRU", "TSC_AUX", "MSR_SPEC_CTRL", "mark page"] {
             o.expect(&format!("(d{d}) PASS own {what} after every switch"));
         }
@@ -129,7 +151,7 @@ fn vtx_runs_the_guest_suite() {
 }
 
 /// A guest that triple-faults, one that executes ud2 with no IDT, one that
-/// writes outside its memory and two that never yield run beside five
+/// runs code outside its memory (its write there is dropped) and two that never yield run beside five
 /// well-behaved guests on one CPU: each bad one is destroyed with one line
 /// naming what it did, everyone else finishes, and both spinners make
 /// progress. Whatever order the scheduler starts them in, that takes
@@ -165,12 +187,13 @@ fn isolation(name: &str, machine: Machine) {
         .stop_when_all(&[(") destroyed;", 8), ("(d1) spin 3", 1), ("(d10) spin 3", 1)])
         .expect_error("domain 2 (tf) crashed: triple fault at rip")
         .expect_error("domain 3 (ud) crashed: triple fault at rip")
-        .expect_error("domain 4 (wild) crashed: write of guest-physical 0xc0000000 at rip")
+        .expect_error("domain 4 (wild) crashed: instruction fetch of guest-physical 0xc0000000 at rip")
         .run();
     o.expect_end(End::Saw(") destroyed;".into()));
     o.expect("domain 2 (tf) crashed: triple fault at rip")
         .expect("domain 3 (ud) crashed: triple fault at rip")
-        .expect("domain 4 (wild) crashed: write of guest-physical 0xc0000000 at rip")
+        .expect("(d4) the wild write was dropped: it reads back 0xffffffffffffffff")
+        .expect("domain 4 (wild) crashed: instruction fetch of guest-physical 0xc0000000 at rip")
         .expect("not the domain's memory")
         .expect_verdict_pass(6)
         .expect_verdict_pass(7)

@@ -32,6 +32,7 @@ const KERNEL_PACKAGES: &[&str] = &["hypervisor", "dom0-kernel-shim", "test-guest
 pub const GUESTS: &[&str] = &[
     "hello",
     "probe",
+    "probes",
     "triple-fault",
     "ud-no-idt",
     "wild-write",

@@ -330,6 +330,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
                 window_requested: false,
                 resumed_from_block: false,
                 tsc_adjust: 0,
+                msrs: crate::arch::x86_64::hvm::policy::msrs::GuestMsrs::new(),
             }),
         });
     }
@@ -371,6 +372,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
         )),
         pollers: AtomicU32::new(0),
         callback_vector: AtomicU8::new(0),
+        unbacked_reports: AtomicU32::new(0),
         console: spin::Once::new(),
         console_out: Mutex::new(GuestOutput::default()),
         counted: super::state::Counted::new(),

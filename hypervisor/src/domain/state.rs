@@ -100,6 +100,9 @@ pub struct Domain {
     /// HVM_PARAM_CALLBACK_IRQ's vector (0: none): injected while a vCPU's
     /// evtchn_upcall_pending is set.
     pub callback_vector: AtomicU8,
+    /// Accesses to guest-physical addresses nothing backs, for the
+    /// run loop's rate-limited report.
+    pub unbacked_reports: AtomicU32,
     /// The console ring (`console::ring` sets it up with the domain).
     pub console: spin::Once<ConsoleRing>,
     /// Its console output on the way to the serial line (a lock of its

@@ -28,6 +28,8 @@ pub struct Vcpu {
     pub resumed_from_block: bool,
     /// IA32_TSC_ADJUST: what the guest added to its TSC since it started.
     pub tsc_adjust: u64,
+    /// Its MSRs that live in no hardware state (DEBUGCTL, MTRRs, vMCE, ...).
+    pub msrs: crate::arch::x86_64::hvm::policy::msrs::GuestMsrs,
 }
 
 /// Requests to a vCPU from elsewhere, applied by the CPU that runs it.

@@ -208,10 +208,8 @@ impl VcpuEnv for HcEnv<'_> {
         t.set_flag(vflags::NMI);
         crate::sched::notify(t);
     }
-    fn cr4_valid(&self) -> u64 {
-        // VME..OSXMMEXCPT, FSGSBASE, PCIDE, SMEP, SMAP: not VMXE, SMXE or
-        // OSXSAVE (XSAVE is not offered).
-        0x7ff | 1 << 16 | 1 << 17 | 1 << 20 | 1 << 21
+    fn policy(&self) -> crate::arch::x86_64::hvm::policy::GuestPolicy {
+        *crate::arch::x86_64::hvm::policy::guest_policy()
     }
 }
 

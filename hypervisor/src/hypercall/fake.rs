@@ -286,8 +286,8 @@ impl VcpuEnv for Fake {
         self.periodic.push((vcpu, period_ns));
     }
     fn send_nmi(&mut self, _vcpu: u32) {}
-    fn cr4_valid(&self) -> u64 {
-        0x3f_ffff
+    fn policy(&self) -> crate::arch::x86_64::hvm::policy::GuestPolicy {
+        crate::arch::x86_64::hvm::policy::tests::qemu64()
     }
 }
 

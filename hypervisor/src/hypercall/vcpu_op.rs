@@ -3,6 +3,7 @@
 
 use super::call::{Args, GuestHandle, Outcome};
 use super::sched_op::{HUGE_TIMEOUT_NS, TimerEnv};
+use crate::arch::x86_64::hvm::policy::GuestPolicy;
 use crate::arch::x86_64::hvm::vcpu_init::InitialState;
 use crate::mm::addr::{Gfn, Gva};
 use xen_abi::errno::*;
@@ -30,8 +31,8 @@ pub trait VcpuEnv: TimerEnv {
     /// 0 stops it.
     fn set_periodic_timer(&mut self, vcpu: u32, period_ns: u64);
     fn send_nmi(&mut self, vcpu: u32);
-    /// CR4 bits a vCPU may have.
-    fn cr4_valid(&self) -> u64;
+    /// What the domain's vCPUs may have (CR4 and EFER bits).
+    fn policy(&self) -> GuestPolicy;
 }
 
 /// vcpu_op(cmd, vcpu, arg).
@@ -47,7 +48,7 @@ pub fn vcpu_op<E: VcpuEnv>(env: &mut E, args: &Args) -> Outcome {
     match cmd {
         xv::VCPUOP_INITIALISE => done((|| {
             let ctx = GuestHandle::<xv::VcpuHvmContext>::new(arg).read(env)?;
-            let state = InitialState::from_hvm_context(&ctx, env.cr4_valid()).map_err(|_| -EINVAL)?;
+            let state = InitialState::from_hvm_context(&ctx, &env.policy()).map_err(|_| -EINVAL)?;
             env.vcpu_initialise(vcpu, &state).map(|_| 0)
         })()),
         xv::VCPUOP_UP => done(env.vcpu_up(vcpu).map(|_| 0)),

@@ -177,6 +177,12 @@ pub enum MmioKind {
     Load {
         reg: u8,
     },
+    /// MOVZX/MOVSX: loads `size` bytes, extended to `to` bytes.
+    LoadExtend {
+        reg: u8,
+        to: u8,
+        signed: bool,
+    },
     Store {
         value: MmioValue,
     },
@@ -233,7 +239,21 @@ pub fn decode_mmio(bytes: &[u8], bitness: u32) -> Option<MmioAccess> {
         let reg = gpr_number(r).filter(|_| r != R::None)?;
         Some((if is_load { MmioKind::Load { reg } } else { MmioKind::Store { value: MmioValue::Reg(reg) } }, size))
     };
+    let ext = |size: u8, to: u8, signed: bool| {
+        Some((MmioKind::LoadExtend { reg: gpr_number(insn.op0_register())?, to, signed }, size))
+    };
     let (kind, size) = match insn.code() {
+        Code::Movzx_r16_rm8 => ext(1, 2, false)?,
+        Code::Movzx_r32_rm8 => ext(1, 4, false)?,
+        Code::Movzx_r64_rm8 => ext(1, 8, false)?,
+        Code::Movzx_r32_rm16 => ext(2, 4, false)?,
+        Code::Movzx_r64_rm16 => ext(2, 8, false)?,
+        Code::Movsx_r16_rm8 => ext(1, 2, true)?,
+        Code::Movsx_r32_rm8 => ext(1, 4, true)?,
+        Code::Movsx_r64_rm8 => ext(1, 8, true)?,
+        Code::Movsx_r32_rm16 => ext(2, 4, true)?,
+        Code::Movsx_r64_rm16 => ext(2, 8, true)?,
+        Code::Movsxd_r64_rm32 => ext(4, 8, true)?,
         Code::Mov_r8_rm8 => load(1)?,
         Code::Mov_r16_rm16 => load(2)?,
         Code::Mov_r32_rm32 => load(4)?,
@@ -258,11 +278,53 @@ pub fn decode_mmio(bytes: &[u8], bitness: u32) -> Option<MmioAccess> {
     };
     // Register to register forms share these codes: a memory operand is
     // what faulted.
-    let mem = if matches!(kind, MmioKind::Load { .. }) { insn.op1_kind() } else { insn.op0_kind() };
+    let mem = if matches!(kind, MmioKind::Store { .. }) { insn.op0_kind() } else { insn.op1_kind() };
     if !matches!(mem, iced_x86::OpKind::Memory) {
         return None;
     }
     Some(MmioAccess { kind, size, len: insn.len() })
+}
+
+/// An instruction that writes a control register (what a CR0 or CR4
+/// write intercept reports without decode assists).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrInsn {
+    /// MOV to CRn from a general register (x86 number).
+    MovTo {
+        cr: u8,
+        gpr: u8,
+    },
+    Clts,
+    /// LMSW from a general register (its low 16 bits).
+    LmswReg {
+        gpr: u8,
+    },
+    /// LMSW from memory, which the caller may refuse.
+    LmswMem,
+}
+
+/// Decodes the control-register write at the start of `bytes`; its length
+/// comes with it. Anything else is None.
+pub fn decode_cr_write(bytes: &[u8], bitness: u32) -> Option<(CrInsn, usize)> {
+    use iced_x86::{OpKind, Register as R};
+    let mut d = Decoder::new(bitness, bytes, DecoderOptions::NONE);
+    let insn = d.decode();
+    if insn.is_invalid() {
+        return None;
+    }
+    let kind = match insn.code() {
+        Code::Mov_cr_r32 | Code::Mov_cr_r64 => {
+            let cr = (insn.op0_register() as u32).checked_sub(R::CR0 as u32).filter(|c| *c < 16)? as u8;
+            CrInsn::MovTo { cr, gpr: gpr_number(insn.op1_register())? }
+        }
+        Code::Clts => CrInsn::Clts,
+        Code::Lmsw_rm16 | Code::Lmsw_r32m16 | Code::Lmsw_r64m16 => match insn.op0_kind() {
+            OpKind::Register => CrInsn::LmswReg { gpr: gpr_number(insn.op0_register())? },
+            _ => CrInsn::LmswMem,
+        },
+        _ => return None,
+    };
+    Some((kind, insn.len()))
 }
 
 #[cfg(test)]
@@ -332,11 +394,37 @@ mod tests {
         );
         // mov r9d, [rax]
         assert_eq!(decode_mmio(&[0x44, 0x8b, 0x08], 64).map(|a| a.kind), Some(MmioKind::Load { reg: 9 }));
+        // movzx eax, byte [rdi+1] / movsx rcx, word [rax]
+        assert_eq!(
+            decode_mmio(&[0x0f, 0xb6, 0x47, 0x01], 64),
+            Some(MmioAccess { kind: MmioKind::LoadExtend { reg: 0, to: 4, signed: false }, size: 1, len: 4 })
+        );
+        assert_eq!(
+            decode_mmio(&[0x48, 0x0f, 0xbf, 0x08], 64).map(|a| (a.kind, a.size)),
+            Some((MmioKind::LoadExtend { reg: 1, to: 8, signed: true }, 2))
+        );
+        assert_eq!(decode_mmio(&[0x0f, 0xb6, 0xc1], 64), None, "movzx eax, cl");
         // Not a MOV, or a high-byte register: refused.
         assert_eq!(decode_mmio(&[0x87, 0x03], 64), None, "xchg");
         assert_eq!(decode_mmio(&[0x8a, 0x23], 64), None, "mov ah, [rbx]");
         assert_eq!(decode_mmio(&[0x89, 0xd8], 64), None, "register to register");
         assert_eq!(decode_mmio(&[], 64), None);
+    }
+
+    #[test]
+    fn control_register_writes_are_decoded() {
+        // mov cr4, rax / mov cr0, r9 / mov cr4, eax in 32-bit code.
+        assert_eq!(decode_cr_write(&[0x0f, 0x22, 0xe0], 64), Some((CrInsn::MovTo { cr: 4, gpr: 0 }, 3)));
+        assert_eq!(decode_cr_write(&[0x41, 0x0f, 0x22, 0xc1], 64), Some((CrInsn::MovTo { cr: 0, gpr: 9 }, 4)));
+        assert_eq!(decode_cr_write(&[0x0f, 0x22, 0xe0], 32), Some((CrInsn::MovTo { cr: 4, gpr: 0 }, 3)));
+        assert_eq!(decode_cr_write(&[0x0f, 0x06], 64), Some((CrInsn::Clts, 2)));
+        // lmsw ax / lmsw [rbx]
+        assert_eq!(decode_cr_write(&[0x0f, 0x01, 0xf0], 64), Some((CrInsn::LmswReg { gpr: 0 }, 3)));
+        assert_eq!(decode_cr_write(&[0x0f, 0x01, 0x33], 64), Some((CrInsn::LmswMem, 3)));
+        // mov rax, cr4 (a read) and anything else: None.
+        assert_eq!(decode_cr_write(&[0x0f, 0x20, 0xe0], 64), None);
+        assert_eq!(decode_cr_write(&[0x90], 64), None);
+        assert_eq!(decode_cr_write(&[], 64), None);
     }
 
     #[test]

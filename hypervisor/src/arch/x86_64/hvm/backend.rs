@@ -227,6 +227,22 @@ impl VendorVcpu for HvmVcpu {
         dispatch!(self, v => v.cr3())
     }
     #[inline]
+    fn set_cr0(&mut self, cr0: u64) {
+        dispatch!(self, v => v.set_cr0(cr0))
+    }
+    #[inline]
+    fn set_cr4(&mut self, cr4: u64) {
+        dispatch!(self, v => v.set_cr4(cr4))
+    }
+    #[inline]
+    fn clear_cs_long(&mut self) {
+        dispatch!(self, v => v.clear_cs_long())
+    }
+    #[inline]
+    fn set_debugctl(&mut self, value: u64) {
+        dispatch!(self, v => v.set_debugctl(value))
+    }
+    #[inline]
     fn paging(&self) -> Paging {
         dispatch!(self, v => v.paging())
     }

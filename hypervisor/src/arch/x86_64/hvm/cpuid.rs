@@ -3,7 +3,8 @@
 //! Xen's leaves at 0x40000000.
 //!
 //! Hidden for now (each comes back with the work that virtualises it):
-//! VMX/SVM (no nested virtualisation), MONITOR/MWAIT (idle is HLT), XSAVE
+//! VMX/SVM (no nested virtualisation), CET and PKS (their MSRs are not
+//! offered, as in Xen 4.17), MONITOR/MWAIT (idle is HLT), XSAVE
 //! and the AVX family (guest FPU state is switched with FXSAVE),
 //! TSC-deadline (the emulated local APIC has one-shot and periodic timers;
 //! it and x2APIC are shown), performance monitoring, MCE/MCA, protection
@@ -57,7 +58,6 @@ const ECX_HYPERVISOR: u32 = 1 << 31;
 // Leaf 1 EDX.
 const EDX_MCE: u32 = 1 << 7;
 const EDX_APIC: u32 = 1 << 9;
-const EDX_MTRR: u32 = 1 << 12;
 const EDX_MCA: u32 = 1 << 14;
 const EDX_DS: u32 = 1 << 21;
 const EDX_ACPI: u32 = 1 << 22;
@@ -85,6 +85,8 @@ const C7_VAES: u32 = 1 << 9;
 const C7_VPCLMUL: u32 = 1 << 10;
 const C7_LA57: u32 = 1 << 16;
 const C7_SGX_LC: u32 = 1 << 30;
+const C7_CET_SS: u32 = 1 << 7;
+const C7_PKS: u32 = 1 << 31;
 // Leaf 7.0 EDX: keep only what needs no MSR or state support; the
 // speculation controls come from the offer.
 const D7_KEEP: u32 = 1 << 4 /* FSRM */;
@@ -142,7 +144,7 @@ pub fn guest_cpuid(host: impl Fn(u32, u32) -> CpuidResult, leaf: u32, subleaf: u
             r.ecx |= ECX_HYPERVISOR;
             r.ecx |= ECX_X2APIC;
             r.edx |= EDX_APIC;
-            r.edx &= !(EDX_MCE | EDX_MTRR | EDX_MCA | EDX_DS | EDX_ACPI | EDX_TM | EDX_PBE);
+            r.edx &= !(EDX_MCE | EDX_MCA | EDX_DS | EDX_ACPI | EDX_TM | EDX_PBE);
             if ctx.nr_vcpus > 1 {
                 r.edx |= EDX_HTT;
             } else {
@@ -169,8 +171,16 @@ pub fn guest_cpuid(host: impl Fn(u32, u32) -> CpuidResult, leaf: u32, subleaf: u
                     | B7_AVX512_MASK
                     | B7_PT
                     | B7_INVPCID);
-                r.ecx &=
-                    !(C7_AVX512_MASK | C7_PKU | C7_OSPKE | C7_WAITPKG | C7_VAES | C7_VPCLMUL | C7_LA57 | C7_SGX_LC);
+                r.ecx &= !(C7_AVX512_MASK
+                    | C7_PKU
+                    | C7_OSPKE
+                    | C7_WAITPKG
+                    | C7_VAES
+                    | C7_VPCLMUL
+                    | C7_LA57
+                    | C7_SGX_LC
+                    | C7_CET_SS
+                    | C7_PKS);
                 if !ctx.offer.rdpid {
                     r.ecx &= !C7_RDPID;
                 }
@@ -293,7 +303,8 @@ mod tests {
         for bit in [ECX_VMX, ECX_MONITOR, ECX_XSAVE, ECX_OSXSAVE, ECX_AVX, ECX_TSC_DEADLINE] {
             assert_eq!(r.ecx & bit, 0, "ecx bit {bit:#x}");
         }
-        assert_eq!(r.edx & (EDX_MCE | EDX_MTRR), 0);
+        assert_eq!(r.edx & EDX_MCE, 0);
+        assert_ne!(r.edx & (1 << 12), 0, "MTRRs are emulated, as Xen's");
         // The emulated local APIC, in both modes.
         assert_ne!(r.edx & EDX_APIC, 0);
         assert_ne!(r.ecx & ECX_X2APIC, 0);
@@ -313,6 +324,7 @@ mod tests {
         assert_eq!(guest_cpuid(host, 0xd, 0, &c), ZERO);
         let l7 = guest_cpuid(host, 7, 0, &c);
         assert_eq!(l7.ebx & B7_AVX2, 0);
+        assert_eq!(l7.ecx & (C7_CET_SS | C7_PKS | C7_PKU | C7_LA57), 0, "no CET, PKS, PKU or LA57");
         assert_eq!(l7.edx, D7_KEEP);
         assert_eq!(guest_cpuid(host, 7, 1, &c), ZERO);
     }

@@ -31,6 +31,25 @@ pub struct IoExit {
     pub next_rip: u64,
 }
 
+/// A write to CR0 or CR4 the hypervisor checks (MOV to CR, CLTS, LMSW),
+/// as much as the hardware said of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrWrite {
+    /// MOV to CRn from a general register (x86 number).
+    Mov {
+        cr: u8,
+        gpr: u8,
+    },
+    Clts,
+    /// LMSW of this value.
+    Lmsw(u16),
+    /// A write to CRn the instruction at RIP must be decoded for (SVM
+    /// without decode assists).
+    Decode {
+        cr: u8,
+    },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VmExit {
     Cpuid,
@@ -62,6 +81,7 @@ pub enum VmExit {
     Invd,
     Wbinvd,
     Xsetbv,
+    CrWrite(CrWrite),
     Pause,
     /// An instruction the guest may not use (nested virtualisation,
     /// MONITOR/MWAIT, SKINIT ...): it gets #UD.

@@ -1,13 +1,15 @@
 //! Running guests with hardware virtualization: the vendor backends (`svm/`
 //! for AMD-V, `vmx/` for VT-x) behind one vCPU type, the one exit enum, the
 //! run loop that handles every exit once, and what a guest's CPU sees
-//! (emulated local APIC, CPUID and MSR policies, starting states, pvclock).
+//! (emulated local APIC, CPUID and MSR policies, what control registers
+//! it may hold, starting states, pvclock).
 
 pub mod cpuid;
 pub mod exit;
 pub mod intr;
 pub mod isolation;
 pub mod msr;
+pub mod policy;
 pub mod pvclock;
 pub mod regs;
 pub mod vcpu_init;

@@ -3,6 +3,8 @@
 //! STARTUP, and the state a guest passes to VCPUOP_initialise (Xen's
 //! `vcpu_hvm_context`, validated here as Xen validates it).
 
+use super::policy::GuestPolicy;
+use super::policy::cr::state_invalid;
 use super::regs::GuestRegs;
 use xen_abi::Pod;
 use xen_abi::vcpu::{VCPU_HVM_MODE_32B, VCPU_HVM_MODE_64B, VcpuHvmContext, VcpuHvmX86_32, VcpuHvmX86_64};
@@ -71,7 +73,6 @@ const CR0_PG: u64 = 1 << 31;
 const CR4_PAE: u64 = 1 << 5;
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
-const EFER_NXE: u64 = 1 << 11;
 /// RFLAGS bits a guest may set (CF..ID) and the one that is always 1.
 const RFLAGS_ALL: u64 = 0x003f_7fd7;
 const RFLAGS_MBS: u64 = 0x2;
@@ -128,9 +129,11 @@ impl InitialState {
     }
 
     /// Validates a VCPUOP_initialise argument as Xen's
-    /// `arch_set_info_hvm_guest` does; `cr4_valid` are the CR4 bits the
-    /// guest may set. Err is the reason (the hypercall says -EINVAL).
-    pub fn from_hvm_context(ctx: &VcpuHvmContext, cr4_valid: u64) -> Result<InitialState, &'static str> {
+    /// `arch_set_info_hvm_guest` does, against the guest's CPU policy (CR4
+    /// and EFER bits it may set; CR0 and the combinations the hardware
+    /// would refuse to enter too). Err is the reason (the hypercall says
+    /// -EINVAL).
+    pub fn from_hvm_context(ctx: &VcpuHvmContext, policy: &GuestPolicy) -> Result<InitialState, &'static str> {
         if ctx.pad != 0 {
             return Err("padding is not zero");
         }
@@ -148,22 +151,10 @@ impl InitialState {
         if s.efer & EFER_LME != 0 {
             s.efer |= EFER_LMA;
         }
-        if s.cr4 & !cr4_valid != 0 {
-            return Err("CR4 has bits the vCPU cannot set");
+        match state_invalid(policy, s.cr0, s.cr4, s.efer) {
+            Some(why) => Err(why),
+            None => Ok(s),
         }
-        if s.efer & !(EFER_LME | EFER_LMA | EFER_NXE | 1) != 0 {
-            return Err("EFER has bits the vCPU cannot set");
-        }
-        if s.cr0 & CR0_PG != 0 && s.cr0 & CR0_PE == 0 {
-            return Err("CR0.PG without CR0.PE");
-        }
-        if s.efer & EFER_LMA != 0 && (s.cr0 & CR0_PG == 0 || s.cr4 & CR4_PAE == 0) {
-            return Err("long mode without paging or PAE");
-        }
-        if s.cr0 >> 32 != 0 || s.cr0 & CR0_NW != 0 && s.cr0 & CR0_CD == 0 {
-            return Err("CR0 is invalid");
-        }
-        Ok(s)
     }
 }
 
@@ -306,7 +297,7 @@ fn from_64(r: &VcpuHvmX86_64) -> Result<InitialState, &'static str> {
 mod tests {
     use super::*;
 
-    const CR4_OK: u64 = 0x3f_ffff;
+    use crate::arch::x86_64::hvm::policy::tests::qemu64;
 
     fn ctx32(r: VcpuHvmX86_32) -> VcpuHvmContext {
         let mut c = VcpuHvmContext { mode: VCPU_HVM_MODE_32B, ..VcpuHvmContext::default() };
@@ -335,7 +326,7 @@ mod tests {
 
     #[test]
     fn a_flat_32_bit_context_is_accepted() {
-        let s = InitialState::from_hvm_context(&ctx32(flat32()), CR4_OK).unwrap();
+        let s = InitialState::from_hvm_context(&ctx32(flat32()), &qemu64()).unwrap();
         assert_eq!(s.rip, 0x100000);
         assert_eq!(s.regs.rsp, 0x9000);
         assert_eq!(s.cs.attr, 0xc9b, "the accessed bit was already set");
@@ -359,17 +350,17 @@ mod tests {
         for (mutate, why) in cases {
             let mut r = flat32();
             mutate(&mut r);
-            let e = InitialState::from_hvm_context(&ctx32(r), CR4_OK).unwrap_err();
+            let e = InitialState::from_hvm_context(&ctx32(r), &qemu64()).unwrap_err();
             assert!(e.contains(why), "{why}: got {e}");
         }
         let mut r = flat32();
         r.eip = 0x2000;
         r.cs_ar = 0x9b;
         r.cs_limit = 0xfff;
-        assert_eq!(InitialState::from_hvm_context(&ctx32(r), CR4_OK).unwrap_err(), "EIP is outside CS");
+        assert_eq!(InitialState::from_hvm_context(&ctx32(r), &qemu64()).unwrap_err(), "EIP is outside CS");
         let mut r = flat32();
         r.cr4 = 1 << 30;
-        assert!(InitialState::from_hvm_context(&ctx32(r), CR4_OK).unwrap_err().contains("CR4"));
+        assert!(InitialState::from_hvm_context(&ctx32(r), &qemu64()).unwrap_err().contains("CR4"));
     }
 
     #[test]
@@ -385,7 +376,7 @@ mod tests {
         };
         let mut c = VcpuHvmContext { mode: VCPU_HVM_MODE_64B, ..VcpuHvmContext::default() };
         c.regs[..112].copy_from_slice(r.as_bytes());
-        let s = InitialState::from_hvm_context(&c, CR4_OK).unwrap();
+        let s = InitialState::from_hvm_context(&c, &qemu64()).unwrap();
         assert_eq!(s.efer, EFER_LME | EFER_LMA);
         assert_ne!(s.cs.attr & ATTR_L, 0);
         for (mutate, why) in [
@@ -393,15 +384,20 @@ mod tests {
             (|r| r.cr0 = CR0_PE, "paging"),
             (|r| r.cr4 = 0, "PAE"),
             (|r| r.efer = 0, "long mode"),
+            (|r| r.cr4 |= 1 << 13, "CR4"),
+            (|r| r.cr4 |= 1 << 11, "CR4"),
+            (|r| r.efer |= 1 << 12, "SVME"),
+            (|r| r.cr0 |= 1 << 32, "CR0"),
+            (|r| r.cr0 |= 1 << 29, "CR0.NW"),
         ] {
             let mut bad = r;
             mutate(&mut bad);
             c.regs[..112].copy_from_slice(bad.as_bytes());
-            let e = InitialState::from_hvm_context(&c, CR4_OK).unwrap_err();
+            let e = InitialState::from_hvm_context(&c, &qemu64()).unwrap_err();
             assert!(e.contains(why), "{why}: {e}");
         }
         c.mode = 7;
-        assert_eq!(InitialState::from_hvm_context(&c, CR4_OK).unwrap_err(), "unknown mode");
+        assert_eq!(InitialState::from_hvm_context(&c, &qemu64()).unwrap_err(), "unknown mode");
     }
 
     #[test]

@@ -70,6 +70,14 @@ pub trait VendorVcpu {
     fn tsc_offset(&self) -> u64;
     fn set_tsc_offset(&mut self, off: u64);
     fn cr3(&self) -> u64;
+    /// Loads CR0 or CR4 as the guest sees it (after the policy's checks);
+    /// the backend adds the bits it owns.
+    fn set_cr0(&mut self, cr0: u64);
+    fn set_cr4(&mut self, cr4: u64);
+    /// Clears CS.L (EFER.LME was just set: see `policy::cr::efer_write`).
+    fn clear_cs_long(&mut self);
+    /// Loads the guest's IA32_DEBUGCTL where the hardware uses it.
+    fn set_debugctl(&mut self, value: u64);
     /// The guest's paging mode, for walking its page tables.
     fn paging(&self) -> Paging;
     /// 16, 32 or 64: the code size the guest runs.

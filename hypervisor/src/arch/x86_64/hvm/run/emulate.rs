@@ -1,7 +1,8 @@
 //! Emulating what a guest's exit asks for: moving past the instruction
 //! (its bytes fetched through a one-entry cache of the code page), MSR
-//! reads and writes, the xAPIC page and IPIs, port and string I/O, the
-//! hypercall page, and the other vendor's hypercall instruction.
+//! reads and writes, the xAPIC page and IPIs, guest-physical addresses
+//! nothing backs, port and string I/O, the hypercall page, and the other
+//! vendor's hypercall instruction.
 
 use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::hvm::exit::IoExit;
@@ -9,6 +10,7 @@ use crate::arch::x86_64::hvm::exit::Next;
 use crate::arch::x86_64::hvm::isolation::hw as iso;
 use crate::arch::x86_64::hvm::isolation::msrs as iso_msrs;
 use crate::arch::x86_64::hvm::msr;
+use crate::arch::x86_64::hvm::policy::{self, guest_policy};
 use crate::arch::x86_64::hvm::vcpu_init::InitialState;
 use crate::arch::x86_64::hvm::vendor::VendorVcpu;
 use crate::arch::x86_64::hvm::vlapic::{self, Ipi, IpiKind};
@@ -176,7 +178,7 @@ pub(super) fn rdmsr(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu) -> Nex
             iso_msrs::Answer::Ok(x) => Ok(x),
             _ => Err(msr::Gp),
         },
-        _ => msr::read_fixed(m, cpu::features().vendor),
+        _ => policy::msrs::read(guest_policy(), &v.msrs, m),
     };
     match value {
         Ok(x) => {
@@ -197,8 +199,16 @@ pub(super) fn wrmsr(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu) -> Nex
     let ok = match m {
         msr::EFER => {
             let paging = v.arch.paging().cr0 & (1 << 31) != 0;
-            let ffxsr = cpu::cpuid(0x8000_0001, 0).edx & (1 << 25) != 0;
-            msr::efer_write(v.arch.efer(), value, paging, ffxsr).map(|e| v.arch.set_efer(e)).is_ok()
+            match policy::cr::efer_write(guest_policy(), v.arch.efer(), value, paging) {
+                Ok(w) => {
+                    if w.lme_set {
+                        v.arch.clear_cs_long();
+                    }
+                    v.arch.set_efer(w.efer);
+                    true
+                }
+                Err(_) => false,
+            }
         }
         msr::PAT => {
             let ok = msr::pat_valid(value);
@@ -248,7 +258,13 @@ pub(super) fn wrmsr(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu) -> Nex
         | iso_msrs::TSC_AUX => {
             matches!(iso::write_msr(m, value, v.arch.guest_state()), iso_msrs::Answer::Ok(()))
         }
-        _ => msr::write_ignored(m, cpu::features().vendor),
+        _ => {
+            let ok = policy::msrs::write(guest_policy(), &mut v.msrs, m, value).is_ok();
+            if ok && m == policy::msrs::DEBUGCTL {
+                v.arch.set_debugctl(v.msrs.debugctl);
+            }
+            ok
+        }
     };
     if ok {
         skip(dom, v, Expected::Wrmsr)
@@ -284,22 +300,13 @@ pub(super) fn apic_mmio(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, gp
     let offset = gpa.page_offset() as u32;
     let now = crate::time::now_ns();
     match access.kind {
-        insn::MmioKind::Load { reg } => {
+        kind @ (insn::MmioKind::Load { .. } | insn::MmioKind::LoadExtend { .. }) => {
             let val = {
                 let mut l = shared.vlapic.lock();
                 l.set_cr8(v.arch.tpr());
                 l.read_mmio(offset, access.size as u32, now)
             } as u64;
-            let old = v.regs.by_number(reg);
-            let new = match access.size {
-                1 => (old & !0xff) | val,
-                2 => (old & !0xffff) | val,
-                // 32-bit loads zero-extend in 64-bit mode.
-                4 if bitness == 64 => val,
-                4 => (old & !0xffff_ffff) | val,
-                _ => val,
-            };
-            v.regs.set_by_number(reg, new);
+            complete_load(v, kind, access.size, val, bitness);
         }
         insn::MmioKind::Store { value } => {
             let val = match value {
@@ -322,6 +329,67 @@ pub(super) fn apic_mmio(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, gp
         }
     }
     let rip = v.arch.rip();
+    advance_to(v, rip.wrapping_add(access.len as u64));
+    Next::Resume
+}
+
+/// Writes what a MOV of `size` bytes loaded into general register `reg`:
+/// 8- and 16-bit loads merge, 32-bit ones zero-extend in 64-bit mode.
+fn load_into(v: &mut Vcpu, reg: u8, size: u8, val: u64, bitness: u32) {
+    let old = v.regs.by_number(reg);
+    let new = match size {
+        1 => (old & !0xff) | (val & 0xff),
+        2 => (old & !0xffff) | (val & 0xffff),
+        4 if bitness == 64 => val & 0xffff_ffff,
+        4 => (old & !0xffff_ffff) | (val & 0xffff_ffff),
+        _ => val,
+    };
+    v.regs.set_by_number(reg, new);
+}
+
+/// Completes a load of `size` bytes that read `raw` (MOV, MOVZX, MOVSX).
+fn complete_load(v: &mut Vcpu, kind: insn::MmioKind, size: u8, raw: u64, bitness: u32) {
+    let bits = 8 * size as u32;
+    let raw = if bits >= 64 { raw } else { raw & ((1 << bits) - 1) };
+    match kind {
+        insn::MmioKind::Load { reg } => load_into(v, reg, size, raw, bitness),
+        insn::MmioKind::LoadExtend { reg, to, signed } => {
+            let value = if signed && bits < 64 { ((raw << (64 - bits)) as i64 >> (64 - bits)) as u64 } else { raw };
+            load_into(v, reg, to, value, bitness);
+        }
+        insn::MmioKind::Store { .. } => {}
+    }
+}
+
+/// A data access to a guest-physical address nothing backs (no RAM, no
+/// emulated device: the HPET a guest probes at 0xfed00000, say): the MOV
+/// that faulted is decoded and completed as Xen's default I/O handler
+/// does, a load getting all ones and a store going nowhere. The first
+/// per domain is reported.
+pub(super) fn unbacked_mmio(dom: &Arc<Domain>, v: &mut Vcpu, gpa: Gpa, write: bool) -> Next {
+    let mut bytes = [0u8; 15];
+    let n = fetch(dom, v, &mut bytes, false);
+    let bitness = v.arch.bitness();
+    let rip = v.arch.rip();
+    let Some(access) = insn::decode_mmio(&bytes[..n], bitness) else {
+        dom.crash(format_args!(
+            "{} of unbacked guest-physical {gpa:#x} at rip {rip:#x} by an instruction that cannot be emulated",
+            if write { "write" } else { "read" }
+        ));
+        return Next::Stop;
+    };
+    if dom.unbacked_reports.fetch_add(1, core::sync::atomic::Ordering::Relaxed) == 0 {
+        log::warn!(
+            "domain {} ({}): {}-byte {} at guest-physical {gpa:#x}, where nothing is, at rip {rip:#x}: {}, as Xen \
+             (reported once per domain)",
+            dom.id,
+            dom.name,
+            access.size,
+            if write { "write" } else { "read" },
+            if write { "dropped" } else { "all ones" },
+        );
+    }
+    complete_load(v, access.kind, access.size, u64::MAX, bitness);
     advance_to(v, rip.wrapping_add(access.len as u64));
     Next::Resume
 }
@@ -355,8 +423,9 @@ pub(super) fn port_io(dom: &Arc<Domain>, v: &mut Vcpu, io: IoExit) -> Next {
         return string_io(dom, v, io);
     }
     if io.input {
-        // No device answers: the bus floats high.
-        v.regs.rax = (v.regs.rax & !mask) | mask;
+        // No device answers: the bus floats high. IN EAX writes all of
+        // RAX (a 32-bit register write), as Xen's handle_pio does.
+        v.regs.rax = if io.size == 4 { mask } else { (v.regs.rax & !mask) | mask };
     } else if io.port == DEBUG_PORT {
         // The first byte waits for room on the serial line (the
         // instruction runs again); the rest of a wider write go with it.

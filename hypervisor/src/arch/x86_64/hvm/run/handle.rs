@@ -3,7 +3,8 @@
 //! flushes and deferred frees done before the vCPU runs again);
 //! instruction-level work is `emulate`'s.
 
-use super::emulate::{advance_to, apic_mmio, fetch, port_io, rdmsr, skip, wrmsr};
+use super::control;
+use super::emulate::{advance_to, apic_mmio, fetch, port_io, rdmsr, skip, unbacked_mmio, wrmsr};
 use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::hvm::cpuid::{CpuidContext, guest_cpuid};
 use crate::arch::x86_64::hvm::exit::{Next, VmExit};
@@ -21,6 +22,11 @@ use alloc::sync::Arc;
 pub(super) fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, exit: VmExit) -> Next {
     match exit {
         VmExit::Hypercall => hypercall(dom, shared, v, crate::arch::x86_64::hvm::hypercall_insn()),
+        VmExit::Cpuid if v.msrs.cpuid_faults(v.arch.cpl()) => {
+            // The guest turned CPUID faulting on (MISC_FEATURES_ENABLES).
+            v.arch.inject_exception(13, Some(0));
+            Next::Resume
+        }
         VmExit::Cpuid => {
             let ctx = CpuidContext {
                 vcpu_id: v.id,
@@ -52,6 +58,14 @@ pub(super) fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, 
             if (vlapic::DEFAULT_BASE..vlapic::DEFAULT_BASE + 0x1000).contains(&gpa.0) =>
         {
             apic_mmio(dom, shared, v, gpa, access.write)
+        }
+        // A data access where nothing is: Xen's default I/O handler (reads
+        // all ones, writes dropped). Instruction fetches and page-table
+        // walks there still end the domain.
+        VmExit::NestedPageFault { gpa, access }
+            if !access.fetch && !access.present && !access.in_guest_walk && unbacked(dom, gpa) =>
+        {
+            unbacked_mmio(dom, v, gpa, access.write)
         }
         VmExit::NestedPageFault { gpa, access } => {
             let kind = if access.fetch {
@@ -95,11 +109,8 @@ pub(super) fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, 
         VmExit::Invd => skip(dom, v, Expected::Invd),
         VmExit::Wbinvd => skip(dom, v, Expected::Wbinvd),
         VmExit::Pause => skip(dom, v, Expected::Pause),
-        // XSAVE is not offered to guests.
-        VmExit::Xsetbv => {
-            v.arch.inject_exception(6, None);
-            Next::Resume
-        }
+        VmExit::Xsetbv => control::xsetbv(dom, v),
+        VmExit::CrWrite(w) => control::cr_write(dom, v, w),
         VmExit::Undefined(_) => {
             v.arch.inject_exception(6, None);
             Next::Resume
@@ -108,11 +119,14 @@ pub(super) fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, 
             let mut w = crate::console::serial::LockedWriter::new();
             let _ = core::fmt::Write::write_fmt(
                 &mut w,
-                format_args!("domain {} vCPU {}: the CPU refused its state:\n", dom.id, v.id),
+                format_args!(
+                    "domain {} vCPU {}: the CPU refused to enter it (VMRUN/VM entry failed on its state):\n",
+                    dom.id, v.id
+                ),
             );
             v.arch.dump(&mut w);
             drop(w);
-            dom.crash(format_args!("invalid vCPU state"));
+            dom.crash(format_args!("invalid vCPU state: the CPU refused to enter it at rip {:#x}", v.arch.rip()));
             Next::Stop
         }
         VmExit::Unknown { code, info1, info2 } => {
@@ -123,6 +137,11 @@ pub(super) fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, 
             Next::Stop
         }
     }
+}
+
+/// Whether nothing backs `gpa` in the domain's p2m (no RAM, no mapping).
+fn unbacked(dom: &Domain, gpa: crate::mm::addr::Gpa) -> bool {
+    dom.inner.lock().p2m.as_ref().is_some_and(|p2m| p2m.lookup(gpa.gfn()).is_none())
 }
 
 fn hypercall(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, insn: Expected) -> Next {

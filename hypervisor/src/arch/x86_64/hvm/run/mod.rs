@@ -5,6 +5,7 @@
 //! handled in `handle`, instructions emulated in `emulate`; each CPU's
 //! loop is `cpu_loop`.
 
+mod control;
 pub mod cpu_loop;
 mod emulate;
 mod handle;
@@ -53,6 +54,10 @@ pub fn run_vcpu(dom: &Arc<Domain>, vid: u32) {
                 break;
             }
             apply_requests(dom, shared, v);
+            // A starting state it cannot have ended the domain.
+            if !dom.is_running() {
+                break;
+            }
         }
         deliver_interrupts(dom, shared, v);
         let exit = v.arch.run(&mut v.regs);
@@ -172,9 +177,16 @@ fn apply_requests(dom: &Domain, shared: &VcpuShared, v: &mut Vcpu) {
     }
 }
 
-/// Loads a starting state into the vCPU (PVH entry, STARTUP, initialise).
+/// Loads a starting state into the vCPU (PVH entry, STARTUP, initialise);
+/// one the vCPU cannot have (which VCPUOP_initialise already refuses)
+/// ends the domain instead of reaching the hardware.
 pub fn load_state(dom: &Domain, v: &mut Vcpu, st: &InitialState) {
+    if let Some(why) = control::state_invalid(st) {
+        dom.crash(format_args!("vCPU {} cannot start in its state: {why}", v.id));
+        return;
+    }
     v.arch.set_state(st);
+    v.msrs.debugctl = 0;
     v.regs = st.regs;
     v.arch.set_tsc_offset(dom.tsc_offset);
     v.fetch_cache = None;

@@ -7,12 +7,16 @@
 //! intercept, V_INTR_MASKING) and are taken by the host IDT at the next
 //! interrupt window of the run loop.
 
+pub mod caps;
 pub mod vmcb;
+
+use self::caps::{EFER_SVME, IOPM, MSRPM};
+pub use self::caps::{SvmError, SvmFeatures, describe, detect, features, init_cpu, init_this_cpu};
 
 use self::vmcb::*;
 use super::regs::Seg;
-use crate::arch::x86_64::cpu::{self, cpuid, rdmsr, wrmsr};
-use crate::arch::x86_64::hvm::exit::{IoExit, NpfAccess, VmExit};
+use crate::arch::x86_64::cpu;
+use crate::arch::x86_64::hvm::exit::{CrWrite, IoExit, NpfAccess, VmExit};
 use crate::arch::x86_64::hvm::isolation::asid::Flush;
 use crate::arch::x86_64::hvm::isolation::hw::{self as iso, GuestCpuState};
 use crate::arch::x86_64::hvm::npt::P2mFormat;
@@ -23,174 +27,9 @@ use crate::arch::x86_64::insn::Expected;
 use crate::arch::x86_64::page_table::PageSize;
 use crate::memory::guest_mem::Paging;
 use crate::mm::addr::Gpa;
-use crate::mm::phys::{alloc_frames, alloc_zeroed_frame, free_frames, phys_to_virt};
+use crate::mm::phys::{alloc_zeroed_frame, free_frames, phys_to_virt};
 use core::fmt;
 use core::sync::atomic::Ordering;
-
-const MSR_VM_CR: u32 = 0xc001_0114;
-const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
-const VM_CR_SVMDIS: u64 = 1 << 4;
-const VM_CR_LOCK: u64 = 1 << 3;
-const EFER_SVME: u64 = 1 << 12;
-
-/// What this CPU's SVM offers.
-#[derive(Debug, Clone, Copy)]
-pub struct SvmFeatures {
-    pub revision: u32,
-    pub asids: u32,
-    pub nested_paging: bool,
-    pub nrip_save: bool,
-    pub flush_by_asid: bool,
-    pub decode_assists: bool,
-    pub vmcb_clean: bool,
-    pub pause_filter: bool,
-    pub vgif: bool,
-    pub avic: bool,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub enum SvmError {
-    NotAmd,
-    NoSvm,
-    DisabledByFirmware,
-    NoNestedPaging,
-    NoMemory,
-}
-
-impl fmt::Display for SvmError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            SvmError::NotAmd => "the CPU is not an AMD (or Hygon) CPU",
-            SvmError::NoSvm => "the CPU has no AMD-V (SVM)",
-            SvmError::DisabledByFirmware => {
-                "AMD-V is disabled and locked by firmware (VM_CR.SVMDIS): enable SVM in the BIOS setup"
-            }
-            SvmError::NoNestedPaging => "the CPU's AMD-V has no nested paging (NPT), which the hypervisor requires",
-            SvmError::NoMemory => "no memory for SVM state",
-        })
-    }
-}
-
-pub fn detect() -> Result<SvmFeatures, SvmError> {
-    let f = cpu::features();
-    if !matches!(f.vendor, cpu::Vendor::Amd | cpu::Vendor::Hygon) {
-        return Err(SvmError::NotAmd);
-    }
-    if !f.svm || f.max_ext_leaf < 0x8000_000a {
-        return Err(SvmError::NoSvm);
-    }
-    if rdmsr(MSR_VM_CR) & VM_CR_SVMDIS != 0 {
-        return Err(SvmError::DisabledByFirmware);
-    }
-    let r = cpuid(0x8000_000a, 0);
-    let feat = SvmFeatures {
-        revision: r.eax & 0xff,
-        asids: r.ebx,
-        nested_paging: r.edx & (1 << 0) != 0,
-        nrip_save: r.edx & (1 << 3) != 0,
-        vmcb_clean: r.edx & (1 << 5) != 0,
-        flush_by_asid: r.edx & (1 << 6) != 0,
-        decode_assists: r.edx & (1 << 7) != 0,
-        pause_filter: r.edx & (1 << 10) != 0,
-        avic: r.edx & (1 << 13) != 0,
-        vgif: r.edx & (1 << 16) != 0,
-    };
-    if !feat.nested_paging {
-        return Err(SvmError::NoNestedPaging);
-    }
-    let _ = VM_CR_LOCK;
-    Ok(feat)
-}
-
-static FEATURES: spin::Once<SvmFeatures> = spin::Once::new();
-/// I/O and MSR permission maps shared by every vCPU.
-static IOPM: spin::Once<u64> = spin::Once::new();
-static MSRPM: spin::Once<u64> = spin::Once::new();
-
-/// One line for the boot log.
-pub fn describe(f: &SvmFeatures) -> alloc::string::String {
-    let yes = |b: bool| if b { "yes" } else { "no" };
-    alloc::format!(
-        "AMD-V: SVM revision {}, {} ASIDs, nested paging; NRIP save {}, decode assists {}, flush by ASID {}, VMCB clean bits {}",
-        f.revision,
-        f.asids,
-        yes(f.nrip_save),
-        yes(f.decode_assists),
-        yes(f.flush_by_asid),
-        yes(f.vmcb_clean)
-    )
-}
-
-pub fn features() -> &'static SvmFeatures {
-    FEATURES.get().expect("SVM not initialised")
-}
-
-/// MSRs the guest reads and writes directly: VMLOAD/VMSAVE switch them.
-const PASSTHROUGH_MSRS: &[u32] = &[
-    0xc000_0100, // FS_BASE
-    0xc000_0101, // GS_BASE
-    0xc000_0102, // KERNEL_GS_BASE
-    0xc000_0081, // STAR
-    0xc000_0082, // LSTAR
-    0xc000_0083, // CSTAR
-    0xc000_0084, // SFMASK
-    0x174,       // SYSENTER_CS
-    0x175,       // SYSENTER_ESP
-    0x176,       // SYSENTER_EIP
-];
-
-fn msrpm_clear(base: *mut u8, msr: u32) {
-    let range = match msr {
-        0..=0x1fff => 0,
-        0xc000_0000..=0xc000_1fff => 0x800,
-        0xc001_0000..=0xc001_1fff => 0x1000,
-        _ => return,
-    };
-    let bit = 2 * (msr & 0x1fff) as usize;
-    let byte = range + bit / 8;
-    // SAFETY: byte < 0x1800 inside the 8 KiB map.
-    unsafe { *base.add(byte) &= !(0b11 << (bit % 8)) };
-}
-
-/// Turns SVM on for the boot CPU and sets up what all CPUs share.
-pub fn init_cpu() -> Result<SvmFeatures, SvmError> {
-    let feat = detect()?;
-    FEATURES.call_once(|| feat);
-    iso::set_tag_count(feat.asids);
-    let iopm = alloc_frames(2).ok_or(SvmError::NoMemory)?; // 16 KiB >= 12 KiB
-    let iopm_v = phys_to_virt(iopm).ok_or(SvmError::NoMemory)?;
-    // SAFETY: 4 freshly allocated frames: intercept every port.
-    unsafe { core::ptr::write_bytes(iopm_v as *mut u8, 0xff, 4 * 4096) };
-    IOPM.call_once(|| iopm);
-    let msrpm = alloc_frames(1).ok_or(SvmError::NoMemory)?;
-    let msrpm_v = phys_to_virt(msrpm).ok_or(SvmError::NoMemory)? as *mut u8;
-    // SAFETY: 2 freshly allocated frames: intercept every MSR but a few.
-    unsafe { core::ptr::write_bytes(msrpm_v, 0xff, 2 * 4096) };
-    for &m in PASSTHROUGH_MSRS {
-        msrpm_clear(msrpm_v, m);
-    }
-    MSRPM.call_once(|| msrpm);
-    init_this_cpu()?;
-    Ok(feat)
-}
-
-/// SVM on the calling CPU: EFER.SVME, its host save area and host VMCB.
-pub fn init_this_cpu() -> Result<(), SvmError> {
-    if FEATURES.get().is_none() || rdmsr(MSR_VM_CR) & VM_CR_SVMDIS != 0 {
-        return Err(SvmError::DisabledByFirmware);
-    }
-    // SAFETY: SVM is present and not disabled (checked by detect).
-    unsafe { wrmsr(cpu::MSR_EFER, rdmsr(cpu::MSR_EFER) | EFER_SVME) };
-    let hsave = alloc_zeroed_frame().ok_or(SvmError::NoMemory)?;
-    // SAFETY: a page for this CPU's host save area.
-    unsafe { wrmsr(MSR_VM_HSAVE_PA, hsave) };
-    let host = alloc_zeroed_frame().ok_or(SvmError::NoMemory)?;
-    if let Some(p) = crate::arch::x86_64::percpu::this_cpu() {
-        p.hvm_area.store(hsave, Ordering::Relaxed);
-        p.host_vmcb.store(host, Ordering::Relaxed);
-    }
-    Ok(())
-}
 
 /// AMD-V as the hypervisor's backend.
 pub struct Svm;
@@ -339,10 +178,14 @@ impl SvmVcpu {
         // SAFETY: a freshly allocated page, this vCPU's VMCB alone.
         let mut vmcb = unsafe { Vmcb::new(v as *mut u8) };
 
-        // Intercepts: Xen's set for a PVH guest under nested paging. #DB
+        // Intercepts: Xen's set for a PVH guest under nested paging. CR0
+        // and CR4 writes, checked against what the guest may set (the
+        // hardware checks only what the host CPU has: a bit the guest lacks
+        // would make the next VMRUN fail). #DB
         // and #AC are intercepted so a guest cannot hang the CPU in an
         // endless exception loop; #MC is the host's; #UD lets a guest use
         // the other vendor's hypercall instruction.
+        vmcb.write_u32(INTERCEPT_CR, CR_WRITE_CR0 | CR_WRITE_CR4);
         vmcb.write_u32(INTERCEPT_EXCEPTIONS, 1 << 1 | 1 << 6 | 1 << 17 | 1 << 18);
         // Debug registers: DR0-3 are the CPU's, not the VMCB's, so MOV DR
         // exits until the vCPU first touches them (then they are switched
@@ -476,6 +319,15 @@ impl SvmVcpu {
         let info2 = self.vmcb.read_u64(EXITINFO2);
         match code {
             EXIT_CPUID => VmExit::Cpuid,
+            EXIT_WRITE_CR0 | EXIT_WRITE_CR4 => {
+                let cr = (code - EXIT_WRITE_CR0) as u8;
+                // Decode assists name the register of a MOV (bit 63).
+                if features().decode_assists && info1 & (1 << 63) != 0 {
+                    VmExit::CrWrite(CrWrite::Mov { cr, gpr: (info1 & 0xf) as u8 })
+                } else {
+                    VmExit::CrWrite(CrWrite::Decode { cr })
+                }
+            }
             EXIT_MSR => {
                 if info1 & 1 == 0 {
                     VmExit::Rdmsr
@@ -538,7 +390,7 @@ impl SvmVcpu {
             }
             // Not offered: #UD, as the CPU gives where it lacks RDTSCP.
             EXIT_RDTSCP => VmExit::Exception { vector: 6, error_code: None, cr2: 0 },
-            EXIT_INVALID => VmExit::InvalidState,
+            EXIT_INVALID | EXIT_INVALID_32 => VmExit::InvalidState,
             _ => VmExit::Unknown { code, info1, info2 },
         }
     }
@@ -574,6 +426,7 @@ impl VendorVcpu for SvmVcpu {
         v.write_u64(DR7, 0x400);
         v.write_u64(CR2, 0);
         v.write_u64(G_PAT, DEFAULT_PAT);
+        v.write_u64(DBGCTL, 0);
         v.write_u64(EVENTINJ, 0);
         v.write_u64(INTERRUPT_STATE, 0);
         for off in [STAR, LSTAR, CSTAR, SFMASK, KERNEL_GS_BASE, SYSENTER_CS, SYSENTER_ESP, SYSENTER_EIP] {
@@ -684,6 +537,27 @@ impl VendorVcpu for SvmVcpu {
 
     fn cr3(&self) -> u64 {
         self.vmcb.read_u64(CR3)
+    }
+
+    /// The guest's CR0 and CR4 are the hardware's (SVM owns no bits).
+    fn set_cr0(&mut self, cr0: u64) {
+        self.vmcb.write_u64(CR0, cr0);
+    }
+
+    fn set_cr4(&mut self, cr4: u64) {
+        self.vmcb.write_u64(CR4, cr4);
+    }
+
+    fn clear_cs_long(&mut self) {
+        let mut cs = self.vmcb.segment(CS);
+        cs.attrib &= !(1 << 9);
+        self.vmcb.set_segment(CS, cs);
+    }
+
+    /// Kept in the VMCB; without LBR virtualisation the CPU does not load
+    /// it (as in Xen).
+    fn set_debugctl(&mut self, value: u64) {
+        self.vmcb.write_u64(DBGCTL, value);
     }
 
     fn paging(&self) -> Paging {

@@ -58,6 +58,11 @@ pub const SYSENTER_ESP: usize = 0x630;
 pub const SYSENTER_EIP: usize = 0x638;
 pub const CR2: usize = 0x640;
 pub const G_PAT: usize = 0x668;
+pub const DBGCTL: usize = 0x670;
+
+// CR intercepts (INTERCEPT_CR): reads are bits 0-15, writes 16-31.
+pub const CR_WRITE_CR0: u32 = 1 << 16;
+pub const CR_WRITE_CR4: u32 = 1 << 20;
 
 // Intercept word 1.
 pub const I1_INTR: u32 = 1 << 0;
@@ -108,6 +113,8 @@ pub const TLB_FLUSH_ALL: u8 = 1;
 pub const TLB_FLUSH_ASID: u8 = 3;
 
 // Exit codes.
+pub const EXIT_WRITE_CR0: u64 = 0x10;
+pub const EXIT_WRITE_CR4: u64 = 0x14;
 pub const EXIT_EXCEPTION_BASE: u64 = 0x40;
 pub const EXIT_INTR: u64 = 0x60;
 pub const EXIT_NMI: u64 = 0x61;
@@ -139,6 +146,8 @@ pub const EXIT_XSETBV: u64 = 0x8d;
 pub const EXIT_RDPRU: u64 = 0x8e;
 pub const EXIT_NPF: u64 = 0x400;
 pub const EXIT_INVALID: u64 = u64::MAX;
+/// The same as QEMU writes it (VMEXIT_INVALID as a 32-bit -1).
+pub const EXIT_INVALID_32: u64 = 0xffff_ffff;
 
 // EVENTINJ / EXITINTINFO.
 pub const EVENT_VALID: u64 = 1 << 31;

@@ -20,7 +20,6 @@ pub(super) const MSR_CSTAR: u32 = 0xc000_0083;
 pub(super) const MSR_SFMASK: u32 = 0xc000_0084;
 pub(super) const CR0_NW: u64 = 1 << 29;
 pub(super) const CR0_CD: u64 = 1 << 30;
-pub(super) const CR4_PAE: u64 = 1 << 5;
 pub(super) const EFER_LME: u64 = 1 << 8;
 pub(super) const EFER_LMA: u64 = 1 << 10;
 

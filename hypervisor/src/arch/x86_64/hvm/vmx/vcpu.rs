@@ -5,7 +5,7 @@ use super::caps::*;
 use super::hw::*;
 use super::vmcs::*;
 use crate::arch::x86_64::cpu::{self, rdmsr, wrmsr};
-use crate::arch::x86_64::hvm::exit::{IoExit, NpfAccess, VmExit};
+use crate::arch::x86_64::hvm::exit::{CrWrite, IoExit, NpfAccess, VmExit};
 use crate::arch::x86_64::hvm::isolation::asid::Flush;
 use crate::arch::x86_64::hvm::isolation::hw::{self as iso, GuestCpuState};
 use crate::arch::x86_64::hvm::regs::GuestRegs;
@@ -189,8 +189,12 @@ impl VmxVcpu {
         vmwrite(IO_BITMAP_B, io + 4096);
         vmwrite(EPT_POINTER, self.eptp);
         vmwrite(TSC_OFFSET, 0);
-        vmwrite(CR0_GUEST_HOST_MASK, cr0_owned(f));
-        vmwrite(CR4_GUEST_HOST_MASK, cr4_owned(f));
+        // Every CR4 bit the guest may not set is owned too, so that a write
+        // of one exits and is refused (Xen's cr4_host_mask); CD and NW so
+        // that NW without CD faults.
+        vmwrite(CR0_GUEST_HOST_MASK, cr0_owned(f) | CR0_CD | CR0_NW);
+        let valid = crate::arch::x86_64::hvm::policy::guest_policy().cr4_valid();
+        vmwrite(CR4_GUEST_HOST_MASK, cr4_owned(f) | !valid);
         vmwrite(VMCS_LINK_POINTER, u64::MAX);
     }
 
@@ -374,55 +378,30 @@ impl VmxVcpu {
     }
 
     /// MOV to/from CR0, CR4 (bits the hypervisor owns) and CR8 (always).
-    /// Handled here, where the format lives; the common code only sees a
-    /// finished instruction (or a #GP).
+    /// CR8 is handled here, where the format lives; CR0 and CR4 writes go
+    /// to the common code, which checks them against the guest's policy.
     fn cr_access(&mut self, regs: &mut GuestRegs, q: u64) -> VmExit {
-        let f = features();
-        let cr = q & 0xf;
+        let cr = (q & 0xf) as u8;
         let kind = (q >> 4) & 3;
-        let reg = (q >> 8) & 0xf;
-        let mut gp = false;
+        let reg = ((q >> 8) & 0xf) as u8;
         match (kind, cr) {
-            (0, 0) => {
-                let v = regs.by_number(reg as u8);
-                if v >> 32 != 0 || (v & CR0_PG != 0 && v & CR0_PE == 0) || (v & CR0_NW != 0 && v & CR0_CD == 0) {
-                    gp = true;
-                } else {
-                    vmwrite(CR0_READ_SHADOW, v);
-                    vmwrite(GUEST_CR0, cr0_real(f, v));
-                    self.sync_long_mode();
-                }
-            }
-            (0, 4) => {
-                let v = regs.by_number(reg as u8);
-                // No nested VMX; no bits the CPU cannot hold.
-                let lma = vmread(GUEST_IA32_EFER) & EFER_LMA != 0;
-                if v & CR4_VMXE != 0 || v & !f.cr4_fixed1 != 0 || (lma && v & CR4_PAE == 0) {
-                    gp = true;
-                } else {
-                    vmwrite(CR4_READ_SHADOW, v);
-                    vmwrite(GUEST_CR4, cr4_real(f, v));
-                }
-            }
+            (0, 0 | 4) => return VmExit::CrWrite(CrWrite::Mov { cr, gpr: reg }),
+            (2, _) => return VmExit::CrWrite(CrWrite::Clts),
+            (3, _) => return VmExit::CrWrite(CrWrite::Lmsw((q >> 16) as u16)),
             (0, 8) => {
-                let v = regs.by_number(reg as u8);
+                let v = regs.by_number(reg);
                 if v > 15 {
-                    gp = true;
-                } else {
-                    self.cr8 = v;
+                    self.inject_exception(13, Some(0));
+                    return VmExit::Handled;
                 }
+                self.cr8 = v;
             }
-            (1, 8) => regs.set_by_number(reg as u8, self.cr8),
-            // CLTS and LMSW touch only bits the guest owns, and MOV from
-            // CR0/CR4 reads the shadows without exiting.
+            (1, 8) => regs.set_by_number(reg, self.cr8),
+            // MOV from CR0/CR4 reads the shadows without exiting.
             _ => {}
         }
         if regs.rsp != vmread(GUEST_RSP) {
             vmwrite(GUEST_RSP, regs.rsp);
-        }
-        if gp {
-            self.inject_exception(13, Some(0));
-            return VmExit::Handled;
         }
         self.set_rip(self.rip().wrapping_add(vmread(EXIT_INSTRUCTION_LEN)));
         VmExit::Handled
@@ -642,6 +621,32 @@ impl VendorVcpu for VmxVcpu {
     fn cr3(&self) -> u64 {
         self.load();
         vmread(GUEST_CR3)
+    }
+
+    /// The guest's value in the read shadow, the hardware's with the bits
+    /// VMX needs; LMA follows CR0.PG and EFER.LME.
+    fn set_cr0(&mut self, cr0: u64) {
+        self.load();
+        vmwrite(CR0_READ_SHADOW, cr0);
+        vmwrite(GUEST_CR0, cr0_real(features(), cr0));
+        self.sync_long_mode();
+    }
+
+    fn set_cr4(&mut self, cr4: u64) {
+        self.load();
+        vmwrite(CR4_READ_SHADOW, cr4);
+        vmwrite(GUEST_CR4, cr4_real(features(), cr4));
+    }
+
+    fn clear_cs_long(&mut self) {
+        self.load();
+        vmwrite(GUEST_CS_AR, vmread(GUEST_CS_AR) & !(1 << 13));
+    }
+
+    /// Loaded by every VM entry.
+    fn set_debugctl(&mut self, value: u64) {
+        self.load();
+        vmwrite(GUEST_IA32_DEBUGCTL, value);
     }
 
     /// The guest's view of its paging controls (CR0/CR4 through the read
