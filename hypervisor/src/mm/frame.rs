@@ -29,6 +29,12 @@ enum State {
 
 /// One frame-table entry (12 bytes per 4 KiB frame). All-zero bytes are a
 /// valid, plain entry.
+///
+/// `next` and `prev` link free blocks. An allocated frame has no use for
+/// them, so `next` counts its references instead (something besides its
+/// owner refers to it: a grant mapping or copy, a registered vcpu_info),
+/// and `flags` says whether its owner let go of it ([`RELEASED`]): it is
+/// freed with its last reference then, as Xen's page reference counts do.
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub struct FrameInfo {
@@ -36,12 +42,16 @@ pub struct FrameInfo {
     prev: u32,
     order: u8,
     state: State,
-    _reserved: [u8; 2],
+    flags: u8,
+    _reserved: u8,
 }
 
 impl FrameInfo {
-    pub const PLAIN: FrameInfo = FrameInfo { next: 0, prev: 0, order: 0, state: State::Plain, _reserved: [0; 2] };
+    pub const PLAIN: FrameInfo = FrameInfo { next: 0, prev: 0, order: 0, state: State::Plain, flags: 0, _reserved: 0 };
 }
+
+/// The owner of a referenced frame gave it up.
+const RELEASED: u8 = 1 << 0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameError {
@@ -52,6 +62,10 @@ pub enum FrameError {
     DoubleFree { pfn: u64 },
     /// Frames do not all belong to one earlier allocation.
     NotAllocated { pfn: u64 },
+    /// A reference dropped that was never taken.
+    NotReferenced { pfn: u64 },
+    /// 2^32 references on one frame.
+    TooManyRefs { pfn: u64 },
 }
 
 impl fmt::Display for FrameError {
@@ -60,6 +74,8 @@ impl fmt::Display for FrameError {
             FrameError::NotManaged { pfn } => write!(f, "frame {pfn:#x} is not managed by the allocator"),
             FrameError::DoubleFree { pfn } => write!(f, "frame {pfn:#x} freed twice"),
             FrameError::NotAllocated { pfn } => write!(f, "frame {pfn:#x} was not allocated"),
+            FrameError::NotReferenced { pfn } => write!(f, "frame {pfn:#x} has no reference to drop"),
+            FrameError::TooManyRefs { pfn } => write!(f, "frame {pfn:#x} has 2^32 references"),
         }
     }
 }
@@ -235,7 +251,73 @@ impl<'t> FrameAllocator<'t> {
         let i = (pfn - self.base_pfn) as usize;
         for e in &mut self.table[i..i + count as usize] {
             e.state = state;
+            if state == State::Allocated {
+                // No references yet (the links of a free block are gone).
+                e.next = 0;
+                e.flags = 0;
+            }
         }
+    }
+
+    /// The entry of an allocated frame.
+    fn allocated(&mut self, pfn: u64) -> Result<&mut FrameInfo, FrameError> {
+        let i = self.index(pfn).ok_or(FrameError::NotManaged { pfn })?;
+        let e = &mut self.table[i];
+        if e.state != State::Allocated {
+            return Err(FrameError::NotAllocated { pfn });
+        }
+        Ok(e)
+    }
+
+    /// Takes a reference on an allocated frame.
+    pub fn get_ref(&mut self, pfn: u64) -> Result<(), FrameError> {
+        let e = self.allocated(pfn)?;
+        e.next = e.next.checked_add(1).ok_or(FrameError::TooManyRefs { pfn })?;
+        Ok(())
+    }
+
+    /// Drops a reference, freeing the frame if it was the last and the
+    /// owner let go of it. Returns whether it was freed.
+    pub fn put_ref(&mut self, pfn: u64) -> Result<bool, FrameError> {
+        let e = self.allocated(pfn)?;
+        if e.next == 0 {
+            return Err(FrameError::NotReferenced { pfn });
+        }
+        e.next -= 1;
+        if e.next > 0 || e.flags & RELEASED == 0 {
+            return Ok(false);
+        }
+        e.flags = 0;
+        self.free(pfn, 1)?;
+        Ok(true)
+    }
+
+    /// References an allocated frame holds.
+    pub fn refs(&self, pfn: u64) -> u32 {
+        self.index(pfn).map_or(0, |i| if self.table[i].state == State::Allocated { self.table[i].next } else { 0 })
+    }
+
+    /// The owner gives `count` allocated frames from `pfn` back: those
+    /// without references are freed now, the others with their last one.
+    pub fn release_referenced(&mut self, pfn: u64, count: u64) -> Result<(), FrameError> {
+        let end = pfn.checked_add(count).ok_or(FrameError::NotManaged { pfn })?;
+        for p in pfn..end {
+            self.allocated(p)?;
+        }
+        let mut run = pfn;
+        for p in pfn..=end {
+            let held = p < end && self.refs(p) > 0;
+            if p == end || held {
+                if run < p {
+                    self.free(run, p - run)?;
+                }
+                if held {
+                    self.allocated(p)?.flags |= RELEASED;
+                }
+                run = p + 1;
+            }
+        }
+        Ok(())
     }
 
     /// Allocates 2^order contiguous frames, aligned to their size. Returns
@@ -502,5 +584,50 @@ mod tests {
         }
         assert_eq!(seen.len(), 63);
         assert!(a.reserve(37).is_err());
+    }
+
+    #[test]
+    fn a_referenced_frame_given_back_is_freed_with_its_last_reference() {
+        let mut t = table(64);
+        let mut a = FrameAllocator::new(&mut t, 0);
+        a.add_range(Range::new(0, 64 * 4096));
+        let p = a.alloc(2).unwrap();
+        a.get_ref(p + 1).unwrap();
+        a.get_ref(p + 1).unwrap();
+        a.get_ref(p + 3).unwrap();
+        assert_eq!(a.refs(p + 1), 2);
+        // Frames 0 and 2 go now; 1 and 3 wait for their references.
+        a.release_referenced(p, 4).unwrap();
+        assert_eq!(a.free_frames(), 62);
+        assert!(a.is_allocated(p + 1) && a.is_allocated(p + 3));
+        assert!(!a.is_allocated(p) && !a.is_allocated(p + 2));
+        assert_eq!(a.put_ref(p + 1), Ok(false));
+        assert_eq!(a.put_ref(p + 1), Ok(true));
+        assert_eq!(a.put_ref(p + 3), Ok(true));
+        assert_eq!(a.free_frames(), 64);
+        // Nothing to drop on a freed frame or one never referenced.
+        assert!(a.put_ref(p + 1).is_err());
+        let q = a.alloc(0).unwrap();
+        assert_eq!(a.put_ref(q), Err(FrameError::NotReferenced { pfn: q }));
+        // A frame referenced and dropped while its owner keeps it stays.
+        a.get_ref(q).unwrap();
+        assert_eq!(a.put_ref(q), Ok(false));
+        assert!(a.is_allocated(q));
+    }
+
+    #[test]
+    fn a_frame_allocated_again_starts_with_no_references() {
+        let mut t = table(16);
+        let mut a = FrameAllocator::new(&mut t, 0);
+        a.add_range(Range::new(0, 16 * 4096));
+        let p = a.alloc(0).unwrap();
+        a.get_ref(p).unwrap();
+        a.release_referenced(p, 1).unwrap();
+        assert_eq!(a.put_ref(p), Ok(true));
+        // The block comes back (merged, then split again) clean.
+        let all: Vec<u64> = (0..16).filter_map(|_| a.alloc(0)).collect();
+        assert_eq!(all.len(), 16);
+        assert!(all.iter().all(|&f| a.refs(f) == 0));
+        assert!(a.get_ref(99).is_err());
     }
 }

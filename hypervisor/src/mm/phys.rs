@@ -83,6 +83,24 @@ pub fn free_frames(phys: u64, count: u64) -> Result<(), FrameError> {
     }
 }
 
+/// Takes a reference on an allocated frame (`mm::frame`'s reference
+/// counts; `memory::frame_ref` says who takes them).
+pub fn frame_get_ref(pfn: u64) -> Result<(), FrameError> {
+    FRAMES.lock().as_mut().ok_or(FrameError::NotManaged { pfn })?.get_ref(pfn)
+}
+
+/// Drops a reference; the frame is freed if it was the last and its owner
+/// let go of it.
+pub fn frame_put_ref(pfn: u64) -> Result<bool, FrameError> {
+    FRAMES.lock().as_mut().ok_or(FrameError::NotManaged { pfn })?.put_ref(pfn)
+}
+
+/// An owner gives frames back: freed now unless referenced, else with
+/// their last reference.
+pub fn release_frames_referenced(pfn: u64, count: u64) -> Result<(), FrameError> {
+    FRAMES.lock().as_mut().ok_or(FrameError::NotManaged { pfn })?.release_referenced(pfn, count)
+}
+
 /// (free, managed) frame counts.
 pub fn frame_counts() -> (u64, u64) {
     FRAMES.lock().as_ref().map_or((0, 0), |f| (f.free_frames(), f.managed_frames()))
