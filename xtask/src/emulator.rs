@@ -343,7 +343,8 @@ impl Typing {
 
 /// Waits for a running emulator: until one of the `stops` is reached and
 /// the machine has run on for `ending.grace()` (then the emulator is
-/// killed and the run ends with the stop's first text), it exits, or the
+/// killed and the run ends with the first text of the first listed stop
+/// reached by then), it exits, or the
 /// deadline passes.
 pub fn wait(
     child: &mut std::process::Child,
@@ -371,7 +372,10 @@ pub fn wait(
                 let _ = child.kill();
                 let _ = child.wait();
                 log.poll();
-                return End::Saw(s.clone());
+                // A stop listed earlier that was reached during the grace
+                // time wins (a halt's own line after its panic banner).
+                let first = stops.iter().find(|stop| reached(stop, &log.text)).and_then(|stop| stop.first());
+                return End::Saw(first.map_or_else(|| s.clone(), |(t, _)| t.clone()));
             }
             Some(_) => {}
         }
