@@ -289,6 +289,16 @@ pub extern "C" fn hv_start(mbi_phys: u64, load_delta: u64) -> ! {
         raise_test_exception(t);
     }
 
+    // Every mapping of the boot is made: none may be writable and
+    // executable, nor code writable through another mapping.
+    if !crate::arch::x86_64::cpu::features().nx {
+        warn!("memory: the CPU has no NX bit: W^X cannot be enforced");
+    } else {
+        match crate::mm::phys::check_wx() {
+            Ok(code) => info!("memory: W^X holds: {} of code, read-only in every mapping", size(code)),
+            Err(e) => error!("memory: W^X broken: {e}"),
+        }
+    }
     let (warnings, errors) = logger::counts();
     info!("boot complete in {} ms ({warnings} warnings, {errors} errors)", time::now_ns() / 1_000_000);
 

@@ -101,6 +101,16 @@ pub fn release_frames_referenced(pfn: u64, count: u64) -> Result<(), FrameError>
     FRAMES.lock().as_mut().ok_or(FrameError::NotManaged { pfn })?.release_referenced(pfn, count)
 }
 
+/// Checks the hypervisor's own page tables for W^X (no page writable and
+/// executable, no writable alias of code): the bytes of code, or the
+/// first breach.
+pub fn check_wx() -> Result<u64, crate::arch::x86_64::page_table::WxFault> {
+    let root = KERNEL_PT.lock();
+    let mask = PteFlags::from_bits_retain(LEAF_MASK.load(Ordering::Relaxed));
+    let mut mem = FrameTables;
+    PageTable::from_root(*root, &mut mem, PteFlags::WRITABLE, mask).check_wx()
+}
+
 /// (free, managed) frame counts.
 pub fn frame_counts() -> (u64, u64) {
     FRAMES.lock().as_ref().map_or((0, 0), |f| (f.free_frames(), f.managed_frames()))

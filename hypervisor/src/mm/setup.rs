@@ -255,8 +255,17 @@ fn build_tables(
     let mut pt = PageTable::new(tables, PteFlags::WRITABLE, leaf_mask)?;
     let root = pt.root();
     let dm = PteFlags::WRITABLE | PteFlags::NO_EXECUTE | global;
-    for r in wb.iter() {
+    // The image's code and read-only data are read-only in the direct map
+    // too: a writable alias of code would undo W^X.
+    let code =
+        Range::new(image.virt_to_phys(sym!(__text_start)), image.virt_to_phys(sym!(__rodata_end))).pages_around();
+    let mut writable = wb.clone();
+    let _ = writable.remove(code);
+    for r in writable.iter() {
         pt.map(DIRECTMAP_BASE + r.start, r.start, r.len(), dm, largest)?;
+    }
+    if wb.contains_range(code) {
+        pt.map(DIRECTMAP_BASE + code.start, code.start, code.len(), PteFlags::NO_EXECUTE | global, PageSize::Size4K)?;
     }
     for r in uc.iter() {
         pt.map(DIRECTMAP_BASE + r.start, r.start, r.len(), dm | PteFlags::UNCACHED, largest)?;

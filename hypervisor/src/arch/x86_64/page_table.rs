@@ -7,8 +7,29 @@
 //! in tests (tables in a hash map) and at boot (tables in RAM reached through
 //! the direct map).
 
+use alloc::vec::Vec;
 use bitflags::bitflags;
 use core::fmt;
+
+/// A breach of W^X that [`PageTable::check_wx`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WxFault {
+    /// A page mapped writable and executable.
+    WritableAndExecutable { virt: u64 },
+    /// Frame `phys`, executable at `code`, also mapped writable at `virt`.
+    WritableAlias { virt: u64, phys: u64, code: u64 },
+}
+
+impl fmt::Display for WxFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            WxFault::WritableAndExecutable { virt } => write!(f, "{virt:#x} is mapped writable and executable"),
+            WxFault::WritableAlias { virt, phys, code } => {
+                write!(f, "frame {phys:#x}, executable at {code:#x}, is also mapped writable at {virt:#x}")
+            }
+        }
+    }
+}
 
 bitflags! {
     /// Page-table entry bits (Intel SDM vol. 3 §4.5).
@@ -306,6 +327,62 @@ impl<'m, M: TableMemory> PageTable<'m, M> {
         }
     }
 
+    /// Checks that no mapping of the whole address space is both writable
+    /// and executable, and that no executable frame is also mapped
+    /// writable somewhere else (an alias through a direct map, say):
+    /// W^X for code. Returns the bytes of executable memory found.
+    pub fn check_wx(&mut self) -> Result<u64, WxFault> {
+        // Executable frames as merged physical ranges, with where each is
+        // mapped executable.
+        let mut exec: Vec<(u64, u64, u64)> = Vec::new();
+        let mut fault = None;
+        self.walk_all(&mut |virt, e, size| {
+            let (w, x) = (e & PteFlags::WRITABLE.bits() != 0, e & PteFlags::NO_EXECUTE.bits() == 0);
+            if w && x && fault.is_none() {
+                fault = Some(WxFault::WritableAndExecutable { virt });
+            }
+            if x {
+                let phys = e & ADDR_MASK & !(size.bytes() - 1);
+                match exec.last_mut() {
+                    Some(last) if last.1 == phys => last.1 += size.bytes(),
+                    _ => exec.push((phys, phys + size.bytes(), virt)),
+                }
+            }
+        });
+        if let Some(f) = fault {
+            return Err(f);
+        }
+        exec.sort_unstable();
+        self.walk_all(&mut |virt, e, size| {
+            if e & PteFlags::WRITABLE.bits() == 0 || fault.is_some() {
+                return;
+            }
+            let phys = e & ADDR_MASK & !(size.bytes() - 1);
+            let end = phys + size.bytes();
+            let i = exec.partition_point(|r| r.1 <= phys);
+            if let Some(&(start, _, code)) = exec.get(i).filter(|r| r.0 < end) {
+                fault = Some(WxFault::WritableAlias { virt, phys: phys.max(start), code });
+            }
+        });
+        match fault {
+            Some(f) => Err(f),
+            None => Ok(exec.iter().map(|r| r.1 - r.0).sum()),
+        }
+    }
+
+    /// Every present leaf of the whole address space, upper half included
+    /// (virtual addresses sign-extended).
+    fn walk_all(&mut self, f: &mut dyn FnMut(u64, u64, PageSize)) {
+        for i in 0..512u64 {
+            let entry = self.mem.table(self.root)[i as usize];
+            if entry & PteFlags::PRESENT.bits() == 0 {
+                continue;
+            }
+            let base = if i >= 256 { 0xffff_0000_0000_0000 | (i << 39) } else { i << 39 };
+            self.walk_leaves(entry & ADDR_MASK, 3, base, f);
+        }
+    }
+
     /// Calls `free(phys)` for every table page, the root last. The tables
     /// must not be used afterwards.
     pub fn free_tables(&mut self, free: &mut dyn FnMut(u64)) {
@@ -519,6 +596,40 @@ mod tests {
         let root = pt.root();
         assert_eq!(freed.len(), mem.pages.len(), "every table page is freed once");
         assert_eq!(*freed.last().unwrap(), root, "the root goes last");
+    }
+
+    #[test]
+    fn wx_check_finds_writable_code_and_writable_aliases_of_code() {
+        const TEXT: u64 = 0xffff_ffff_8020_0000;
+        const DIRECT: u64 = 0xffff_8000_0000_0000;
+        let nx = PteFlags::NO_EXECUTE;
+        let clean = |t: &mut HostTables| {
+            let mut pt = PageTable::new(t, RW, PteFlags::all()).unwrap();
+            // Code R-X, data RW-, a direct map RW- of everything but the
+            // code's frames, and the code's frames read-only there.
+            pt.map(TEXT, 0x20_0000, 16 * K, PteFlags::empty(), PageSize::Size4K).unwrap();
+            pt.map(TEXT + 16 * K, 0x20_4000, 8 * K, RW | nx, PageSize::Size4K).unwrap();
+            pt.map(DIRECT, 0, 2 * M, RW | nx, PageSize::Size2M).unwrap();
+            pt.map(DIRECT + 2 * M, 2 * M, 16 * K, nx, PageSize::Size4K).unwrap();
+            pt.map(DIRECT + 2 * M + 16 * K, 2 * M + 16 * K, 2 * M - 16 * K, RW | nx, PageSize::Size4K).unwrap();
+            pt.root()
+        };
+        let mut t = HostTables::default();
+        let root = clean(&mut t);
+        assert_eq!(PageTable::from_root(root, &mut t, RW, PteFlags::all()).check_wx(), Ok(16 * K));
+        // The code's frames writable through the direct map.
+        let mut pt = PageTable::from_root(root, &mut t, RW, PteFlags::all());
+        pt.remap_4k(DIRECT + 2 * M + 4 * K, 2 * M + 4 * K, RW | nx).unwrap();
+        assert_eq!(
+            pt.check_wx(),
+            Err(WxFault::WritableAlias { virt: DIRECT + 2 * M + 4 * K, phys: 2 * M + 4 * K, code: TEXT })
+        );
+        // A page writable and executable.
+        let mut t = HostTables::default();
+        let root = clean(&mut t);
+        let mut pt = PageTable::from_root(root, &mut t, RW, PteFlags::all());
+        pt.map(0x1000_0000, 0x900_0000, 4 * K, RW, PageSize::Size4K).unwrap();
+        assert_eq!(pt.check_wx(), Err(WxFault::WritableAndExecutable { virt: 0x1000_0000 }));
     }
 
     #[test]
