@@ -121,6 +121,13 @@ impl Checks {
     /// Prints the verdict and powers the domain off. A guest that ran no
     /// check at all fails: it cannot have shown anything.
     pub fn finish(&self) -> ! {
+        self.verdict();
+        shutdown(SHUTDOWN_POWEROFF)
+    }
+
+    /// Prints the count and the verdict line, and goes on (for a guest
+    /// that ends its domain its own way).
+    pub fn verdict(&self) {
         println!("{} checks, {} failed", self.total, self.failed);
         if self.failed > 0 {
             println!("VERDICT: FAIL {}", self.first_failed.as_str());
@@ -129,7 +136,6 @@ impl Checks {
         } else {
             println!("VERDICT: PASS");
         }
-        shutdown(SHUTDOWN_POWEROFF)
     }
 
     /// Ends the guest without a verdict on what it checks, saying why (it

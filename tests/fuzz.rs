@@ -1,0 +1,79 @@
+//! The hypercall fuzzer (`tests/guests/src/bin/fuzz`): two fuzzer domains
+//! that know each other make a bounded, seeded stream of hypercalls on two
+//! vCPUs each, race them on shared grants, frames and ports, then race
+//! their own destruction. The hypervisor must survive without a panic or
+//! an ERROR line (the harness fails on both), the machine must power off
+//! normally, and every frame the domains held must be free again (the
+//! hypervisor's end-of-run memory check). `cargo xtask fuzz` runs the
+//! same guests for as long as asked.
+
+use integration_tests::{Boot, End, Machine, Outcome};
+
+/// The fuzzer's summary line of domain `d`, checked: every call made, and
+/// every sub-operation of the ABI called but the `skipped` ones.
+pub fn check_fuzzer(o: &Outcome, d: u32, calls: u64, skipped: u64) {
+    let summary = o.line(&format!("(d{d}) fuzz: summary: "));
+    println!("{summary}");
+    // "seed 0x...: N calls on V vCPUs in T ms: R calls/s; coverage: ..."
+    let made: u64 = summary
+        .split(" calls on ")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| o.fail(&format!("no call count in {summary:?}")));
+    if made < calls {
+        o.fail(&format!("domain {d} made {made} calls, not {calls}"));
+    }
+    // "coverage: A of T sub-operations answered (not -ENOSYS), C called"
+    let of = |key: &str| -> u64 {
+        let at = summary.find(key).unwrap_or_else(|| o.fail(&format!("no {key:?} in {summary:?}")));
+        summary[..at].rsplit(' ').nth(1).and_then(|n| n.parse().ok()).unwrap_or(0)
+    };
+    let total: u64 = summary
+        .split(" of ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| o.fail(&format!("no total in {summary:?}")));
+    let called = of("called,");
+    if called + skipped < total {
+        let never: Vec<&str> =
+            o.lines_containing(&format!("(d{d}) fuzz:   ")).into_iter().filter(|l| l.contains(": 0 calls")).collect();
+        o.fail(&format!("domain {d} called {called} of {total} sub-operations; never:\n{}", never.join("\n")));
+    }
+    o.expect(&format!("(d{d}) VERDICT: PASS"))
+        .expect_absent(&format!("(d{d}) FAIL "))
+        .expect_absent(&format!("(d{d}) fuzz: FUZZER BUG"))
+        .expect_absent(&format!("(d{d}) guest exception"));
+}
+
+/// What the bounded run leaves out, until the hypervisor is fixed:
+/// VCPUOP_down of a running vCPU followed at once by VCPUOP_up (the
+/// fuzzer's `vcpu_op.down`) makes that vCPU resume with the hypervisor's
+/// own RIP and CR3 or triple-fault in about half of the runs (`cargo
+/// xtask fuzz --only vcpu_op.down,vcpu_op.up --seed 2`).
+const SKIP: &str = "vcpu_op.down";
+
+#[test]
+fn fuzzer_bounded_run_on_two_vcpus_per_domain() {
+    // About 8 s of QEMU time on an idle machine (13,000 calls/s per
+    // domain, the two domains sharing two CPUs).
+    const CALLS: u64 = 100_000;
+    let o = Boot::new("fuzz", Machine::QemuBios)
+        .guest(
+            "fuzz",
+            &format!(
+                "name=fuzz-a memory=8 vcpus=3 evtchn=10:fuzz-b:10 \
+                 cmdline=\"seed=0x5eed1 calls={CALLS} peer=2 port=10 end=crash skip={SKIP}\""
+            ),
+        )
+        .guest("fuzz", &format!("name=fuzz-b memory=8 vcpus=3 cmdline=\"seed=0x5eed2 calls={CALLS} peer=1 port=10 end=down skip={SKIP}\""))
+        .run();
+    o.expect_end(End::PoweredOff);
+    let skipped = SKIP.split(',').count() as u64;
+    check_fuzzer(&o, 1, CALLS, skipped);
+    check_fuzzer(&o, 2, CALLS, skipped);
+    o.expect("domain 1 (fuzz-a) shut down: crash")
+        .expect("domain 2 (fuzz-b) shut down: poweroff")
+        .expect("memory: every domain's memory is free again");
+}
