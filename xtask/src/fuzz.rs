@@ -85,6 +85,8 @@ pub struct Report {
     /// Lines saying a fuzzer guest itself went wrong.
     pub fuzzer_bugs: Vec<String>,
     pub seconds: f64,
+    /// Domains that printed no summary (the guest died first).
+    pub unfinished: Vec<u32>,
 }
 
 impl Report {
@@ -97,9 +99,10 @@ impl Report {
     }
 }
 
-/// Reads a fuzz run's serial log.
-pub fn report(log: &str, end: &End, seconds: f64) -> Report {
+/// Reads a fuzz run's serial log of `domains` fuzzer domains.
+pub fn report(log: &str, end: &End, seconds: f64, domains: u32) -> Report {
     let mut r = Report { end: format!("{end:?}"), seconds, ..Report::default() };
+    r.unfinished = (1..=domains).filter(|d| !log.contains(&format!("(d{d}) fuzz: summary: "))).collect();
     let mut in_crash = false;
     for l in log.lines() {
         let hv = l.split_once("] CPU").map(|(_, rest)| rest);
@@ -174,7 +177,7 @@ pub fn run(imgs: &Images, o: &FuzzOpts) -> Result<Report, String> {
     let stops = [vec![("*** System halted".to_string(), 1)], vec![("INFO  System halted.".to_string(), 1)]];
     let end = emulator::wait(&mut child, &mut log, ending, &stops, &mut emulator::Typing::default(), timeout(o));
     let _ = std::fs::write(dir.join("serial.all.log"), &log.text);
-    Ok(report(&log.text.replace('\r', ""), &end, started.elapsed().as_secs_f64()))
+    Ok(report(&log.text.replace('\r', ""), &end, started.elapsed().as_secs_f64(), o.domains.clamp(1, 2)))
 }
 
 /// Prints a report; Err if the hypervisor did not survive.
@@ -190,10 +193,15 @@ pub fn print(r: &Report, o: &FuzzOpts) -> Result<(), String> {
     }
     println!("{}", r.memory.as_deref().unwrap_or("memory: no end-of-run memory check (the machine did not end)"));
     println!("machine ended: {} after {:.0} s", r.end, r.seconds);
+    for d in &r.unfinished {
+        println!(
+            "domain {d} ended before its summary (see its last lines: a guest panic or exception is a fuzzer bug)"
+        );
+    }
     let seeds = (0..o.domains.clamp(1, 2)).map(|d| format!("{:#x}", o.seed.wrapping_add(d as u64))).collect::<Vec<_>>();
     if r.survived() {
         println!("host survived: yes (seeds {})", seeds.join(", "));
-        Ok(())
+        if r.unfinished.is_empty() { Ok(()) } else { Err("a fuzzer domain did not finish".into()) }
     } else {
         println!("host survived: NO (seeds {}; repeat with --seed {:#x})", seeds.join(", "), o.seed);
         Err("the hypervisor did not survive the fuzzer".into())
@@ -210,14 +218,15 @@ mod tests {
 [    1.0] CPU0 INFO  (d1) fuzz: summary: seed 0x1: 10 calls
 [    1.1] CPU0 INFO  memory: every domain's memory is free again (100 KiB)
 ";
-        let r = report(log, &End::PoweredOff, 1.0);
+        let r = report(log, &End::PoweredOff, 1.0, 2);
         assert!(r.survived());
+        assert_eq!(r.unfinished, [2]);
         assert_eq!(r.summaries.len(), 1);
         let bad =
             format!("{log}[    1.2] CPU1 ERROR memory: 8 KiB given to domains were not returned when they ended\n");
-        assert!(!report(&bad, &End::PoweredOff, 1.0).survived());
+        assert!(!report(&bad, &End::PoweredOff, 1.0, 1).survived());
         let panicked = "*** PANIC on CPU0: boom\n  at hypervisor::x\n[ 2.0] CPU0 INFO  next\n";
-        let r = report(panicked, &End::Saw("*** System halted".into()), 1.0);
+        let r = report(panicked, &End::Saw("*** System halted".into()), 1.0, 1);
         assert_eq!(r.trouble, ["*** PANIC on CPU0: boom", "  at hypervisor::x"]);
         assert!(!r.survived());
     }

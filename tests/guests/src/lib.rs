@@ -164,7 +164,10 @@ pub fn cpuid(leaf: u32, sub: u32) -> core::arch::x86_64::CpuidResult {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    println!("guest panic: {}", info.message());
+    match info.location() {
+        Some(l) => println!("guest panic: {} at {}:{}", info.message(), l.file(), l.line()),
+        None => println!("guest panic: {}", info.message()),
+    }
     println!("VERDICT: FAIL guest panic");
     shutdown(SHUTDOWN_CRASH)
 }

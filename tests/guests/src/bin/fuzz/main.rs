@@ -259,9 +259,11 @@ fn run(mut fz: Fz) -> ! {
     // With `only=`, no racing phase (it mixes families).
     let random = if l.only == u32::MAX { share * 85 / 100 } else { share };
     let tenth = (share / 10).max(1);
+    let mut shown = 0;
     while fz.stats.calls < random {
         fuzz_one(&mut fz);
-        if fz.v == 0 && fz.stats.calls / tenth != (fz.stats.calls - 1) / tenth && fz.stats.calls < share {
+        if fz.v == 0 && fz.stats.calls / tenth > shown {
+            shown = fz.stats.calls / tenth;
             println!("fuzz: vCPU 0: {} calls", fz.stats.calls);
         }
     }
