@@ -171,8 +171,9 @@ impl Fz {
 
     // --- pointers --------------------------------------------------------------
 
-    /// An address nothing can be read or written at: non-canonical, the
-    /// kernel half, above the 4 GiB the guest maps, or a guard page.
+    /// A virtual address nothing can be read or written at: non-canonical,
+    /// the kernel half, above the 4 GiB the guest maps, or a guard page
+    /// (never to be used as a guest-physical place to map something).
     pub fn bad_ptr(&mut self) -> u64 {
         let off = self.rng.below(PAGE);
         match self.rng.below(5) {

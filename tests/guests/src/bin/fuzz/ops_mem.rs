@@ -273,7 +273,9 @@ impl Fz {
     fn host_addr(&mut self) -> u64 {
         match self.rng.below(16) {
             0 => 0,
-            1 => self.bad_ptr(),
+            // Not bad_ptr(): its guard pages are holes a grant could be
+            // mapped into (a guest-physical address, not a virtual one).
+            1 => self.rng.pick(&[1 << 52, u64::MAX & !0xfff, 0x8000_0000_0000_0000, (1 << 48) - 4096]),
             2 => (self.gfn_mut(0) << 12) | self.rng.below(PAGE),
             _ => self.gfn_mut(0) << 12,
         }
