@@ -30,6 +30,8 @@ pub struct FuzzOpts {
     /// Only these families (the guest's `only=`), not these (`skip=`).
     pub only: Option<String>,
     pub skip: Option<String>,
+    /// How far each fuzzer grows its grant table (the guest's default 16).
+    pub grant_frames: Option<u32>,
 }
 
 impl Default for FuzzOpts {
@@ -45,6 +47,7 @@ impl Default for FuzzOpts {
             end: None,
             only: None,
             skip: None,
+            grant_frames: None,
         }
     }
 }
@@ -58,7 +61,8 @@ pub fn modules(imgs: &Images, o: &FuzzOpts) -> Vec<Module> {
             let trace = o.trace.map_or(String::new(), |t| format!(" trace={t}"));
             let end = o.end.as_ref().map_or(String::new(), |e| format!(" end={e}"))
                 + &o.only.as_ref().map_or(String::new(), |f| format!(" only={f}"))
-                + &o.skip.as_ref().map_or(String::new(), |f| format!(" skip={f}"));
+                + &o.skip.as_ref().map_or(String::new(), |f| format!(" skip={f}"))
+                + &o.grant_frames.map_or(String::new(), |n| format!(" grant_frames={n}"));
             Module {
                 path: imgs.guest("fuzz"),
                 cmdline: format!(

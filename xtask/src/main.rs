@@ -50,6 +50,7 @@ options for fuzz:
                      sched_op, vcpu_op, hvm_op, xen_version, set_timer_op, console_io, control, other)
                      or sub-operations (memory_op.populate_physmap)
   --skip F,...       not these families or sub-operations
+  --grant-frames N   how far each fuzzer grows its grant table (2-64, default 16)
   --bochs, --cpus N, --release as for run (default 2 CPUs)
 
 options for test:
@@ -130,6 +131,10 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             }
             "--only" => o.fuzz.only = Some(val(flag)?),
             "--skip" => o.fuzz.skip = Some(val(flag)?),
+            "--grant-frames" => {
+                let n = number(&val(flag)?).filter(|n| (2..=64).contains(n)).ok_or("--grant-frames takes 2-64")?;
+                o.fuzz.grant_frames = Some(n as u32);
+            }
             "--trace" => o.fuzz.trace = Some(number(&val(flag)?).ok_or("--trace takes a number")?),
             "--end" => {
                 let e = val(flag)?;
