@@ -80,9 +80,12 @@ fn fuzzer_bounded_run_on_two_vcpus() {
 }
 
 /// The same on Intel VT-x with EPT (Bochs, two CPUs): two fuzzer domains
-/// that are each other's peer, with nothing skipped (VT-x has not shown
-/// the corruption above: 2 x 100,000 calls ran clean), a few thousand
-/// calls each, as Bochs is about ten times slower.
+/// that are each other's peer, a few thousand calls each, as Bochs is
+/// about ten times slower. VT-x shows the vCPU-state corruption too, less
+/// often (`cargo xtask fuzz --bochs --cpus 2 --domains 1 --calls 1000000
+/// --seed 0x16`, nothing skipped: after about 200,000 calls both vCPUs
+/// at once wrote guest-physical 0 and 1 from the same guest instruction,
+/// as if their stack pointers were gone), so SKIP holds here as well.
 #[test]
 fn vtx_fuzzer_bounded_run_with_a_peer() {
     const CALLS: u64 = 10_000;
@@ -90,13 +93,20 @@ fn vtx_fuzzer_bounded_run_with_a_peer() {
         .cpus(2)
         .guest(
             "fuzz",
-            &format!("name=fuzz-a memory=8 vcpus=3 evtchn=10:fuzz-b:10 cmdline=\"seed=0x5eed3 calls={CALLS} peer=2 port=10 end=poweroff\""),
+            &format!(
+                "name=fuzz-a memory=8 vcpus=3 evtchn=10:fuzz-b:10 \
+                 cmdline=\"seed=0x5eed3 calls={CALLS} peer=2 port=10 end=poweroff skip={SKIP}\""
+            ),
         )
-        .guest("fuzz", &format!("name=fuzz-b memory=8 vcpus=3 cmdline=\"seed=0x5eed4 calls={CALLS} peer=1 port=10 end=down\""))
+        .guest(
+            "fuzz",
+            &format!("name=fuzz-b memory=8 vcpus=3 cmdline=\"seed=0x5eed4 calls={CALLS} peer=1 port=10 end=down skip={SKIP}\""),
+        )
         .run();
     o.expect_end(End::PoweredOff);
-    check_fuzzer(&o, 1, CALLS, 0);
-    check_fuzzer(&o, 2, CALLS, 0);
+    let skipped = SKIP.split(',').count() as u64;
+    check_fuzzer(&o, 1, CALLS, skipped);
+    check_fuzzer(&o, 2, CALLS, skipped);
     o.expect("domain 1 (fuzz-a) shut down: poweroff")
         .expect("domain 2 (fuzz-b) shut down: poweroff")
         .expect("memory: every domain's memory is free again");

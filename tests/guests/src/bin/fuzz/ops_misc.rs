@@ -11,6 +11,7 @@ use crate::world::*;
 use core::sync::atomic::Ordering;
 use xen_abi::event_channel as ev;
 use xen_abi::hypercall as nr;
+use test_guests::{SHUTDOWN_CRASH, SHUTDOWN_POWEROFF};
 use xen_abi::{DOMID_SELF, console, hvm, sched, vcpu as xv, version as ver};
 
 /// Whether `only=` lets sub-operation `name` of family `f` be called: the
@@ -206,9 +207,11 @@ impl Fz {
                 self.call(f, code, nr::SCHED_OP, [code, p, 0, 0, 0]);
             }
             sched::SCHEDOP_SHUTDOWN_CODE => {
-                // Latched for the end; the end sets its own code first.
-                let reason = if self.rng.chance(3, 4) { self.rng.below(8) as u32 } else { self.rng.edge32() };
-                let p = self.arg(reason);
+                // Xen keeps the first code latched and ends the domain with
+                // it whatever reason comes later: only the reason this
+                // domain will end with, or an unreadable pointer.
+                let reason = if lay().end == 1 { SHUTDOWN_CRASH } else { SHUTDOWN_POWEROFF };
+                let p = if self.rng.chance(1, 2) { self.bad_ptr() } else { self.arg(reason) };
                 self.call(f, code, nr::SCHED_OP, [code, p, 0, 0, 0]);
             }
             _ => {
