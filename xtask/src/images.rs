@@ -51,6 +51,7 @@ pub const GUESTS: &[&str] = &[
     "bench-events",
     "hostile",
     "isolation",
+    "fuzz",
 ];
 
 /// Builds every bare-metal image.

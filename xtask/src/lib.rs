@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod emulator;
+pub mod fuzz;
 pub mod host;
 pub mod images;
 pub mod layers;

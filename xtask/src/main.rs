@@ -17,6 +17,8 @@ commands:
   guests             fetch Debian's cloud kernel and busybox, build the test initramfs (cached
                      under target/guests/); prints the kernel's and the initramfs's paths
   bench              path-length figures under QEMU -icount (release build)
+  fuzz               the hypercall fuzzer: boots two fuzzer domains for --calls N hypercalls each
+                     (--seed S), says whether the hypervisor survived and every frame came back
   layers [--edges]   check the hypervisor's layers (hypervisor/layers.toml); --edges lists every use
 
 options for build, iso and run:
@@ -36,6 +38,20 @@ options for run:
   --tcg | --kvm      force QEMU's accelerator (default: KVM when it can nest, else TCG with SVM+NPT)
   --gdb[=PORT]       QEMU GDB stub on PORT (default 1234)
   --gdb-wait         like --gdb, and wait for the debugger before the first instruction
+
+options for fuzz:
+  --calls N          hypercalls per domain (default 100000)
+  --seed S           domain 1's seed, decimal or 0x hex (default 1; domain 2 takes S + 1)
+  --vcpus V          fuzzing vCPUs per domain (default 2, at most 4; each domain has a spare more)
+  --domains D        1, or 2 fuzzer domains that are each other's peer (default 2)
+  --trace N          print every call from each vCPU's call N on (to find the one that hurt)
+  --end E            how the domains end: poweroff, crash or down (default: by seed)
+  --only F,...       only these hypercall families (memory_op, grant_table_op, event_channel_op,
+                     sched_op, vcpu_op, hvm_op, xen_version, set_timer_op, console_io, control, other)
+                     or sub-operations (memory_op.populate_physmap)
+  --skip F,...       not these families or sub-operations
+  --grant-frames N   how far each fuzzer grows its grant table (2-64, default 16)
+  --bochs, --cpus N, --release as for run (default 2 CPUs)
 
 options for test:
   --filter TEXT      run only integration tests whose name contains TEXT (none: an error)
@@ -60,6 +76,7 @@ struct Opts {
     filter: Option<String>,
     unit_only: bool,
     integration_only: bool,
+    fuzz: xtask::fuzz::FuzzOpts,
 }
 
 fn parse(args: &[String]) -> Result<Opts, String> {
@@ -103,6 +120,29 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                 o.gdb.get_or_insert(1234);
             }
             "--filter" => o.filter = Some(val("--filter")?),
+            "--calls" => o.fuzz.calls = number(&val(flag)?).ok_or("--calls takes a number")?,
+            "--seed" => o.fuzz.seed = number(&val(flag)?).ok_or("--seed takes a number (or 0x...)")?,
+            "--vcpus" => {
+                o.fuzz.vcpus = number(&val(flag)?).filter(|v| (1..=4).contains(v)).ok_or("--vcpus takes 1-4")? as u32
+            }
+            "--domains" => {
+                o.fuzz.domains =
+                    number(&val(flag)?).filter(|v| (1..=2).contains(v)).ok_or("--domains takes 1 or 2")? as u32
+            }
+            "--only" => o.fuzz.only = Some(val(flag)?),
+            "--skip" => o.fuzz.skip = Some(val(flag)?),
+            "--grant-frames" => {
+                let n = number(&val(flag)?).filter(|n| (2..=64).contains(n)).ok_or("--grant-frames takes 2-64")?;
+                o.fuzz.grant_frames = Some(n as u32);
+            }
+            "--trace" => o.fuzz.trace = Some(number(&val(flag)?).ok_or("--trace takes a number")?),
+            "--end" => {
+                let e = val(flag)?;
+                if !["poweroff", "crash", "down"].contains(&e.as_str()) {
+                    return Err("--end takes poweroff, crash or down".into());
+                }
+                o.fuzz.end = Some(e);
+            }
             "--unit" => o.unit_only = true,
             "--integration" => o.integration_only = true,
             other => return Err(format!("unknown option {other}\n\n{USAGE}")),
@@ -110,6 +150,25 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         i += 1;
     }
     Ok(o)
+}
+
+/// A number in decimal or 0x hexadecimal.
+fn number(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// `cargo xtask fuzz`.
+fn fuzz(o: &Opts) -> Result<(), String> {
+    host::ensure_packages(host::PACKAGES)?;
+    let imgs = images::build(o.release)?;
+    let mut f = o.fuzz.clone();
+    f.bochs = o.bochs;
+    f.cpus = o.cpus.unwrap_or(2);
+    let r = xtask::fuzz::run(&imgs, &f)?;
+    xtask::fuzz::print(&r, &f)
 }
 
 /// `--linux`: the Linux domain's module line.
@@ -342,6 +401,7 @@ fn main() -> ExitCode {
             .and_then(|imgs| xtask::bench::run(&imgs))
             .map(|_| ()),
         "layers" => layers(args.iter().any(|a| a == "--edges")),
+        "fuzz" => fuzz(&opts),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
@@ -393,5 +453,15 @@ mod tests {
         assert!(parse(&args(&["--cpus"])).unwrap_err().contains("needs a value"));
         assert!(parse(&args(&["--cpus", "many"])).is_err());
         assert!(parse(&args(&["--module", "no-equals-sign"])).is_err());
+        assert!(parse(&args(&["--vcpus", "5"])).is_err());
+        assert!(parse(&args(&["--end", "explode"])).is_err());
+    }
+
+    #[test]
+    fn fuzz_options() {
+        let o = parse(&args(&["--calls", "1000000", "--seed=0x2a", "--vcpus", "3", "--domains", "1", "--end", "down"]))
+            .unwrap();
+        assert_eq!((o.fuzz.calls, o.fuzz.seed, o.fuzz.vcpus, o.fuzz.domains), (1_000_000, 42, 3, 1));
+        assert_eq!(o.fuzz.end.as_deref(), Some("down"));
     }
 }

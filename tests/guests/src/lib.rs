@@ -121,6 +121,13 @@ impl Checks {
     /// Prints the verdict and powers the domain off. A guest that ran no
     /// check at all fails: it cannot have shown anything.
     pub fn finish(&self) -> ! {
+        self.verdict();
+        shutdown(SHUTDOWN_POWEROFF)
+    }
+
+    /// Prints the count and the verdict line, and goes on (for a guest
+    /// that ends its domain its own way).
+    pub fn verdict(&self) {
         println!("{} checks, {} failed", self.total, self.failed);
         if self.failed > 0 {
             println!("VERDICT: FAIL {}", self.first_failed.as_str());
@@ -129,7 +136,6 @@ impl Checks {
         } else {
             println!("VERDICT: PASS");
         }
-        shutdown(SHUTDOWN_POWEROFF)
     }
 
     /// Ends the guest without a verdict on what it checks, saying why (it
@@ -158,7 +164,10 @@ pub fn cpuid(leaf: u32, sub: u32) -> core::arch::x86_64::CpuidResult {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    println!("guest panic: {}", info.message());
+    match info.location() {
+        Some(l) => println!("guest panic: {} at {}:{}", info.message(), l.file(), l.line()),
+        None => println!("guest panic: {}", info.message()),
+    }
     println!("VERDICT: FAIL guest panic");
     shutdown(SHUTDOWN_CRASH)
 }

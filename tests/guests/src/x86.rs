@@ -199,6 +199,11 @@ pub fn set_handler(vector: u8, f: fn(u32) -> bool) {
 
 #[unsafe(no_mangle)]
 extern "C" fn guest_interrupt(vector: u64, rip: u64) {
+    if vector == NMI_VECTOR {
+        // VCPUOP_send_nmi: counted; nothing to acknowledge.
+        NMIS.fetch_add(1, Ordering::SeqCst);
+        return;
+    }
     if vector < 32 {
         crate::println!("guest exception {vector} at rip {rip:#x}");
         crate::shutdown(crate::SHUTDOWN_CRASH);
@@ -215,6 +220,14 @@ extern "C" fn guest_interrupt(vector: u64, rip: u64) {
     }
     LAST_NS[me].store(crate::x86::now_ns_raw(), Ordering::SeqCst);
     apic_eoi();
+}
+
+const NMI_VECTOR: u64 = 2;
+static NMIS: AtomicU32 = AtomicU32::new(0);
+
+/// NMIs taken by every vCPU (each returns to what it interrupted).
+pub fn nmis() -> u32 {
+    NMIS.load(Ordering::SeqCst)
 }
 
 /// How many interrupts on `vector` vCPU `vcpu` has taken.
