@@ -404,6 +404,9 @@ impl Domain {
         if i.state != DomainState::Running {
             return;
         }
+        // A code the guest latched with SCHEDOP_shutdown_code is the
+        // reason, whatever comes now (Xen's domain_shutdown).
+        let reason = *i.shutdown_code.get_or_insert(reason);
         self.running.store(false, Ordering::Release);
         for v in &self.vcpus {
             v.set_flag(vflags::STOP);
