@@ -119,11 +119,15 @@ pub fn populate(d: &Domain, gfn: Gfn, order: u32, deferred: &mut Vec<Deferred>) 
             }
             Ok(_) => {}
             Err(_) => {
-                // Out of p2m table budget: undo this extent.
-                for g2 in frames(gfn, order).take(k) {
+                // Out of p2m table budget: undo this extent. The frames
+                // already mapped may be in other vCPUs' TLBs: they go
+                // after the flush, like any the domain gives up; the rest
+                // were never visible and go now.
+                for (j, g2) in frames(gfn, order).take(k).enumerate() {
                     let _ = p2m.clear(g2);
+                    deferred.push(Deferred::Release(mfn.add(j as u64)));
                 }
-                let _ = free_frames(mfn.phys(), n);
+                let _ = free_frames(mfn.add(k as u64).phys(), n - k as u64);
                 i.ram_pages -= replaced;
                 i.p2m_gen += 1;
                 return false;
