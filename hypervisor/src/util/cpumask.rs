@@ -69,8 +69,12 @@ impl CpuMask {
         self.0.iter().map(|w| w.count_ones() as usize).sum()
     }
 
+    /// The CPUs in the set, in ascending order: word by word, set bits
+    /// only (the scheduler walks kick lists and affinities on every wake,
+    /// where testing all MAX_CPUS bits one by one cost ~2,300
+    /// instructions for an empty set).
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..MAX_CPUS).filter(move |c| self.contains(*c))
+        Bits { words: self.0, word: 0, cur: self.0[0] }
     }
 
     /// Parses xl.cfg's `cpus=` syntax: a comma-separated list of CPUs and
@@ -113,6 +117,30 @@ impl CpuMask {
             }
         }
         Some(m)
+    }
+}
+
+/// The set bits of a mask, lowest first.
+struct Bits {
+    words: [u64; MAX_CPUS / 64],
+    /// The word `cur` came from.
+    word: usize,
+    /// What is left of that word.
+    cur: u64,
+}
+
+impl Iterator for Bits {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        while self.cur == 0 {
+            self.word += 1;
+            self.cur = *self.words.get(self.word)?;
+        }
+        let bit = self.cur.trailing_zeros() as usize;
+        self.cur &= self.cur - 1;
+        Some(self.word * 64 + bit)
     }
 }
 
@@ -172,6 +200,11 @@ mod tests {
         assert_eq!(m.count(), 3);
         m.clear(65);
         assert_eq!(m.iter().collect::<Vec<_>>(), vec![0, 255]);
+        assert_eq!(CpuMask::empty().iter().next(), None);
+        assert_eq!(CpuMask::all().iter().count(), MAX_CPUS);
+        assert!(CpuMask::all().iter().eq(0..MAX_CPUS));
+        let odd = CpuMask::parse("1,63-64,127,128,200-202").unwrap();
+        assert_eq!(odd.iter().collect::<Vec<_>>(), vec![1, 63, 64, 127, 128, 200, 201, 202]);
         assert_eq!(CpuMask::first(3).and(&CpuMask::single(2)), CpuMask::single(2));
     }
 
