@@ -290,9 +290,9 @@ impl Credit {
             e.cpu = cpu;
             e.ran_on.set(cpu);
         }
-        // Work left in this queue that an idle CPU could take.
-        let queued: Vec<Id> = self.cpus[cpu].queue.iter().copied().collect();
-        for id in queued {
+        // Work left in this queue that an idle CPU could take (read in
+        // place: nothing here changes the queue, so no copy of it).
+        for &id in &self.cpus[cpu].queue {
             if let Some(e) = self.ent(id)
                 && let Some(idle) = self.idle_cpu(&e.affinity, cpu, &kicks)
             {
