@@ -141,9 +141,11 @@ pub enum InsnError {
 /// The length of the instruction at the start of `bytes` (up to 15 bytes
 /// fetched from the guest's RIP), which must be `expected`. `bitness` is
 /// 16, 32 or 64 (the guest's code-segment mode).
+#[inline]
 pub fn length(bytes: &[u8], bitness: u32, expected: Expected) -> Result<usize, InsnError> {
     // The hot path (every hypercall, CPUID and MSR exit without NRIP save):
-    // one masked 32-bit compare instead of a memcmp call.
+    // one masked 32-bit compare instead of a memcmp call, inlined into the
+    // caller; the decoder's frame is set up only when that fails.
     if let Some(head) = bytes.first_chunk::<4>() {
         let (want, mask, len) = PATTERNS[expected as usize];
         if u32::from_le_bytes(*head) & mask == want {
@@ -152,6 +154,12 @@ pub fn length(bytes: &[u8], bitness: u32, expected: Expected) -> Result<usize, I
     } else if bytes.starts_with(expected.encoding()) {
         return Ok(expected.encoding().len());
     }
+    length_decoded(bytes, bitness, expected)
+}
+
+/// `length` by a full decode (prefixes, other encodings).
+#[inline(never)]
+fn length_decoded(bytes: &[u8], bitness: u32, expected: Expected) -> Result<usize, InsnError> {
     let mut d = Decoder::new(bitness, bytes, DecoderOptions::NONE);
     let insn = d.decode();
     if insn.is_invalid() {

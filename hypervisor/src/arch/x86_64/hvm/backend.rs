@@ -267,6 +267,10 @@ impl VendorVcpu for HvmVcpu {
         dispatch!(self, v => v.clear_interrupt_shadow())
     }
     #[inline]
+    fn complete_insn(&mut self, next: u64) -> bool {
+        dispatch!(self, v => v.complete_insn(next))
+    }
+    #[inline]
     fn inject_exception(&mut self, vector: u8, error_code: Option<u32>) {
         dispatch!(self, v => v.inject_exception(vector, error_code))
     }

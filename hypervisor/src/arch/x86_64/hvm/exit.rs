@@ -2,6 +2,7 @@
 //! hardware exits into `VmExit`, which `handle` handles once; `Next` is what
 //! the run loop does after it.
 
+use crate::arch::x86_64::insn::Expected;
 use crate::mm::addr::Gpa;
 
 /// How a nested page fault happened.
@@ -60,8 +61,9 @@ pub enum VmExit {
         gpa: Gpa,
         access: NpfAccess,
     },
-    /// VMMCALL (AMD) or VMCALL (Intel) executed natively.
-    Hypercall,
+    /// VMMCALL (AMD) or VMCALL (Intel) executed natively: which one (the
+    /// backend knows, so the handler need not ask which backend runs).
+    Hypercall(Expected),
     Hlt,
     /// An intercepted exception the guest raised.
     Exception {

@@ -88,6 +88,16 @@ pub trait VendorVcpu {
     /// hardware says so.
     fn next_rip(&self) -> Option<u64>;
     fn clear_interrupt_shadow(&mut self);
+    /// Moves RIP to `next` past an instruction that completed and ends an
+    /// interrupt shadow; returns whether the guest single-steps (RFLAGS.TF),
+    /// so the caller reports the step. One call for the three, as every
+    /// skipped instruction does them.
+    #[inline]
+    fn complete_insn(&mut self, next: u64) -> bool {
+        self.set_rip(next);
+        self.clear_interrupt_shadow();
+        self.rflags() & (1 << 8) != 0
+    }
     fn inject_exception(&mut self, vector: u8, error_code: Option<u32>);
     fn set_cr2(&mut self, cr2: u64);
     /// Drops the guest's cached translations before the next entry.

@@ -11,6 +11,7 @@ use crate::arch::x86_64::hvm::isolation::hw as iso;
 use crate::arch::x86_64::hvm::isolation::msrs as iso_msrs;
 use crate::arch::x86_64::hvm::msr;
 use crate::arch::x86_64::hvm::policy::{self, guest_policy};
+use crate::arch::x86_64::hvm::regs::Seg;
 use crate::arch::x86_64::hvm::vcpu_init::InitialState;
 use crate::arch::x86_64::hvm::vendor::VendorVcpu;
 use crate::arch::x86_64::hvm::vlapic::{self, Ipi, IpiKind};
@@ -69,11 +70,32 @@ pub(super) fn deliver_ipi(dom: &Domain, ipi: &Ipi) {
     }
 }
 
+/// Where the exiting instruction is: its RIP and the code size the guest
+/// runs (16, 32 or 64), read from the VMCB/VMCS once per exit and passed
+/// down, as the code size takes several fields to work out.
+#[derive(Clone, Copy)]
+pub(super) struct Here {
+    pub rip: u64,
+    pub bits: u32,
+}
+
+impl Here {
+    #[inline]
+    pub fn of(v: &Vcpu) -> Here {
+        Here { rip: v.arch.rip(), bits: v.arch.bitness() }
+    }
+}
+
 /// Reads up to 15 bytes at the guest's RIP (fewer if a page boundary ends
 /// its mapping).
 pub(super) fn fetch(dom: &Domain, v: &mut Vcpu, out: &mut [u8; 15], use_cache: bool) -> usize {
-    let linear = v.arch.cs_base().wrapping_add(v.arch.rip());
-    let linear = if v.arch.bitness() == 64 { linear } else { linear & 0xffff_ffff };
+    fetch_at(dom, v, Here::of(v), out, use_cache)
+}
+
+/// `fetch` where the caller has read the position already.
+fn fetch_at(dom: &Domain, v: &mut Vcpu, here: Here, out: &mut [u8; 15], use_cache: bool) -> usize {
+    let linear =
+        if here.bits == 64 { here.rip } else { v.arch.segment_base(Seg::Cs).wrapping_add(here.rip) & 0xffff_ffff };
     let page = linear & !0xfff;
     let off = (linear & 0xfff) as usize;
     let cr3 = v.arch.cr3();
@@ -115,42 +137,53 @@ pub(super) fn fetch(dom: &Domain, v: &mut Vcpu, out: &mut [u8; 15], use_cache: b
 }
 
 /// Moves the guest past the instruction that exited.
-#[inline]
+#[inline(always)]
 pub(super) fn skip(dom: &Domain, v: &mut Vcpu, expected: Expected) -> Next {
+    skip_at(dom, v, Here::of(v), expected)
+}
+
+/// `skip` where the caller has read the position already.
+#[inline]
+pub(super) fn skip_at(dom: &Domain, v: &mut Vcpu, here: Here, expected: Expected) -> Next {
     let next = match v.arch.next_rip() {
         Some(n) => n,
         None => {
             let mut bytes = [0u8; 15];
-            let n = fetch(dom, v, &mut bytes, true);
-            let len = match insn::length(&bytes[..n], v.arch.bitness(), expected) {
+            let n = fetch_at(dom, v, here, &mut bytes, true);
+            let len = match insn::length(&bytes[..n], here.bits, expected) {
                 Ok(len) => Ok(len),
                 // The cache cannot see the guest remapping its code page
                 // under the same CR3: walk its page tables before deciding.
                 Err(_) => {
-                    let n = fetch(dom, v, &mut bytes, false);
-                    insn::length(&bytes[..n], v.arch.bitness(), expected)
+                    let n = fetch_at(dom, v, here, &mut bytes, false);
+                    insn::length(&bytes[..n], here.bits, expected)
                 }
             };
             match len {
-                Ok(len) => v.arch.rip().wrapping_add(len as u64),
+                Ok(len) => here.rip.wrapping_add(len as u64),
                 Err(e) => {
-                    dom.crash(format_args!("cannot decode the {expected:?} at rip {:#x}: {e:?}", v.arch.rip()));
+                    dom.crash(format_args!("cannot decode the {expected:?} at rip {:#x}: {e:?}", here.rip));
                     return Next::Stop;
                 }
             }
         }
     };
-    advance_to(v, next);
+    advance_in(v, here.bits, next);
     Next::Resume
 }
 
 #[inline]
 pub(super) fn advance_to(v: &mut Vcpu, next: u64) {
-    let next = if v.arch.bitness() == 64 { next } else { next & 0xffff_ffff };
-    v.arch.set_rip(next);
-    v.arch.clear_interrupt_shadow();
+    let bits = v.arch.bitness();
+    advance_in(v, bits, next);
+}
+
+/// RIP to `next` for a guest running `bits`-bit code.
+#[inline]
+fn advance_in(v: &mut Vcpu, bits: u32, next: u64) {
+    let next = if bits == 64 { next } else { next & 0xffff_ffff };
     // Single-stepping: the instruction completed, so report it.
-    if v.arch.rflags() & (1 << 8) != 0 {
+    if v.arch.complete_insn(next) {
         v.arch.inject_exception(1, None);
     }
 }

@@ -4,7 +4,7 @@
 //! instruction-level work is `emulate`'s.
 
 use super::control;
-use super::emulate::{advance_to, apic_mmio, fetch, port_io, rdmsr, skip, unbacked_mmio, wrmsr};
+use super::emulate::{Here, advance_to, apic_mmio, fetch, port_io, rdmsr, skip, skip_at, unbacked_mmio, wrmsr};
 use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::hvm::cpuid::{CpuidContext, guest_cpuid};
 use crate::arch::x86_64::hvm::exit::{Next, VmExit};
@@ -21,7 +21,7 @@ use alloc::sync::Arc;
 #[inline]
 pub(super) fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, exit: VmExit) -> Next {
     match exit {
-        VmExit::Hypercall => hypercall(dom, shared, v, crate::arch::x86_64::hvm::hypercall_insn()),
+        VmExit::Hypercall(insn) => hypercall(dom, shared, v, insn),
         VmExit::Cpuid if v.msrs.cpuid_faults(v.arch.cpl()) => {
             // The guest turned CPUID faulting on (MISC_FEATURES_ENABLES).
             v.arch.inject_exception(13, Some(0));
@@ -144,19 +144,21 @@ fn unbacked(dom: &Domain, gpa: crate::mm::addr::Gpa) -> bool {
     dom.inner.lock().p2m.as_ref().is_some_and(|p2m| p2m.lookup(gpa.gfn()).is_none())
 }
 
+#[inline]
 fn hypercall(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, insn: Expected) -> Next {
-    let rip = v.arch.rip();
-    let after = skip(dom, v, insn);
+    let here = Here::of(v);
+    let after = skip_at(dom, v, here, insn);
     if !matches!(after, Next::Resume) {
         return after;
     }
-    complete_hypercall(dom, shared, v, rip)
+    complete_hypercall(dom, shared, v, here)
 }
 
 /// Runs the hypercall in the vCPU's registers; RIP already points past the
-/// instruction at `rip`.
-fn complete_hypercall(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, rip: u64) -> Next {
-    let long_mode = v.arch.bitness() == 64;
+/// instruction at `here`.
+#[inline]
+fn complete_hypercall(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, here: Here) -> Next {
+    let (rip, long_mode) = (here.rip, here.bits == 64);
     let nr = if long_mode { v.regs.rax } else { v.regs.rax & 0xffff_ffff };
     let call = Call { nr, args: v.regs.hypercall_args(long_mode), long_mode };
     let cpl = v.arch.cpl();
@@ -274,9 +276,9 @@ fn invalid_opcode(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu) -> Next 
             v.arch.inject_exception(6, None);
             return Next::Resume;
         };
-        let rip = v.arch.rip();
-        advance_to(v, rip.wrapping_add(len as u64));
-        return complete_hypercall(dom, shared, v, rip);
+        let here = Here::of(v);
+        advance_to(v, here.rip.wrapping_add(len as u64));
+        return complete_hypercall(dom, shared, v, here);
     }
     v.arch.inject_exception(6, None);
     Next::Resume

@@ -357,7 +357,7 @@ impl SvmVcpu {
                     in_guest_walk: info1 & (1 << 33) != 0,
                 },
             },
-            EXIT_VMMCALL => VmExit::Hypercall,
+            EXIT_VMMCALL => VmExit::Hypercall(Expected::Vmmcall),
             EXIT_HLT => VmExit::Hlt,
             EXIT_INTR => VmExit::ExternalInterrupt,
             EXIT_NMI => VmExit::Nmi,

@@ -272,7 +272,7 @@ impl VmxVcpu {
             EXIT_CPUID => VmExit::Cpuid,
             EXIT_RDMSR => VmExit::Rdmsr,
             EXIT_WRMSR => VmExit::Wrmsr,
-            EXIT_VMCALL => VmExit::Hypercall,
+            EXIT_VMCALL => VmExit::Hypercall(Expected::Vmcall),
             EXIT_HLT => VmExit::Hlt,
             EXIT_IO => {
                 let string = q & (1 << 4) != 0;
