@@ -326,7 +326,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
                 regs,
                 arch,
                 fpu: alloc::boxed::Box::new(FxArea::new()),
-                fetch_cache: None,
+                fetch_cache: Default::default(),
                 window_requested: false,
                 resumed_from_block: false,
                 tsc_adjust: 0,

@@ -19,9 +19,11 @@ pub struct Vcpu {
     pub regs: GuestRegs,
     pub arch: HvmVcpu,
     pub fpu: alloc::boxed::Box<FxArea>,
-    /// Where the last instruction fetch for an exit found the guest's code
-    /// page: (guest CR3, linear page, p2m generation, host page).
-    pub fetch_cache: Option<(u64, u64, u64, u64)>,
+    /// Where the last instruction fetches for exits found the guest's code
+    /// pages: (guest CR3, linear page, p2m generation) -> host page. Two
+    /// entries, as exits come from the guest's own code and from its
+    /// hypercall page in turn.
+    pub fetch_cache: crate::util::pair_cache::PairCache<(u64, u64, u64), u64>,
     /// An interrupt-window exit is requested.
     pub window_requested: bool,
     /// It blocked last time it ran: the events that woke it are consumed.

@@ -52,7 +52,7 @@ pub(super) fn cr_write(dom: &Domain, v: &mut Vcpu, w: CrWrite) -> Next {
                     v.arch.set_cr4(new);
                     if (new ^ p.cr4) & cr4::FLUSHING != 0 {
                         v.arch.flush_tlb();
-                        v.fetch_cache = None;
+                        v.fetch_cache.clear();
                     }
                     finish(dom, v, len)
                 }
@@ -90,7 +90,7 @@ fn apply_cr0(dom: &Domain, v: &mut Vcpu, value: u64, len: Option<usize>) -> Next
             if (w.cr0 ^ p.cr0) & (cr0::PG | cr0::WP | cr0::PE) != 0 {
                 v.arch.flush_tlb();
             }
-            v.fetch_cache = None;
+            v.fetch_cache.clear();
             finish(dom, v, len)
         }
         Err(_) => gp(v),

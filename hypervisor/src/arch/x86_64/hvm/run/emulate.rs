@@ -101,14 +101,11 @@ fn fetch_at(dom: &Domain, v: &mut Vcpu, here: Here, out: &mut [u8; 15], use_cach
     let cr3 = v.arch.cr3();
     let i = dom.inner.lock();
     let Some(p2m) = i.p2m.as_ref() else { return 0 };
-    // The code page of the last exit, while neither the guest's CR3 nor the
+    // A code page of the last exits, while neither the guest's CR3 nor the
     // p2m changed: no page walk.
     if use_cache
         && off <= 4096 - 15
-        && let Some((cached_cr3, lpage, generation, host)) = v.fetch_cache
-        && cached_cr3 == cr3
-        && lpage == page
-        && generation == i.p2m_gen
+        && let Some(host) = v.fetch_cache.get(&(cr3, page, i.p2m_gen))
     {
         // SAFETY: `host` is the direct-mapped frame the p2m still maps there
         // (same generation).
@@ -129,7 +126,7 @@ fn fetch_at(dom: &Domain, v: &mut Vcpu, here: Here, out: &mut [u8; 15], use_cach
             && let Some((mfn, _)) = p2m.lookup(gpa.gfn())
             && let Some(host) = crate::mm::phys::phys_to_virt(mfn.phys())
         {
-            v.fetch_cache = Some((paging.cr3, page, i.p2m_gen, host));
+            v.fetch_cache.put((paging.cr3, page, i.p2m_gen), host);
         }
         n += chunk;
     }

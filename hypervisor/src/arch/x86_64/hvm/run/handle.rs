@@ -239,7 +239,7 @@ fn report_triple_fault(dom: &Domain, v: &Vcpu) {
 fn flush_then_free(dom: &Domain, v: &mut Vcpu, flush_tlb: bool, deferred: alloc::vec::Vec<Deferred>) {
     if flush_tlb {
         v.arch.flush_tlb();
-        v.fetch_cache = None;
+        v.fetch_cache.clear();
         let mut running = crate::util::cpumask::CpuMask::empty();
         for o in dom.vcpus.iter().filter(|o| o.id != v.id) {
             o.set_flag(vflags::FLUSH);

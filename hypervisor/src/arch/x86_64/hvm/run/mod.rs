@@ -165,7 +165,7 @@ fn apply_requests(dom: &Domain, shared: &VcpuShared, v: &mut Vcpu) {
     }
     if f & vflags::FLUSH != 0 {
         v.arch.flush_tlb();
-        v.fetch_cache = None;
+        v.fetch_cache.clear();
     }
     if f & (vflags::TIME | vflags::START) != 0 {
         dom.write_time_info(v.id, v.arch.tsc_offset());
@@ -189,7 +189,7 @@ pub fn load_state(dom: &Domain, v: &mut Vcpu, st: &InitialState) {
     v.msrs.debugctl = 0;
     v.regs = st.regs;
     v.arch.set_tsc_offset(dom.tsc_offset);
-    v.fetch_cache = None;
+    v.fetch_cache.clear();
 }
 
 /// Injects the interrupt the vLAPIC wants delivered if the guest can take
