@@ -102,10 +102,26 @@ vmx_exit_entry:
 /// RFLAGS.IF clear until the guest itself touches IF, so a guest spinning
 /// with interrupts off would keep the CPU. The preemption timer exits
 /// regardless, and the pending tick is then taken at the interrupt window.
+///
+/// The value is the same at every entry (the TSC rate and the slice are
+/// fixed once the CPUs run guests): worked out at the first entry and
+/// kept, not recomputed (a multiplication and a division) at each.
 fn slice_backstop(shift: u8) -> u64 {
-    let tsc_per_tick = crate::time::tsc_khz() * (SLICE_NS.load(Ordering::Relaxed) / 1_000_000);
-    (tsc_per_tick >> shift).clamp(1, u32::MAX as u64)
+    let kept = BACKSTOP.load(Ordering::Relaxed);
+    if kept != 0 {
+        return kept;
+    }
+    let khz = crate::time::tsc_khz();
+    let tsc_per_tick = khz * (SLICE_NS.load(Ordering::Relaxed) / 1_000_000);
+    let v = (tsc_per_tick >> shift).clamp(1, u32::MAX as u64);
+    if khz != 0 {
+        BACKSTOP.store(v, Ordering::Relaxed);
+    }
+    v
 }
+
+/// `slice_backstop`'s value once worked out (0 before).
+static BACKSTOP: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 /// A vCPU's VMX state.
 pub struct VmxVcpu {
@@ -230,21 +246,29 @@ impl VmxVcpu {
     ///
     /// Single CPU for now: a vCPU moving between CPUs needs VMCLEAR on the
     /// old one first (SMP bring-up).
+    ///
+    /// The check is inline in every accessor; the VMPTRLD is out of line.
+    #[inline]
     fn load(&self) {
         if percpu::current_vmcs() != self.vmcs {
-            let me = percpu::cpu_index();
-            if let Some(other) = self.active_on.get()
-                && other != me
-            {
-                // Active on another CPU: its cached state would be lost.
-                log::error!("VMCS {:#x} is active on CPU{other}, used on CPU{me}", self.vmcs);
-            }
-            if !vmptrld(self.vmcs) {
-                log::error!("VMPTRLD of the VMCS at {:#x} failed", self.vmcs);
-            }
-            percpu::set_current_vmcs(self.vmcs);
-            self.active_on.set(Some(me));
+            self.load_slow();
         }
+    }
+
+    #[inline(never)]
+    fn load_slow(&self) {
+        let me = percpu::cpu_index();
+        if let Some(other) = self.active_on.get()
+            && other != me
+        {
+            // Active on another CPU: its cached state would be lost.
+            log::error!("VMCS {:#x} is active on CPU{other}, used on CPU{me}", self.vmcs);
+        }
+        if !vmptrld(self.vmcs) {
+            log::error!("VMPTRLD of the VMCS at {:#x} failed", self.vmcs);
+        }
+        percpu::set_current_vmcs(self.vmcs);
+        self.active_on.set(Some(me));
     }
 
     /// Sets EFER.LMA and the "IA-32e mode guest" entry control from the
@@ -567,21 +591,25 @@ impl VendorVcpu for VmxVcpu {
         &mut self.iso
     }
 
+    #[inline]
     fn rip(&self) -> u64 {
         self.load();
         vmread(GUEST_RIP)
     }
 
+    #[inline]
     fn set_rip(&mut self, rip: u64) {
         self.load();
         vmwrite(GUEST_RIP, rip);
     }
 
+    #[inline]
     fn rflags(&self) -> u64 {
         self.load();
         vmread(GUEST_RFLAGS)
     }
 
+    #[inline]
     fn cpl(&self) -> u8 {
         self.load();
         ((vmread(GUEST_SS_AR) >> 5) & 3) as u8
@@ -618,6 +646,7 @@ impl VendorVcpu for VmxVcpu {
         vmwrite(TSC_OFFSET, off);
     }
 
+    #[inline]
     fn cr3(&self) -> u64 {
         self.load();
         vmread(GUEST_CR3)
@@ -659,6 +688,7 @@ impl VendorVcpu for VmxVcpu {
         Paging { cr0: cr0 | (vmread(GUEST_CR0) & CR0_PG), cr3: vmread(GUEST_CR3), cr4, efer: vmread(GUEST_IA32_EFER) }
     }
 
+    #[inline]
     fn bitness(&self) -> u32 {
         self.load();
         let ar = vmread(GUEST_CS_AR);
@@ -672,6 +702,7 @@ impl VendorVcpu for VmxVcpu {
         }
     }
 
+    #[inline]
     fn cs_base(&self) -> u64 {
         self.load();
         if self.bitness() == 64 { 0 } else { vmread(GUEST_CS_BASE) }
@@ -690,15 +721,28 @@ impl VendorVcpu for VmxVcpu {
     }
 
     /// VMX reports the exiting instruction's length for instruction exits.
+    #[inline]
     fn next_rip(&self) -> Option<u64> {
         self.load();
-        Some(self.rip().wrapping_add(vmread(EXIT_INSTRUCTION_LEN)))
+        Some(vmread(GUEST_RIP).wrapping_add(vmread(EXIT_INSTRUCTION_LEN)))
     }
 
+    #[inline]
     fn clear_interrupt_shadow(&mut self) {
         self.load();
         let s = vmread(GUEST_INTERRUPTIBILITY);
         vmwrite(GUEST_INTERRUPTIBILITY, s & !3);
+    }
+
+    #[inline]
+    fn complete_insn(&mut self, next: u64) -> bool {
+        self.load();
+        vmwrite(GUEST_RIP, next);
+        let s = vmread(GUEST_INTERRUPTIBILITY);
+        if s & 3 != 0 {
+            vmwrite(GUEST_INTERRUPTIBILITY, s & !3);
+        }
+        vmread(GUEST_RFLAGS) & (1 << 8) != 0
     }
 
     fn inject_exception(&mut self, vector: u8, error_code: Option<u32>) {
