@@ -314,6 +314,37 @@ pub enum CrInsn {
 /// Decodes the control-register write at the start of `bytes`; its length
 /// comes with it. Anything else is None.
 pub fn decode_cr_write(bytes: &[u8], bitness: u32) -> Option<(CrInsn, usize)> {
+    plain_cr_write(bytes, bitness).or_else(|| decode_cr_write_full(bytes, bitness))
+}
+
+/// The encodings every guest uses, read directly: `MOV CRn, reg` as
+/// `0F 22 /r` in its register form (with one REX prefix in 64-bit code)
+/// and a bare CLTS. The decoder builds its tables on its first use, about
+/// 5 M instructions (under QEMU -icount) once per boot at a guest's first
+/// CR write without decode assists; anything else (other prefixes, a
+/// memory-form ModRM, LMSW) still goes to it. The host tests check that
+/// both agree on every byte this path accepts.
+fn plain_cr_write(bytes: &[u8], bitness: u32) -> Option<(CrInsn, usize)> {
+    let (rex, rest) = match bytes.split_first() {
+        Some((&b, rest)) if bitness == 64 && b & 0xf0 == 0x40 => (b, rest),
+        _ => (0, bytes),
+    };
+    let prefix = usize::from(rex != 0);
+    match *rest {
+        [0x0f, 0x22, modrm, ..] if modrm >> 6 == 3 => {
+            let cr = (modrm >> 3) & 7 | if rex & 0x4 != 0 { 8 } else { 0 };
+            let gpr = modrm & 7 | if rex & 0x1 != 0 { 8 } else { 0 };
+            // The control registers that exist; MOV to another is #UD,
+            // which the decoder reports.
+            matches!(cr, 0 | 2 | 3 | 4 | 8).then_some((CrInsn::MovTo { cr, gpr }, prefix + 3))
+        }
+        [0x0f, 0x06, ..] if rex == 0 => Some((CrInsn::Clts, 2)),
+        _ => None,
+    }
+}
+
+/// `decode_cr_write` by the full decoder.
+fn decode_cr_write_full(bytes: &[u8], bitness: u32) -> Option<(CrInsn, usize)> {
     use iced_x86::{OpKind, Register as R};
     let mut d = Decoder::new(bitness, bytes, DecoderOptions::NONE);
     let insn = d.decode();
@@ -338,6 +369,55 @@ pub fn decode_cr_write(bytes: &[u8], bitness: u32) -> Option<(CrInsn, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_cr_writes_read_as_the_decoder_reads_them() {
+        // Every register-form MOV to CR, with and without each REX prefix
+        // (64-bit code), and CLTS, with a byte after them as a fetch has.
+        let mut checked = 0;
+        for bitness in [16, 32, 64] {
+            let rexes: &[Option<u8>] = if bitness == 64 {
+                &[None, Some(0x40), Some(0x41), Some(0x44), Some(0x45), Some(0x48), Some(0x4c), Some(0x4f)]
+            } else {
+                &[None]
+            };
+            for &rex in rexes {
+                for modrm in 0xc0..=0xffu8 {
+                    let mut b: Vec<u8> = rex.into_iter().collect();
+                    b.extend([0x0f, 0x22, modrm, 0x90]);
+                    let full = decode_cr_write_full(&b, bitness);
+                    assert_eq!(decode_cr_write(&b, bitness), full, "{b:x?} in {bitness}-bit code");
+                    if let Some(plain) = plain_cr_write(&b, bitness) {
+                        assert_eq!(Some(plain), full, "{b:x?} in {bitness}-bit code");
+                        checked += 1;
+                    }
+                }
+            }
+            let clts = [0x0f, 0x06, 0x90];
+            assert_eq!(plain_cr_write(&clts, bitness), Some((CrInsn::Clts, 2)));
+            assert_eq!(plain_cr_write(&clts, bitness), decode_cr_write_full(&clts, bitness));
+        }
+        // CR0, CR2, CR3 and CR4 from each of 8 registers without REX (in
+        // each mode) and with the 3 REX prefixes that lack REX.R; CR8 alone
+        // with the 4 that have it.
+        assert_eq!(checked, 3 * 4 * 8 + 3 * 4 * 8 + 4 * 8);
+        // REX.R and REX.B reach CR8 and R8-R15.
+        assert_eq!(decode_cr_write(&[0x45, 0x0f, 0x22, 0xc1], 64), Some((CrInsn::MovTo { cr: 8, gpr: 9 }, 4)));
+        // Other forms are left to the decoder: prefixes, a memory-form
+        // ModRM, REX outside 64-bit code (there it is INC/DEC), LMSW.
+        for (b, bits) in [
+            (&[0x66, 0x0f, 0x22, 0xc0][..], 64),
+            (&[0xf0, 0x0f, 0x22, 0xc0][..], 32),
+            (&[0x0f, 0x22, 0x00][..], 64),
+            (&[0x44, 0x0f, 0x22, 0xc0][..], 32),
+            (&[0x0f, 0x01, 0xf0][..], 64),
+            (&[0x48, 0x0f, 0x06][..], 64),
+            (&[0x0f, 0x22][..], 64),
+        ] {
+            assert_eq!(plain_cr_write(b, bits), None, "{b:x?}");
+        }
+        assert_eq!(decode_cr_write(&[0x0f, 0x01, 0xf0], 64), Some((CrInsn::LmswReg { gpr: 0 }, 3)));
+    }
 
     #[test]
     fn plain_encodings_take_the_fast_path() {
