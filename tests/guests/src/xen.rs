@@ -58,25 +58,60 @@ pub fn evtchn_op<T: Pod>(cmd: u64, arg: &mut T) -> i64 {
 /// (rc, port)
 pub fn alloc_unbound(dom: u16, remote: u16) -> (i64, u32) {
     let mut a = ev::AllocUnbound { dom, remote_dom: remote, port: 0 };
-    (evtchn_op(ev::EVTCHNOP_ALLOC_UNBOUND, &mut a), a.port)
+    let rc = evtchn_op(ev::EVTCHNOP_ALLOC_UNBOUND, &mut a);
+    if rc == 0 && dom == DOMID_SELF {
+        note_vcpu(a.port, 0);
+    }
+    (rc, a.port)
 }
 
 /// EVTCHNOP_bind_interdomain: (rc, local port).
 pub fn bind_interdomain(remote_dom: u16, remote_port: u32) -> (i64, u32) {
     let mut b = ev::BindInterdomain { remote_dom, _pad: 0, remote_port, local_port: 0 };
-    (evtchn_op(ev::EVTCHNOP_BIND_INTERDOMAIN, &mut b), b.local_port)
+    let rc = evtchn_op(ev::EVTCHNOP_BIND_INTERDOMAIN, &mut b);
+    if rc == 0 {
+        note_vcpu(b.local_port, 0);
+    }
+    (rc, b.local_port)
 }
 
 /// EVTCHNOP_bind_virq: (rc, port).
 pub fn bind_virq(virq: u32, vcpu: u32) -> (i64, u32) {
     let mut b = ev::BindVirq { virq, vcpu, port: 0 };
-    (evtchn_op(ev::EVTCHNOP_BIND_VIRQ, &mut b), b.port)
+    let rc = evtchn_op(ev::EVTCHNOP_BIND_VIRQ, &mut b);
+    if rc == 0 {
+        note_vcpu(b.port, vcpu);
+    }
+    (rc, b.port)
 }
 
 /// EVTCHNOP_bind_ipi: (rc, port).
 pub fn bind_ipi(vcpu: u32) -> (i64, u32) {
     let mut b = ev::BindIpi { vcpu, port: 0 };
-    (evtchn_op(ev::EVTCHNOP_BIND_IPI, &mut b), b.port)
+    let rc = evtchn_op(ev::EVTCHNOP_BIND_IPI, &mut b);
+    if rc == 0 {
+        note_vcpu(b.port, vcpu);
+    }
+    (rc, b.port)
+}
+
+/// The vCPU each port notifies, as this guest bound it (Linux's
+/// `evtchn_to_cpu`; ports bound by the hypervisor at boot notify vCPU 0).
+/// A 2-level upcall consumes only its own vCPU's ports: the selector
+/// names 64-port words, and without this one vCPU's upcall would take an
+/// event another vCPU was sent before that vCPU ran (Linux masks them out
+/// the same way with its per-CPU `cpu_evtchn_mask`).
+static PORT_VCPU: [AtomicU8; EVTCHN_2L_NR_CHANNELS as usize] =
+    [const { AtomicU8::new(0) }; EVTCHN_2L_NR_CHANNELS as usize];
+
+fn note_vcpu(port: u32, vcpu: u32) {
+    if let Some(v) = PORT_VCPU.get(port as usize) {
+        v.store(vcpu as u8, Ordering::SeqCst);
+    }
+}
+
+fn port_vcpu(port: u32) -> u32 {
+    PORT_VCPU.get(port as usize).map_or(0, |v| v.load(Ordering::SeqCst) as u32)
 }
 
 pub fn send(port: u32) -> i64 {
@@ -84,7 +119,11 @@ pub fn send(port: u32) -> i64 {
 }
 
 pub fn close(port: u32) -> i64 {
-    evtchn_op(ev::EVTCHNOP_CLOSE, &mut ev::Port { port })
+    let rc = evtchn_op(ev::EVTCHNOP_CLOSE, &mut ev::Port { port });
+    if rc == 0 {
+        note_vcpu(port, 0);
+    }
+    rc
 }
 
 /// EVTCHNOP_unmask: clears the mask bit and, if the port is pending,
@@ -94,11 +133,19 @@ pub fn unmask(port: u32) -> i64 {
 }
 
 pub fn bind_vcpu(port: u32, vcpu: u32) -> i64 {
-    evtchn_op(ev::EVTCHNOP_BIND_VCPU, &mut ev::BindVcpu { port, vcpu })
+    let rc = evtchn_op(ev::EVTCHNOP_BIND_VCPU, &mut ev::BindVcpu { port, vcpu });
+    if rc == 0 {
+        note_vcpu(port, vcpu);
+    }
+    rc
 }
 
 pub fn reset(dom: u16) -> i64 {
-    evtchn_op(ev::EVTCHNOP_RESET, &mut ev::Reset { dom })
+    let rc = evtchn_op(ev::EVTCHNOP_RESET, &mut ev::Reset { dom });
+    if rc == 0 && dom == DOMID_SELF {
+        PORT_VCPU.iter().for_each(|v| v.store(0, Ordering::SeqCst));
+    }
+    rc
 }
 
 /// What EVTCHNOP_status said, its union decoded by status.
@@ -269,8 +316,9 @@ pub fn upcall_mode() -> Upcall {
 
 /// The upcall, on vCPU `vcpu` with interrupts off: clears
 /// evtchn_upcall_pending, takes the selector, and consumes every pending
-/// and unmasked port of the words it names, clearing the pending bit
-/// before counting the event, as Linux's 2-level handler does (or the
+/// and unmasked port of the words it names that is bound to this vCPU,
+/// clearing the pending bit before counting the event, as Linux's 2-level
+/// handler does (or the
 /// FIFO queues, once `fifo::activate` was called); again while new events
 /// set evtchn_upcall_pending. Masked ports stay pending (EVTCHNOP_unmask
 /// raises them later). Returns whether the local APIC needs an EOI.
@@ -303,6 +351,10 @@ fn upcall(vcpu: u32) -> bool {
             while bits != 0 {
                 let port = first + bits.trailing_zeros();
                 bits &= bits - 1;
+                if port_vcpu(port) != vcpu {
+                    // Another vCPU's: its own upcall takes it.
+                    continue;
+                }
                 clear_pending(port);
                 EVENTS[me][port as usize].fetch_add(1, Ordering::SeqCst);
             }
