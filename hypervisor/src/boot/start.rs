@@ -279,6 +279,11 @@ pub extern "C" fn hv_start(mbi_phys: u64, load_delta: u64) -> ! {
     cmdline::save_line(line);
     domain::lifecycle::set_on_last_exit(opts.on_last_exit);
 
+    // The other CPUs set up their virtualization state (SVM's host save
+    // area and host VMCB, VMX's VMXON region) from their own loop; the
+    // free-memory mark must come after, or the machine-end check would
+    // count those frames as a domain's.
+    wait_for_hvm_on_other_cpus();
     domain::lifecycle::note_free_memory();
     let domains = super::domains::build(&info, &opts, virt_ok);
     if let Some(id) = opts.serial_input {
@@ -318,7 +323,25 @@ fn ap_work(index: u32) -> ! {
     if let Err(e) = hvm::init_this_cpu() {
         error!("CPU{index}: virtualization: {e}");
     }
+    HVM_READY_CPUS.fetch_add(1, core::sync::atomic::Ordering::Release);
     hvm::run::cpu_loop::cpu_loop(index)
+}
+
+/// Started CPUs that have set up (or failed to set up) virtualization.
+static HVM_READY_CPUS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Waits (at most a second) until every other online CPU has been through
+/// its virtualization set-up.
+fn wait_for_hvm_on_other_cpus() {
+    let others = percpu::online_count().saturating_sub(1) as u32;
+    let deadline = time::now_ns().saturating_add(1_000_000_000);
+    while HVM_READY_CPUS.load(core::sync::atomic::Ordering::Acquire) < others {
+        if time::now_ns() > deadline {
+            warn!("SMP: a CPU has not set up virtualization after a second");
+            return;
+        }
+        core::hint::spin_loop();
+    }
 }
 
 /// Starts every other enabled CPU the MADT lists (up to `max_cpus` in all)
