@@ -9,9 +9,9 @@ use crate::fz::Fz;
 use crate::stats::*;
 use crate::world::*;
 use core::sync::atomic::Ordering;
+use test_guests::{SHUTDOWN_CRASH, SHUTDOWN_POWEROFF};
 use xen_abi::event_channel as ev;
 use xen_abi::hypercall as nr;
-use test_guests::{SHUTDOWN_CRASH, SHUTDOWN_POWEROFF};
 use xen_abi::{DOMID_SELF, console, hvm, sched, vcpu as xv, version as ver};
 
 /// Whether `only=` lets sub-operation `name` of family `f` be called: the
