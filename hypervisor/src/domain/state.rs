@@ -216,9 +216,10 @@ impl Domain {
         // reserve; a line's worth of slack covers the usual case, and a
         // writer finding the ring full waits briefly for room.
         let room = (crate::console::serial::guest_room() as u64).saturating_sub((LINE_MAX + LINE_PREFIX) as u64);
+        let now = crate::time::now_ns();
         let mut c = self.console_out.lock();
-        let n = wanted.min(room).min(c.bucket.available(crate::time::now_ns()));
-        c.bucket.take(n, crate::time::now_ns());
+        let n = wanted.min(room).min(c.bucket.available(now));
+        c.bucket.take(n, now);
         n
     }
 
