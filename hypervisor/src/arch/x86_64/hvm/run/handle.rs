@@ -80,6 +80,7 @@ pub(super) fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, 
                 if access.in_guest_walk { " (in its page-table walk)" } else { "" },
                 v.arch.rip()
             ));
+            report_crash_state(dom, v, "at the fault");
             Next::Stop
         }
         VmExit::Exception { vector: 6, .. } => invalid_opcode(dom, shared, v),
@@ -101,7 +102,7 @@ pub(super) fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, 
         }
         VmExit::Shutdown => {
             dom.crash(format_args!("triple fault at rip {:#x}", v.arch.rip()));
-            report_triple_fault(dom, v);
+            report_crash_state(dom, v, "at the triple fault");
             Next::Stop
         }
         // INVD would drop the host's dirty cache lines; WBINVD is costly
@@ -202,12 +203,14 @@ fn complete_hypercall(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, here
 /// the guest: its state, its registers, and how its page tables map its
 /// RIP now.
 #[cold]
-fn report_triple_fault(dom: &Domain, v: &Vcpu) {
+/// What a crashed domain's vCPU looked like when it ended the domain: its
+/// backend's state, its registers, and where its page tables map its RIP.
+fn report_crash_state(dom: &Domain, v: &Vcpu, when: &str) {
     use crate::memory::guest_mem::{self, Access};
     use crate::mm::addr::Gva;
     use core::fmt::Write;
     let mut w = crate::console::serial::LockedWriter::new();
-    let _ = writeln!(w, "domain {} vCPU {} at the triple fault:", dom.id, v.id);
+    let _ = writeln!(w, "domain {} vCPU {} {when}:", dom.id, v.id);
     v.arch.dump(&mut w);
     let r = &v.regs;
     let _ = writeln!(

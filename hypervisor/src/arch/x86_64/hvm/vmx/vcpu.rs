@@ -827,8 +827,20 @@ impl VendorVcpu for VmxVcpu {
                 self.last_qualification
             );
         } else {
+            // After a failed VMLAUNCH/VMRESUME this names why; after a
+            // normal exit it is the last failed VMX instruction's, if any.
             let e = vmread(VM_INSTRUCTION_ERROR);
-            let _ = writeln!(out, "    VMLAUNCH/VMRESUME failed: VM-instruction error {e} ({})", instruction_error(e));
+            let _ = writeln!(
+                out,
+                "    last exit reason {} qualification {:#x}; VM-instruction error {e} ({}); \
+                 interruptibility {:#x} idt-vectoring {:#x} entry event {:#x}",
+                reason & 0xffff,
+                self.last_qualification,
+                instruction_error(e),
+                vmread(GUEST_INTERRUPTIBILITY),
+                vmread(IDT_VECTORING_INFO),
+                vmread(ENTRY_INTERRUPTION_INFO)
+            );
         }
         let _ = writeln!(
             out,

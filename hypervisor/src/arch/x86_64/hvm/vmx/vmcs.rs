@@ -241,6 +241,7 @@ pub const AR_UNUSABLE: u64 = 1 << 16;
 /// What a VM-instruction error number means (SDM 30.4).
 pub fn instruction_error(n: u64) -> &'static str {
     match n {
+        0 => "none",
         1 => "VMCALL executed in VMX root operation",
         2 => "VMCLEAR with invalid physical address",
         3 => "VMCLEAR with VMXON pointer",
