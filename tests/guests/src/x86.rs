@@ -95,7 +95,7 @@ guest_idt_common:
     push r10
     push r11
     mov rdi, [rsp + 72]
-    mov rsi, [rsp + 80]
+    lea rsi, [rsp + 80]
     cld
     call guest_interrupt
     pop r11
@@ -197,15 +197,37 @@ pub fn set_handler(vector: u8, f: fn(u32) -> bool) {
     HANDLERS[vector as usize].store(f as usize as u64, Ordering::SeqCst);
 }
 
+/// `frame`: what the CPU pushed (an error code first for the exceptions
+/// that have one, then RIP, CS, RFLAGS, RSP, SS).
 #[unsafe(no_mangle)]
-extern "C" fn guest_interrupt(vector: u64, rip: u64) {
+extern "C" fn guest_interrupt(vector: u64, frame: *const u64) {
     if vector == NMI_VECTOR {
         // VCPUOP_send_nmi: counted; nothing to acknowledge.
         NMIS.fetch_add(1, Ordering::SeqCst);
         return;
     }
     if vector < 32 {
-        crate::println!("guest exception {vector} at rip {rip:#x}");
+        let has_code = matches!(vector, 8 | 10..=14 | 17 | 21 | 29 | 30);
+        let at = |i: usize| {
+            // SAFETY: the CPU pushed the frame (and the error code) on
+            // this stack just above where the stub saved registers.
+            unsafe { frame.add(i + has_code as usize).read() }
+        };
+        let code = if has_code {
+            // SAFETY: as above: the error code is the frame's first word.
+            unsafe { frame.read() }
+        } else {
+            0
+        };
+        let cr2: u64;
+        // SAFETY: reads the last page-fault address.
+        unsafe { core::arch::asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack)) };
+        crate::println!(
+            "guest exception {vector} on vCPU {} at rip {:#x}: error code {code:#x}, rsp {:#x}, cr2 {cr2:#x}",
+            vcpu_id(),
+            at(0),
+            at(3)
+        );
         crate::shutdown(crate::SHUTDOWN_CRASH);
     }
     let me = vcpu_id() as usize % MAX_VCPUS;

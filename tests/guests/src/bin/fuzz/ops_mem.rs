@@ -31,7 +31,12 @@ impl Fz {
         for (i, t) in items.iter().enumerate() {
             self.put(off + i as u64 * size, *t);
         }
-        let extra = if at_end && GUARDS.load(Ordering::Relaxed) != 0 { 1 + self.rng.edge64() % 4096 } else { 0 };
+        // Entries past the list that a count may name: only as many as
+        // the guard page after scratch holds, where every read faults.
+        // Past it lies the next vCPU's scratch (or the image), whose bytes
+        // read as frame numbers would name the image or stacks.
+        let extra =
+            if at_end && GUARDS.load(Ordering::Relaxed) != 0 { 1 + self.rng.edge64() % (PAGE / size) } else { 0 };
         (self.scratch + off, extra)
     }
 
@@ -98,7 +103,8 @@ impl Fz {
         for g in list.iter_mut().take(n) {
             *g = self.gfn_mut(order);
         }
-        let (start, extra) = if self.rng.chance(1, 16) { (self.bad_ptr(), 1 << 20) } else { self.put_list(&list[..n]) };
+        let listed = !self.rng.chance(1, 16);
+        let (start, extra) = if listed { self.put_list(&list[..n]) } else { (self.bad_ptr(), 1 << 20) };
         let nr_extents = match self.rng.below(8) {
             0 if extra > 0 => n as u64 + self.rng.below(extra) + 1,
             1 => self.rng.below(n as u64 + 1),
@@ -113,12 +119,21 @@ impl Fz {
         let r =
             MemoryReservation { extent_start: start, nr_extents, extent_order: order, mem_flags, domid, _pad: [0; 3] };
         let p = self.front(r);
-        // A continuation's start extent in the command's upper bits.
-        let cmd = match self.rng.below(16) {
-            0 => code | self.rng.below(nr_extents + 2) << mem::MEMOP_EXTENT_SHIFT,
-            1 => code | self.rng.edge64() << mem::MEMOP_EXTENT_SHIFT,
-            _ => code,
+        // A continuation's start extent in the command's upper bits: in
+        // the list or just past it (where reading goes on into the guard
+        // page), or at or past nr_extents. A start between would have the
+        // hypervisor read extents from beyond the guard page, where the
+        // fuzzer's own frames could be named.
+        let start_extent = match self.rng.below(16) {
+            0 if listed => self.rng.below(n as u64 + 2),
+            0 => self.rng.below(2),
+            1 => self.rng.edge64() & (u64::MAX >> mem::MEMOP_EXTENT_SHIFT),
+            _ => 0,
         };
+        let safe_up_to = if listed { n as u64 + 1 } else { 1 };
+        let start_extent =
+            if start_extent > safe_up_to && start_extent < nr_extents { nr_extents } else { start_extent };
+        let cmd = code | start_extent << mem::MEMOP_EXTENT_SHIFT;
         self.call(F_MEMORY, code, nr::MEMORY_OP, [cmd, p, 0, 0, 0]);
     }
 
@@ -460,7 +475,12 @@ fn write_entry(fz: &mut Fz, gref: u32, rude: bool) {
     if !rude && flags.compare_exchange(cur, 0, Ordering::SeqCst, Ordering::SeqCst).is_err() {
         return;
     }
-    let zone = fz.rng.chance(3, 4);
+    // A rude rewrite may race the hypervisor pinning the old entry, which
+    // keeps the frame it pinned first for as long as the entry stays
+    // pinned, whatever the entry says by then: only zone frames, and read
+    // only again if it was, so that no writer ever reaches a frame of the
+    // image (code, stacks, page tables) granted read-only.
+    let zone = rude || fz.rng.chance(3, 4);
     let gfn = if zone { fz.zone_gfn(0) } else { fz.gfn_any() } as u32;
     let mut f = match fz.rng.below(16) {
         0..=9 => gt::GTF_PERMIT_ACCESS,
@@ -469,7 +489,7 @@ fn write_entry(fz: &mut Fz, gref: u32, rude: bool) {
         14 => gt::GTF_PERMIT_ACCESS | gt::GTF_READING | gt::GTF_WRITING,
         _ => fz.rng.edge16(),
     };
-    if !zone {
+    if !zone || (rude && cur & gt::GTF_READONLY != 0) {
         f |= gt::GTF_READONLY;
     }
     let d = entry_domid(fz, gref);

@@ -205,7 +205,7 @@ fn complete_hypercall(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, here
 #[cold]
 /// What a crashed domain's vCPU looked like when it ended the domain: its
 /// backend's state, its registers, and where its page tables map its RIP.
-fn report_crash_state(dom: &Domain, v: &Vcpu, when: &str) {
+pub(super) fn report_crash_state(dom: &Domain, v: &Vcpu, when: &str) {
     use crate::memory::guest_mem::{self, Access};
     use crate::mm::addr::Gva;
     use core::fmt::Write;
