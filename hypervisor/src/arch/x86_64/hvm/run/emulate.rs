@@ -406,7 +406,7 @@ pub(super) fn unbacked_mmio(dom: &Arc<Domain>, v: &mut Vcpu, gpa: Gpa, write: bo
             "{} of unbacked guest-physical {gpa:#x} at rip {rip:#x} by an instruction that cannot be emulated",
             if write { "write" } else { "read" }
         ));
-        super::handle::report_crash_state(dom, v, "at the fault");
+        super::crash_report::report_crash_state(dom, v, "at the fault");
         return Next::Stop;
     };
     if dom.unbacked_reports.fetch_add(1, core::sync::atomic::Ordering::Relaxed) == 0 {

@@ -80,7 +80,7 @@ pub(super) fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, 
                 if access.in_guest_walk { " (in its page-table walk)" } else { "" },
                 v.arch.rip()
             ));
-            report_crash_state(dom, v, "at the fault");
+            super::crash_report::report_crash_state(dom, v, "at the fault");
             Next::Stop
         }
         VmExit::Exception { vector: 6, .. } => invalid_opcode(dom, shared, v),
@@ -102,7 +102,7 @@ pub(super) fn handle_exit(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, 
         }
         VmExit::Shutdown => {
             dom.crash(format_args!("triple fault at rip {:#x}", v.arch.rip()));
-            report_crash_state(dom, v, "at the triple fault");
+            super::crash_report::report_crash_state(dom, v, "at the triple fault");
             Next::Stop
         }
         // INVD would drop the host's dirty cache lines; WBINVD is costly
@@ -202,37 +202,6 @@ fn complete_hypercall(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, here
 /// What a vCPU looked like when it triple-faulted, for whoever debugs
 /// the guest: its state, its registers, and how its page tables map its
 /// RIP now.
-#[cold]
-/// What a crashed domain's vCPU looked like when it ended the domain: its
-/// backend's state, its registers, and where its page tables map its RIP.
-pub(super) fn report_crash_state(dom: &Domain, v: &Vcpu, when: &str) {
-    use crate::memory::guest_mem::{self, Access};
-    use crate::mm::addr::Gva;
-    use core::fmt::Write;
-    let mut w = crate::console::serial::LockedWriter::new();
-    let _ = writeln!(w, "domain {} vCPU {} {when}:", dom.id, v.id);
-    v.arch.dump(&mut w);
-    let r = &v.regs;
-    let _ = writeln!(
-        w,
-        "    rax {:#x} rbx {:#x} rcx {:#x} rdx {:#x} rsi {:#x} rdi {:#x} rbp {:#x}",
-        r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp
-    );
-    let _ = writeln!(
-        w,
-        "    r8 {:#x} r9 {:#x} r10 {:#x} r11 {:#x} r12 {:#x} r13 {:#x} r14 {:#x} r15 {:#x}",
-        r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15
-    );
-    let paging = v.arch.paging();
-    let i = dom.inner.lock();
-    if let Some(p2m) = i.p2m.as_ref() {
-        let mem = crate::memory::physmap::DomainMemory { p2m };
-        let rip = v.arch.cs_base().wrapping_add(v.arch.rip());
-        let fetch = guest_mem::probe(&mem, &paging, Gva(rip), Access::FETCH);
-        let _ = writeln!(w, "    its page tables (cr3 {:#x}) map rip to {fetch:?}", paging.cr3);
-    }
-}
-
 /// After a hypercall that changed the p2m: every vCPU of the domain drops
 /// its translations before it runs again (those on other CPUs leave their
 /// guests now, so a page the p2m no longer maps is not used through a

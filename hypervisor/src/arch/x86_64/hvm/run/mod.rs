@@ -7,6 +7,7 @@
 
 mod control;
 pub mod cpu_loop;
+mod crash_report;
 mod emulate;
 mod handle;
 
