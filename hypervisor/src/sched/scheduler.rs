@@ -68,7 +68,10 @@ pub struct Pcpu {
     /// Counts VM exits, so that a CPU asking another to leave a guest can
     /// see that it has.
     exits: AtomicU64,
-    idle: AtomicBool,
+    /// From just before the running vCPU's pending requests (a TLB flush
+    /// among them) are looked at until its guest exits: while set, the CPU
+    /// may use translations cached before a p2m change.
+    in_guest: AtomicBool,
     timers: Mutex<TimerQueue<TimerItem, Generation>>,
 }
 
@@ -78,7 +81,7 @@ static PCPUS: [Pcpu; MAX_CPUS] = [const {
         timer_due: AtomicBool::new(false),
         slice_end: AtomicU64::new(0),
         exits: AtomicU64::new(0),
-        idle: AtomicBool::new(false),
+        in_guest: AtomicBool::new(false),
         timers: Mutex::new(TimerQueue::new()),
     }
 }; MAX_CPUS];
@@ -363,9 +366,19 @@ impl Pcpu {
         self.need_resched.load(Ordering::Acquire)
     }
 
+    /// About to look at the vCPU's requests and enter its guest. An
+    /// exchange, a full barrier: a CPU that sets a request (FLUSH) and then
+    /// finds this clear knows the request will be seen before the entry.
     #[inline]
-    pub fn count_exit(&self) {
+    pub fn entering_guest(&self) {
+        self.in_guest.swap(true, Ordering::SeqCst);
+    }
+
+    /// The guest exited (counted), or the entry was given up.
+    #[inline]
+    pub fn left_guest(&self) {
         self.exits.fetch_add(1, Ordering::Relaxed);
+        self.in_guest.store(false, Ordering::Release);
     }
 }
 
@@ -499,24 +512,45 @@ pub fn rearm_vlapic_timer(dom: &Domain, v: &VcpuShared) {
 }
 
 /// Makes every CPU in `cpus` leave its guest and waits until each has
-/// (they will flush what they were told to before re-entering).
+/// (they will flush what they were told to before re-entering). Call
+/// after setting the request: a CPU outside its guest sees it before its
+/// next entry (`Pcpu::entering_guest`), and is not waited for, so two
+/// CPUs asking each other at once do not wait forever.
+///
+/// The wait has no time limit: the callers free frames the guest may
+/// still reach through translations cached on those CPUs, so going on
+/// before they left would hand those frames to someone else while a
+/// guest can still write them (an emulated or nested machine can keep a
+/// CPU from running for a long time). The interrupt is sent again every
+/// 10 ms in case one was lost, and a CPU that takes a second is reported.
 pub fn kick_and_wait(cpus: &CpuMask) {
     let me = this();
     let before: Vec<(usize, u64)> =
         cpus.iter().filter(|&c| c != me).map(|c| (c, pcpu(c).exits.load(Ordering::Acquire))).collect();
-    for &(c, _) in &before {
+    let kick = |c: usize| {
         if let Some(p) = percpu::get(c) {
             lapic::send_ipi(p.apic_id, lapic::VECTOR_CALL);
         }
+    };
+    for &(c, _) in &before {
+        kick(c);
     }
+    let tick = time::tsc_khz().max(1) * 10;
     for (c, e) in before {
         let p = pcpu(c);
         let start = cpu::rdtsc();
-        while p.exits.load(Ordering::Acquire) == e && !p.idle.load(Ordering::Acquire) {
+        let mut next_kick = start + tick;
+        let mut reported = false;
+        while p.in_guest.load(Ordering::SeqCst) && p.exits.load(Ordering::Acquire) == e {
             core::hint::spin_loop();
-            // A CPU that never answers must not hang this one.
-            if cpu::rdtsc() - start > time::tsc_khz() * 10 {
-                break;
+            let now = cpu::rdtsc();
+            if now >= next_kick {
+                kick(c);
+                next_kick = now + tick;
+                if !reported && now - start >= tick * 100 {
+                    reported = true;
+                    log::warn!("sched: CPU{c} has not left its guest for a second after being asked to; waiting on");
+                }
             }
         }
     }
@@ -561,13 +595,11 @@ pub fn after_run(dom: &Domain, vid: u32) -> bool {
 /// Nothing to run: wait for the next interrupt unless work is already due.
 pub fn idle(cpu: usize) {
     let p = pcpu(cpu);
-    p.idle.store(true, Ordering::Release);
     if !p.need_resched.load(Ordering::Acquire) && !p.timer_due.load(Ordering::Acquire) {
         // SAFETY: waits for the next interrupt with interrupts enabled;
         // handlers only set flags.
         unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
     }
-    p.idle.store(false, Ordering::Release);
 }
 
 /// `sched_report=`: each domain's CPU time (the scheduler's accounting)

@@ -199,9 +199,6 @@ fn complete_hypercall(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, here
     }
 }
 
-/// What a vCPU looked like when it triple-faulted, for whoever debugs
-/// the guest: its state, its registers, and how its page tables map its
-/// RIP now.
 /// After a hypercall that changed the p2m: every vCPU of the domain drops
 /// its translations before it runs again (those on other CPUs leave their
 /// guests now, so a page the p2m no longer maps is not used through a

@@ -49,6 +49,7 @@ pub fn run_vcpu(dom: &Arc<Domain>, vid: u32) {
     // change CPUs while it runs).
     let pcpu = sched::this_pcpu();
     loop {
+        pcpu.entering_guest();
         if shared.flags.load(core::sync::atomic::Ordering::Acquire) & vflags::BEFORE_ENTRY != 0 {
             // Its domain stopped (from any CPU: the flag and a kick).
             if !dom.is_running() {
@@ -62,7 +63,7 @@ pub fn run_vcpu(dom: &Arc<Domain>, vid: u32) {
         }
         deliver_interrupts(dom, shared, v);
         let exit = v.arch.run(&mut v.regs);
-        pcpu.count_exit();
+        pcpu.left_guest();
         irq_window();
         pcpu.softirqs();
         let next = handle_exit(dom, shared, v, exit);
@@ -91,6 +92,8 @@ pub fn run_vcpu(dom: &Arc<Domain>, vid: u32) {
             Next::Stop => break,
         }
     }
+    // Left at the top of the loop (the domain stopped) without entering.
+    pcpu.left_guest();
     update_runstate_area(dom, shared, v);
     v.arch.switch_out();
     v.fpu.save();
