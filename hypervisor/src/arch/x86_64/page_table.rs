@@ -311,8 +311,14 @@ impl<'m, M: TableMemory> PageTable<'m, M> {
 
     fn walk_leaves(&mut self, table: u64, level: usize, base: u64, f: &mut dyn FnMut(u64, u64, PageSize)) {
         let slots = if level == 4 { 256 } else { 512 };
+        // One look-up of the table page, not one per entry (the boot-time
+        // W^X check walks every leaf twice).
+        let entries: *const [u64; 512] = self.mem.table(table);
         for i in 0..slots {
-            let entry = self.mem.table(table)[i];
+            // SAFETY: `entries` is this table page, which the walk only
+            // reads and nothing frees or moves while it runs (the caller
+            // holds the table set).
+            let entry = unsafe { (*entries)[i] };
             if entry & PteFlags::PRESENT.bits() == 0 {
                 continue;
             }
