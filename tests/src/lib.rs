@@ -78,6 +78,8 @@ pub struct Boot {
     expected: Provoked,
     /// CPU features added to QEMU's model (`+pku,+rdtscp`), QEMU only.
     qemu_cpu_flags: String,
+    /// QEMU's software emulation in one host thread (`Qemu::one_thread`).
+    qemu_one_thread: bool,
 }
 
 /// What fails every run unless its test provokes it on purpose, says so
@@ -120,6 +122,7 @@ impl Boot {
             typing: Vec::new(),
             expected: Provoked::default(),
             qemu_cpu_flags: String::new(),
+            qemu_one_thread: false,
         }
     }
 
@@ -168,6 +171,13 @@ impl Boot {
 
     pub fn cpus(mut self, n: u32) -> Boot {
         self.cpus = n;
+        self
+    }
+
+    /// Runs QEMU's emulated CPUs in one host thread (the hypercall
+    /// fuzzer: see `xtask::emulator::TCG_ONE_THREAD`).
+    pub fn qemu_one_thread(mut self) -> Boot {
+        self.qemu_one_thread = true;
         self
     }
 
@@ -254,6 +264,7 @@ impl Boot {
                 q.cpus = self.cpus;
                 q.memory_mib = self.memory_mib;
                 q.accel = Accel::Tcg;
+                q.one_thread = self.qemu_one_thread;
                 q.shutdown_log = Some(shutdown_log.clone());
                 if !self.qemu_cpu_flags.is_empty() {
                     // The last -cpu option is the one QEMU takes.

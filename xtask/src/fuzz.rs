@@ -156,6 +156,7 @@ pub fn run(imgs: &Images, o: &FuzzOpts) -> Result<Report, String> {
         (c.map_err(|e| format!("cannot start Bochs: {e}"))?, Some(log))
     } else {
         let mut q = Qemu::new(iso);
+        q.one_thread = true;
         q.accel = Accel::Tcg;
         q.cpus = o.cpus;
         q.serial = Serial::File(serial.clone());
