@@ -84,7 +84,7 @@ fn peer_pair(boot: Boot, calls: u64, seed: u64, end_a: &str) {
 #[test]
 fn fuzzer_bounded_run_with_a_peer() {
     // Some 6 s of QEMU time on an idle machine (about 16,000 calls/s each).
-    peer_pair(Boot::new("fuzz", Machine::QemuBios).qemu_one_thread(), 100_000, 0x5eed1, "crash");
+    peer_pair(Boot::new("fuzz", Machine::QemuBios), 100_000, 0x5eed1, "crash");
 }
 
 /// The same on Intel VT-x with EPT (Bochs, two CPUs), a few thousand

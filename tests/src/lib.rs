@@ -78,7 +78,8 @@ pub struct Boot {
     expected: Provoked,
     /// CPU features added to QEMU's model (`+pku,+rdtscp`), QEMU only.
     qemu_cpu_flags: String,
-    /// QEMU's software emulation in one host thread (`Qemu::one_thread`).
+    /// QEMU's software emulation in one host thread (`Qemu::one_thread`):
+    /// every boot but Linux ones (`linux`).
     qemu_one_thread: bool,
 }
 
@@ -122,7 +123,7 @@ impl Boot {
             typing: Vec::new(),
             expected: Provoked::default(),
             qemu_cpu_flags: String::new(),
-            qemu_one_thread: false,
+            qemu_one_thread: true,
         }
     }
 
@@ -166,18 +167,15 @@ impl Boot {
     /// `options` (xl's names), followed by its initramfs.
     pub fn linux(self, options: &str) -> Boot {
         let g = linux();
-        self.module(&g.kernel, &format!("domu {options}")).module(&g.initramfs, "ramdisk")
+        // Linux met QEMU's EVENTINJ re-delivery in one thread (see
+        // `xtask::emulator::TCG_ONE_THREAD`): a thread per CPU for it.
+        let mut b = self.module(&g.kernel, &format!("domu {options}")).module(&g.initramfs, "ramdisk");
+        b.qemu_one_thread = false;
+        b
     }
 
     pub fn cpus(mut self, n: u32) -> Boot {
         self.cpus = n;
-        self
-    }
-
-    /// Runs QEMU's emulated CPUs in one host thread (the hypercall
-    /// fuzzer: see `xtask::emulator::TCG_ONE_THREAD`).
-    pub fn qemu_one_thread(mut self) -> Boot {
-        self.qemu_one_thread = true;
         self
     }
 

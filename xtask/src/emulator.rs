@@ -55,7 +55,7 @@ pub struct Qemu {
 pub const TCG_CPU: &str = "qemu64,+svm,+npt";
 
 /// QEMU's software emulation in one host thread for all CPUs, for the
-/// hypercall fuzzer's boots. Debian 12's
+/// test boots and the hypercall fuzzer. Debian 12's
 /// QEMU 7.2 with a thread per CPU (its default) now and then resumes an
 /// SVM guest with the host's own state: a VMCB read back after an exit
 /// holds RIP just past the hypervisor's VMRUN, the host's CR3, GDTR and
@@ -67,10 +67,11 @@ pub const TCG_CPU: &str = "qemu64,+svm,+npt";
 /// hypervisor's own trace of both CPUs showed the VMCB used by one CPU
 /// alone throughout.
 ///
-/// Everything else keeps a thread per CPU: in one thread QEMU's other SVM
-/// flaw (an EVENTINJ vector delivered a second time, see docs/architecture.md)
-/// came back in one of eight runs of the two-Linux test, as an interrupt
-/// nested before a handler's SWAPGS.
+/// It met a test too (three domains with the ASIDs used up). Boots of
+/// Linux keep a thread per CPU: in one thread QEMU's other SVM flaw (an
+/// EVENTINJ vector delivered a second time, see docs/architecture.md) came
+/// back in one of eight runs of the two-Linux test, as an interrupt nested
+/// before a handler's SWAPGS.
 pub const TCG_ONE_THREAD: &str = "tcg,thread=single";
 
 impl Qemu {
