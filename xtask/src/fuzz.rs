@@ -88,6 +88,10 @@ pub struct Report {
     pub memory: Option<String>,
     /// Lines saying a fuzzer guest itself went wrong.
     pub fuzzer_bugs: Vec<String>,
+    /// The hypervisor's lines saying it ended a fuzzer domain for what
+    /// the domain did (a fuzzer that hurt itself, or a hypervisor that
+    /// was wrong to): not the host failing.
+    pub killed: Vec<String>,
     pub seconds: f64,
     /// Domains that printed no summary (the guest died first).
     pub unfinished: Vec<u32>,
@@ -122,12 +126,21 @@ pub fn report(log: &str, end: &End, seconds: f64, domains: u32) -> Report {
             r.memory = Some(l.to_string());
         }
         let crash = l.contains("PANIC") || l.contains("*** ") || l.contains("exception #");
-        if level == Some("ERROR") || crash || (in_crash && !l.contains("] CPU")) {
+        if level == Some("ERROR") && !crash && is_domain_crash(l) {
+            r.killed.push(l.to_string());
+        } else if level == Some("ERROR") || crash || (in_crash && !l.contains("] CPU")) {
             in_crash |= crash;
             r.trouble.push(l.to_string());
         }
     }
     r
+}
+
+/// The hypervisor's "domain N (name) crashed: why" line.
+fn is_domain_crash(l: &str) -> bool {
+    l.split_once(" ERROR domain ").is_some_and(|(_, rest)| {
+        rest.split_once(' ').is_some_and(|(id, rest)| id.parse::<u16>().is_ok() && rest.contains(") crashed: "))
+    })
 }
 
 /// How long a run may take: a minute to boot and end, plus the calls at a
@@ -193,6 +206,9 @@ pub fn print(r: &Report, o: &FuzzOpts) -> Result<(), String> {
     for l in &r.fuzzer_bugs {
         println!("fuzzer bug (not the hypervisor's): {l}");
     }
+    for l in &r.killed {
+        println!("domain ended by the hypervisor (a fuzzer bug, unless the hypervisor was wrong to): {l}");
+    }
     for l in &r.trouble {
         println!("{l}");
     }
@@ -234,6 +250,22 @@ mod tests {
         let r = report(panicked, &End::Saw("*** System halted".into()), 1.0, 1);
         assert_eq!(r.trouble, ["*** PANIC on CPU0: boom", "  at hypervisor::x"]);
         assert!(!r.survived());
+    }
+
+    #[test]
+    fn a_domain_the_hypervisor_ended_is_not_the_host_failing() {
+        let log = "\
+[    3.4] CPU0 ERROR domain 1 (fuzz-1) crashed: read of unbacked guest-physical 0x0 at rip 0x1000d0
+[    3.5] CPU0 INFO  memory: every domain's memory is free again (100 KiB)
+";
+        let r = report(log, &End::PoweredOff, 1.0, 1);
+        assert!(r.survived());
+        assert_eq!(r.killed.len(), 1);
+        assert_eq!(r.unfinished, [1]);
+        // Other ERROR lines about domains still count against the host.
+        let other = "[    3.4] CPU0 ERROR domain 1 (fuzz-1): grant table frame leaked\n";
+        let r = report(other, &End::PoweredOff, 1.0, 1);
+        assert!(r.killed.is_empty() && !r.survived());
     }
 
     #[test]

@@ -191,6 +191,14 @@ impl Fz {
         self.rng.range(l.zone_lo * PAGE, l.ram_pages * PAGE - 1)
     }
 
+    /// An address in the low zone (any alignment) with `len` bytes after
+    /// it that stay there: the image begins where the low zone ends, and
+    /// a runstate area registered across that end had the hypervisor
+    /// write the fuzzer's code page at every context switch.
+    pub fn low_ptr(&mut self, len: u64) -> u64 {
+        self.rng.below(LOW_ZONE_END * PAGE - len.max(1) + 1)
+    }
+
     /// An address near the end of RAM, so that `len` bytes run past it.
     pub fn ram_end_ptr(&mut self, len: u64) -> u64 {
         lay().ram_pages * PAGE - self.rng.range(1, len.max(2))
@@ -216,7 +224,7 @@ impl Fz {
             }
             10..=12 => self.zone_ptr(),
             13 => self.ram_end_ptr(len),
-            14 => self.rng.below(LOW_ZONE_END * PAGE),
+            14 => self.low_ptr(len),
             15 | 16 => self.special_ptr(),
             _ => self.bad_ptr(),
         }
@@ -239,7 +247,7 @@ impl Fz {
         match self.rng.below(10) {
             0..=4 => self.zone_ptr(),
             5 => self.ram_end_ptr(len),
-            6 => self.rng.below(LOW_ZONE_END * PAGE),
+            6 => self.low_ptr(len),
             7 => self.special_ptr(),
             _ => self.bad_ptr(),
         }

@@ -452,9 +452,25 @@ pub fn entry_domid(fz: &mut Fz, gref: u32) -> u16 {
     }
 }
 
+/// Whether entry `gref` may name frames of the image. Such entries carry
+/// GTF_READONLY in every value the guest stores, ended ones included:
+/// the hypervisor keeps the frame it pinned first for as long as the
+/// entry stays pinned and checks only the flags for a later writable pin
+/// (as Xen does), so an entry that once named a stack page and was
+/// rewritten writable would have had that stack page written.
+fn may_name_image(gref: u32) -> bool {
+    gref % 4 == 3
+}
+
+/// What an ended entry holds (no GTF_permit_access).
+fn ended(gref: u32) -> u16 {
+    if may_name_image(gref) { gt::GTF_READONLY } else { 0 }
+}
+
 /// Writes grant entry `gref` (in the guest's own frames): a zone frame,
-/// writable or not, or (read-only) any frame of the guest, with flags that
-/// are mostly valid. GRANTS must be held and the frames in place.
+/// writable or not, or (read-only, in the entries that may) any frame of
+/// the guest, with flags that are mostly valid. GRANTS must be held and
+/// the frames in place.
 fn write_entry(fz: &mut Fz, gref: u32, rude: bool) {
     let base = lay().g_base * PAGE + gref as u64 * 8;
     // SAFETY: the entry lies in one of the NG grant frames mapped at
@@ -472,15 +488,11 @@ fn write_entry(fz: &mut Fz, gref: u32, rude: bool) {
     if !rude && cur & (gt::GTF_READING | gt::GTF_WRITING) != 0 {
         return;
     }
-    if !rude && flags.compare_exchange(cur, 0, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+    if !rude && flags.compare_exchange(cur, ended(gref), Ordering::SeqCst, Ordering::SeqCst).is_err() {
         return;
     }
-    // A rude rewrite may race the hypervisor pinning the old entry, which
-    // keeps the frame it pinned first for as long as the entry stays
-    // pinned, whatever the entry says by then: only zone frames, and read
-    // only again if it was, so that no writer ever reaches a frame of the
-    // image (code, stacks, page tables) granted read-only.
-    let zone = rude || fz.rng.chance(3, 4);
+    // A rude rewrite may race the hypervisor pinning the old entry.
+    let zone = !may_name_image(gref) || fz.rng.chance(3, 4);
     let gfn = if zone { fz.zone_gfn(0) } else { fz.gfn_any() } as u32;
     let mut f = match fz.rng.below(16) {
         0..=9 => gt::GTF_PERMIT_ACCESS,
@@ -489,7 +501,7 @@ fn write_entry(fz: &mut Fz, gref: u32, rude: bool) {
         14 => gt::GTF_PERMIT_ACCESS | gt::GTF_READING | gt::GTF_WRITING,
         _ => fz.rng.edge16(),
     };
-    if !zone || (rude && cur & gt::GTF_READONLY != 0) {
+    if may_name_image(gref) {
         f |= gt::GTF_READONLY;
     }
     let d = entry_domid(fz, gref);
@@ -506,7 +518,7 @@ fn end_entry(gref: u32) {
     let flags = unsafe { AtomicU16::from_ptr(at as *mut u16) };
     let cur = flags.load(Ordering::SeqCst);
     if cur & (gt::GTF_READING | gt::GTF_WRITING) == 0 {
-        let _ = flags.compare_exchange(cur, 0, Ordering::SeqCst, Ordering::SeqCst);
+        let _ = flags.compare_exchange(cur, ended(gref), Ordering::SeqCst, Ordering::SeqCst);
     }
 }
 

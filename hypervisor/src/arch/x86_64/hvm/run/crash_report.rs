@@ -1,7 +1,7 @@
 //! What a vCPU looked like when it ended its domain (a triple fault, a
 //! fetch or write where the domain has no memory), printed after the
 //! crash line: its backend's state, its registers, and where its page
-//! tables map its RIP.
+//! tables map its RIP, with the bytes memory holds there.
 
 use crate::arch::x86_64::hvm::vendor::VendorVcpu;
 use crate::domain::{Domain, Vcpu};
@@ -33,5 +33,21 @@ pub(super) fn report_crash_state(dom: &Domain, v: &Vcpu, when: &str) {
         let rip = v.arch.cs_base().wrapping_add(v.arch.rip());
         let fetch = guest_mem::probe(&mem, &paging, Gva(rip), Access::FETCH);
         let _ = writeln!(w, "    its page tables (cr3 {:#x}) map rip to {fetch:?}", paging.cr3);
+        if let Ok(gpa) = fetch {
+            // What memory holds there now: if it differs from what the
+            // vCPU ran, its view of the page was not the p2m's.
+            let mut code = [0u8; 16];
+            let frame = p2m.lookup(gpa.gfn());
+            let _ = write!(w, "    p2m: gfn {:#x} -> {frame:?}; code:", gpa.gfn().0);
+            match guest_mem::read_phys(&mem, gpa, &mut code) {
+                Ok(()) => code.iter().for_each(|b| {
+                    let _ = write!(w, " {b:02x}");
+                }),
+                Err(e) => {
+                    let _ = write!(w, " unreadable ({e:?})");
+                }
+            }
+            let _ = writeln!(w);
+        }
     }
 }
