@@ -50,7 +50,7 @@ options for fuzz:
                      sched_op, vcpu_op, hvm_op, xen_version, set_timer_op, console_io, control, other)
                      or sub-operations (memory_op.populate_physmap)
   --skip F,...       not these families or sub-operations
-  --grant-frames N   how far each fuzzer grows its grant table (2-64, default 16)
+  --grant-frames N   how far each fuzzer grows its grant table (2-64, default 64, Xen's limit)
   --bochs, --cpus N, --release as for run (default 2 CPUs)
 
 options for test:

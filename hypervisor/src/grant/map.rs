@@ -94,7 +94,7 @@ pub fn grant_map(me: &Arc<Domain>, op: &MapGrantRef, granter: u16, deferred: &mu
     // A handle first (Xen: GNTST_no_space before the reference is looked at).
     let placeholder =
         Mapping { granter: granter.id, granter_serial: granter.serial, gref: op.gref, readonly, gfn, mfn: Mfn(0) };
-    let Some(handle) = me.grants.lock().add_mapping(placeholder) else { return (GNTST_NO_SPACE, 0) };
+    let Some(handle) = me.grants.lock().add_mapping(placeholder, &mut grant_frame) else { return (GNTST_NO_SPACE, 0) };
     let mfn = match acquire(&granter, op.gref, me.id, readonly, false) {
         Ok(mfn) => mfn,
         Err(st) => {

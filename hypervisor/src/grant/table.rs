@@ -30,8 +30,11 @@ pub struct Frame {
     pub va: usize,
 }
 
-/// Pins on one grant entry by the domain it grants to.
+/// Pins on one grant entry by the domain it grants to. All-zero bytes
+/// are the default (nothing pinned), so a zeroed page holds
+/// [`ACTIVE_PER_PAGE`] of them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
 pub struct Active {
     /// Read-only and writable pins (mappings and copies in progress).
     pub readers: u32,
@@ -43,14 +46,22 @@ pub struct Active {
     pub mfn: Mfn,
 }
 
+/// Active entries per 4 KiB page, and pages per grant frame's entries.
+const ACTIVE_PER_PAGE: u32 = 4096 / core::mem::size_of::<Active>() as u32;
+const ACTIVE_PAGES_PER_FRAME: u32 = ENTRIES_PER_FRAME_V1 / ACTIVE_PER_PAGE;
+const _: () =
+    assert!(4096 % core::mem::size_of::<Active>() == 0 && ENTRIES_PER_FRAME_V1.is_multiple_of(ACTIVE_PER_PAGE));
+
 impl Active {
     pub fn pinned(&self) -> bool {
         self.readers + self.writers != 0
     }
 }
 
-/// A mapping the mapping domain holds (a maptrack entry).
+/// A mapping the mapping domain holds (a maptrack entry). Zero bytes are
+/// a valid value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
 pub struct Mapping {
     pub granter: u16,
     /// The granter's `Domain::serial`: domain ids are reused, and the pin
@@ -62,6 +73,19 @@ pub struct Mapping {
     pub gfn: Gfn,
     pub mfn: Mfn,
 }
+
+/// A maptrack slot: in use, or free and linked to the next free one.
+/// A zeroed slot has never been used.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct MapSlot {
+    used: u32,
+    /// The next free handle + 1 (0: none) while free.
+    next_free: u32,
+    m: Mapping,
+}
+
+const MAPS_PER_PAGE: u32 = 4096 / core::mem::size_of::<MapSlot>() as u32;
 
 /// What a first pin must be completed with: the granted guest frame,
 /// which the caller translates and passes to [`Grants::set_frame`].
@@ -78,9 +102,20 @@ pub struct Grants {
     /// Where each frame is mapped in the domain (XENMAPSPACE_grant_table).
     frame_gfns: Vec<Option<Gfn>>,
     max_frames: u32,
-    active: Vec<Active>,
-    maps: Vec<Option<Mapping>>,
-    free_handles: Vec<u32>,
+    /// The active entries, in pages from the same source as the frames
+    /// (not the hypervisor heap, which keeps what it grew by: a table
+    /// grown to 64 frames would leave a MiB there after its domain).
+    active_pages: Vec<Frame>,
+    /// Zeroed pages taken by a `grow` that ran out of memory before it
+    /// had all a frame needs.
+    spare: Vec<Frame>,
+    /// The maptrack, in pages from the caller as well (a domain may make
+    /// 262,144 mappings: 12 MiB the heap would keep after it).
+    map_pages: Vec<Frame>,
+    /// Handles handed out so far (the high-water mark).
+    map_slots: u32,
+    /// The first free handle below `map_slots` + 1 (0: none).
+    free_head: u32,
     max_maps: u32,
 }
 
@@ -90,9 +125,11 @@ impl Grants {
             frames: Vec::new(),
             frame_gfns: Vec::new(),
             max_frames,
-            active: Vec::new(),
-            maps: Vec::new(),
-            free_handles: Vec::new(),
+            active_pages: Vec::new(),
+            spare: Vec::new(),
+            map_pages: Vec::new(),
+            map_slots: 0,
+            free_head: 0,
             max_maps,
         }
     }
@@ -131,19 +168,55 @@ impl Grants {
             return false;
         }
         while self.nr_frames() < n {
-            let Some(f) = alloc() else { return false };
+            // A frame comes with the pages of its active entries; pages
+            // taken before memory ran out wait in `spare` for next time.
+            let per_frame = ACTIVE_PAGES_PER_FRAME as usize;
+            while self.spare.len() < per_frame + 1 {
+                let Some(p) = alloc() else { return false };
+                self.spare.push(p);
+            }
+            let Some(f) = self.spare.pop() else { return false };
+            self.active_pages.extend(self.spare.drain(..per_frame));
             self.frames.push(f);
             self.frame_gfns.push(None);
-            self.active.resize(self.nr_entries() as usize, Active::default());
         }
         true
     }
 
-    /// The frames, for the owner to free once nothing refers to them.
+    /// Every page the table took (its frames, then the pages of its
+    /// active entries), for the owner to free once nothing refers to
+    /// them.
     pub fn take_frames(&mut self) -> Vec<Frame> {
         self.frame_gfns.clear();
-        self.active.clear();
-        core::mem::take(&mut self.frames)
+        let mut all = core::mem::take(&mut self.frames);
+        all.append(&mut self.active_pages);
+        all.append(&mut self.spare);
+        self.map_slots = 0;
+        self.free_head = 0;
+        all.append(&mut self.map_pages);
+        all
+    }
+
+    /// Entry `gref`'s pins.
+    pub fn active(&self, gref: u32) -> Option<&Active> {
+        if gref >= self.nr_entries() {
+            return None;
+        }
+        let page = self.active_pages[(gref / ACTIVE_PER_PAGE) as usize];
+        // SAFETY: the page is a zeroed 4 KiB page this table owns (from
+        // `grow`), holding ACTIVE_PER_PAGE entries for which zero bytes
+        // are valid; `&self` keeps it from being taken meanwhile.
+        Some(unsafe { &*(page.va as *const Active).add((gref % ACTIVE_PER_PAGE) as usize) })
+    }
+
+    fn active_mut(&mut self, gref: u32) -> Option<&mut Active> {
+        if gref >= self.nr_entries() {
+            return None;
+        }
+        let page = self.active_pages[(gref / ACTIVE_PER_PAGE) as usize];
+        // SAFETY: as in `active`; `&mut self` makes this the only
+        // reference into the page.
+        Some(unsafe { &mut *(page.va as *mut Active).add((gref % ACTIVE_PER_PAGE) as usize) })
     }
 
     /// The (flags, domid) word and the frame word of entry `gref`.
@@ -171,10 +244,6 @@ impl Grants {
         true
     }
 
-    pub fn active(&self, gref: u32) -> Option<&Active> {
-        self.active.get(gref as usize)
-    }
-
     /// Pins entry `gref` for domain `by` (a map or a copy), setting
     /// GTF_reading, and GTF_writing unless `readonly`, in the shared entry
     /// (Xen's `_set_status_v1`). `sub_page_ok`: copies may use sub-page
@@ -183,7 +252,7 @@ impl Grants {
         if gref >= self.nr_entries() {
             return Err(GNTST_BAD_GNTREF);
         }
-        let act = self.active[gref as usize];
+        let act = *self.active(gref).ok_or(GNTST_BAD_GNTREF)?;
         if act.pinned() && act.domid != by {
             return Err(GNTST_GENERAL_ERROR);
         }
@@ -192,7 +261,9 @@ impl Grants {
         if !act.pinned() || (!readonly && act.writers == 0) {
             self.set_status(gref, by, readonly, act.pinned(), sub_page_ok)?;
         }
-        let a = &mut self.active[gref as usize];
+        // The granted frame is read after the flags are set, as Xen does.
+        let gfn = Gfn(self.entry(gref).map_or(0, |e| e.frame as u64));
+        let a = self.active_mut(gref).ok_or(GNTST_BAD_GNTREF)?;
         let first = !a.pinned();
         if readonly {
             a.readers += 1;
@@ -201,8 +272,7 @@ impl Grants {
         }
         if first {
             a.domid = by;
-            let gfn = Gfn(self.entry(gref).map_or(0, |e| e.frame as u64));
-            self.active[gref as usize].gfn = gfn;
+            a.gfn = gfn;
             return Ok(Pinned::Translate(gfn));
         }
         Ok(Pinned::Frame(a.mfn))
@@ -210,7 +280,7 @@ impl Grants {
 
     /// Completes a first pin with the granted frame's host frame.
     pub fn set_frame(&mut self, gref: u32, mfn: Mfn) {
-        if let Some(a) = self.active.get_mut(gref as usize) {
+        if let Some(a) = self.active_mut(gref) {
             a.mfn = mfn;
         }
     }
@@ -244,7 +314,7 @@ impl Grants {
     /// writer and GTF_reading with the last pin. Returns the host frame if
     /// that was the last pin (the caller drops its reference on it).
     pub fn unpin(&mut self, gref: u32, readonly: bool) -> Option<Mfn> {
-        let a = self.active.get_mut(gref as usize)?;
+        let a = self.active_mut(gref)?;
         if readonly {
             a.readers = a.readers.checked_sub(1)?;
         } else {
@@ -265,47 +335,88 @@ impl Grants {
         (!pinned).then_some(mfn)
     }
 
-    /// Records a mapping and returns its handle (None when the maptrack
-    /// is full: GNTST_no_space).
-    pub fn add_mapping(&mut self, m: Mapping) -> Option<u32> {
-        if let Some(h) = self.free_handles.pop() {
-            self.maps[h as usize] = Some(m);
-            return Some(h);
-        }
-        if self.maps.len() as u32 >= self.max_maps {
+    fn slot(&self, handle: u32) -> Option<&MapSlot> {
+        if handle >= self.map_slots {
             return None;
         }
-        self.maps.push(Some(m));
-        Some(self.maps.len() as u32 - 1)
+        let page = self.map_pages[(handle / MAPS_PER_PAGE) as usize];
+        // SAFETY: a zeroed 4 KiB page this table owns (from `add_mapping`)
+        // holding MAPS_PER_PAGE slots, for which zero bytes are valid;
+        // `&self` keeps it from being taken meanwhile.
+        Some(unsafe { &*(page.va as *const MapSlot).add((handle % MAPS_PER_PAGE) as usize) })
+    }
+
+    fn slot_mut(&mut self, handle: u32) -> Option<&mut MapSlot> {
+        if handle >= self.map_slots {
+            return None;
+        }
+        let page = self.map_pages[(handle / MAPS_PER_PAGE) as usize];
+        // SAFETY: as in `slot`; `&mut self` makes this the only reference
+        // into the page.
+        Some(unsafe { &mut *(page.va as *mut MapSlot).add((handle % MAPS_PER_PAGE) as usize) })
+    }
+
+    /// Records a mapping and returns its handle: None when the maptrack
+    /// is full (GNTST_no_space) or `alloc` has no page for it.
+    pub fn add_mapping(&mut self, m: Mapping, alloc: &mut dyn FnMut() -> Option<Frame>) -> Option<u32> {
+        let handle = if self.free_head != 0 {
+            let h = self.free_head - 1;
+            self.free_head = self.slot(h)?.next_free;
+            h
+        } else {
+            if self.map_slots >= self.max_maps {
+                return None;
+            }
+            if self.map_slots == self.map_pages.len() as u32 * MAPS_PER_PAGE {
+                let page = self.spare.pop().or_else(alloc)?;
+                self.map_pages.push(page);
+            }
+            self.map_slots += 1;
+            self.map_slots - 1
+        };
+        *self.slot_mut(handle)? = MapSlot { used: 1, next_free: 0, m };
+        Some(handle)
     }
 
     /// Completes a mapping recorded with [`Grants::add_mapping`].
     pub fn set_mapping(&mut self, handle: u32, m: Mapping) {
-        if let Some(slot) = self.maps.get_mut(handle as usize) {
-            *slot = Some(m);
+        if let Some(s) = self.slot_mut(handle).filter(|s| s.used != 0) {
+            s.m = m;
         }
     }
 
     pub fn mapping(&self, handle: u32) -> Option<Mapping> {
-        self.maps.get(handle as usize).copied().flatten()
+        self.slot(handle).filter(|s| s.used != 0).map(|s| s.m)
     }
 
     /// Forgets a mapping (its handle is free again).
     pub fn remove_mapping(&mut self, handle: u32) -> Option<Mapping> {
-        let m = self.maps.get_mut(handle as usize)?.take()?;
-        self.free_handles.push(handle);
+        let next_free = self.free_head;
+        let s = self.slot_mut(handle).filter(|s| s.used != 0)?;
+        let m = s.m;
+        *s = MapSlot { used: 0, next_free, m: s.m };
+        self.free_head = handle + 1;
         Some(m)
     }
 
-    /// Every mapping still held (for releasing them when the domain dies).
+    /// Every mapping still held (for releasing them when the domain
+    /// dies); the maptrack is empty afterwards, its pages kept for
+    /// [`Grants::take_frames`].
     pub fn take_mappings(&mut self) -> Vec<Mapping> {
-        self.free_handles.clear();
-        core::mem::take(&mut self.maps).into_iter().flatten().collect()
+        let held = (0..self.map_slots).filter_map(|h| self.mapping(h)).collect();
+        for page in &self.map_pages {
+            // SAFETY: a 4 KiB page this table owns; zeroed, its slots are
+            // unused again.
+            unsafe { core::ptr::write_bytes(page.va as *mut u8, 0, 4096) };
+        }
+        self.map_slots = 0;
+        self.free_head = 0;
+        held
     }
 
     /// How many mappings are held.
     pub fn mappings(&self) -> usize {
-        self.maps.iter().filter(|m| m.is_some()).count()
+        (0..self.map_slots).filter(|&h| self.mapping(h).is_some()).count()
     }
 }
 
@@ -344,7 +455,32 @@ mod tests {
         assert!(!g.grow(5, &mut || p.alloc()), "max 4 frames");
         assert_eq!(g.nr_frames(), 3);
         assert!(!g.grow(4, &mut || None), "out of memory");
-        assert_eq!(g.take_frames().len(), 3);
+        // Three frames and the four pages of each one's active entries.
+        assert_eq!(g.take_frames().len(), 3 * 5);
+    }
+
+    #[test]
+    fn active_entries_live_in_pages_taken_with_their_frame() {
+        let (mut g, mut p) = table(1);
+        // Memory runs out after three pages: no frame is added, and the
+        // pages taken are used by the next grow, not taken again.
+        let mut left = 3;
+        let mut scarce = || {
+            left -= 1;
+            if left >= 0 { p.alloc() } else { None }
+        };
+        assert!(!g.grow(2, &mut scarce));
+        assert_eq!(g.nr_entries(), 512);
+        let before = p.0.len();
+        assert!(g.grow(2, &mut || p.alloc()));
+        assert_eq!(p.0.len() - before, 2, "5 pages for the frame, 3 of them from before");
+        // An entry in the second frame's last active page.
+        grant(&g, 1023, 3, 0x55, GTF_PERMIT_ACCESS);
+        assert_eq!(g.pin(1023, 3, false, false), Ok(Pinned::Translate(Gfn(0x55))));
+        assert_eq!(g.active(1023).map(|a| (a.writers, a.domid)), Some((1, 3)));
+        assert_eq!(g.active(1022).map(|a| a.pinned()), Some(false));
+        assert!(g.active(1024).is_none());
+        assert_eq!(g.take_frames().len(), 2 * 5);
     }
 
     #[test]
@@ -395,17 +531,44 @@ mod tests {
 
     #[test]
     fn maptrack_handles_are_reused_and_bounded() {
-        let (mut g, _p) = table(1);
+        let (mut g, mut p) = table(1);
         let m = Mapping { granter: 1, granter_serial: 1, gref: 3, readonly: false, gfn: Gfn(0x2000), mfn: Mfn(0x55) };
-        let handles: Vec<u32> = (0..8).map(|_| g.add_mapping(m).unwrap()).collect();
+        let handles: Vec<u32> = (0..8).map(|_| g.add_mapping(m, &mut || p.alloc()).unwrap()).collect();
         assert_eq!(handles, (0..8).collect::<Vec<_>>());
-        assert_eq!(g.add_mapping(m), None, "maptrack full");
+        assert_eq!(g.add_mapping(m, &mut || p.alloc()), None, "maptrack full");
         assert_eq!(g.remove_mapping(3), Some(m));
         assert_eq!(g.remove_mapping(3), None, "double unmap");
         assert_eq!(g.mapping(3), None);
         assert_eq!(g.remove_mapping(99), None);
-        assert_eq!(g.add_mapping(m), Some(3));
+        assert_eq!(g.add_mapping(m, &mut || None), Some(3), "a free handle needs no page");
         assert_eq!(g.mappings(), 8);
         assert_eq!(g.take_mappings().len(), 8);
+        assert_eq!(g.mappings(), 0);
+        // One frame, its four active pages, one maptrack page.
+        assert_eq!(g.take_frames().len(), 6);
+    }
+
+    #[test]
+    fn the_maptrack_takes_a_page_per_page_of_handles_and_reuses_the_latest_freed() {
+        let mut p = Pages(Vec::new());
+        let mut g = Grants::new(1, 1000);
+        let m = |gref| Mapping { granter: 1, granter_serial: 1, gref, readonly: true, gfn: Gfn(7), mfn: Mfn(9) };
+        let per_page = MAPS_PER_PAGE;
+        for h in 0..per_page + 1 {
+            assert_eq!(g.add_mapping(m(h), &mut || p.alloc()), Some(h));
+        }
+        assert_eq!(p.0.len(), 2, "a second page for the handle past the first page");
+        for h in per_page + 1..2 * per_page {
+            assert_eq!(g.add_mapping(m(h), &mut || None), Some(h));
+        }
+        assert_eq!(g.add_mapping(m(0), &mut || None), None, "no page for the next one");
+        assert_eq!(g.mapping(per_page).map(|x| x.gref), Some(per_page));
+        assert_eq!(g.remove_mapping(5).map(|x| x.gref), Some(5));
+        assert_eq!(g.remove_mapping(per_page).map(|x| x.gref), Some(per_page));
+        assert_eq!(g.add_mapping(m(77), &mut || None), Some(per_page));
+        assert_eq!(g.add_mapping(m(78), &mut || None), Some(5));
+        assert_eq!(g.mapping(5).map(|x| x.gref), Some(78));
+        assert_eq!(g.mappings(), 2 * per_page as usize);
+        assert_eq!(g.take_frames().len(), 2);
     }
 }

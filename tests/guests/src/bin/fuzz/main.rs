@@ -24,8 +24,7 @@
 //!   or sub-operations (`memory_op.populate_physmap`);
 //! - `skip=NAME,...`: not these families or sub-operations;
 //! - `grant_frames=N`: how far the fuzzer grows its grant table (default
-//!   16 of Xen's 64: the whole 64 grow the hypervisor heap by a MiB that
-//!   it keeps, which the end-of-run memory check reports);
+//!   Xen's limit, 64);
 //! - `trace=N`: print each call from each vCPU's call N on (to find the
 //!   call that hurt the hypervisor, with the same seed).
 //!
@@ -118,7 +117,7 @@ extern "C" fn pvh_main(si_paddr: u64) -> ! {
         }),
         only_list: args.get("only"),
         skip_list: args.get("skip"),
-        grant_frames: args.num_or("grant_frames", 16).clamp(NG as u64, 64) as u32,
+        grant_frames: args.num_or("grant_frames", 64).clamp(NG as u64, 64) as u32,
         end,
     });
     let l = lay();

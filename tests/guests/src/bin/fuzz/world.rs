@@ -80,7 +80,7 @@ static mut LAYOUT: Layout = Layout {
     only: u32::MAX,
     only_list: None,
     skip_list: None,
-    grant_frames: 16,
+    grant_frames: 64,
 };
 
 pub fn lay() -> &'static Layout {
