@@ -126,7 +126,7 @@ guest_gdt_ptr:
     .global guest_ap_entry
     /* A vCPU started with VCPUOP_initialise in 64-bit mode arrives here
        with flat hidden segments but no GDT: load ours, reload CS and the
-       data segments, then call guest_ap_main(vcpu id in rdi). */
+       data segments, then call the function in rsi (vcpu id in rdi). */
 guest_ap_entry:
     lgdt [rip + guest_gdt_ptr]
     lea rax, [rip + 2f]
@@ -138,7 +138,7 @@ guest_ap_entry:
     mov es, ax
     mov ss, ax
     xor ebp, ebp
-    call guest_ap_main
+    call rsi
 3:  cli
     hlt
     jmp 3b
@@ -404,19 +404,16 @@ fn now_ns_raw() -> u64 {
 
 /// Stacks for secondary vCPUs.
 static mut AP_STACKS: [[u8; 16384]; MAX_VCPUS] = [[0; 16384]; MAX_VCPUS];
-static AP_MAIN: AtomicU64 = AtomicU64::new(0);
 
-/// Starts `vcpu` in 64-bit mode on this vCPU's page tables, running
-/// `main(vcpu)` on a stack of its own: VCPUOP_initialise then VCPUOP_up.
-/// Returns (initialise result, up result).
-pub fn start_vcpu(vcpu: u32, main: extern "C" fn(u32) -> !) -> (i64, i64) {
+/// A VCPUOP_initialise context that starts `vcpu` in 64-bit mode on this
+/// vCPU's page tables and the test guests' GDT, running `main(vcpu)` on
+/// the stack that ends at `stack_top`.
+pub fn ap_context(vcpu: u32, stack_top: u64, main: extern "C" fn(u32) -> !) -> xen_abi::vcpu::VcpuHvmContext {
     use xen_abi::vcpu::*;
-    AP_MAIN.store(main as *const () as u64, Ordering::SeqCst);
-    // SAFETY: one stack per vCPU, used only by that vCPU.
-    let top = unsafe { (&raw mut AP_STACKS[vcpu as usize % MAX_VCPUS]) as u64 + 16384 - 8 };
     let regs = VcpuHvmX86_64 {
         rdi: vcpu as u64,
-        rsp: top,
+        rsi: main as *const () as u64,
+        rsp: stack_top,
         rip: guest_ap_entry as *const () as u64,
         rflags: 2,
         cr0: read_cr0(),
@@ -427,20 +424,23 @@ pub fn start_vcpu(vcpu: u32, main: extern "C" fn(u32) -> !) -> (i64, i64) {
     };
     let mut ctx = VcpuHvmContext { mode: VCPU_HVM_MODE_64B, ..VcpuHvmContext::default() };
     ctx.regs[..112].copy_from_slice(xen_abi::Pod::as_bytes(&regs));
+    ctx
+}
+
+/// Starts `vcpu` running `main(vcpu)` on a stack of its own
+/// ([`ap_context`]): VCPUOP_initialise then VCPUOP_up. Returns
+/// (initialise result, up result).
+pub fn start_vcpu(vcpu: u32, main: extern "C" fn(u32) -> !) -> (i64, i64) {
+    use xen_abi::vcpu::*;
+    // SAFETY: one stack per vCPU, used only by that vCPU.
+    let top = unsafe { (&raw mut AP_STACKS[vcpu as usize % MAX_VCPUS]) as u64 + 16384 - 8 };
+    let ctx = ap_context(vcpu, top, main);
     // SAFETY: `ctx` is a valid vcpu_hvm_context.
     let init = unsafe {
         crate::hypercall(xen_abi::hypercall::VCPU_OP, VCPUOP_INITIALISE, vcpu as u64, &ctx as *const _ as u64, 0, 0)
     };
     let up = vcpu_op(VCPUOP_UP, vcpu, 0);
     (init, up)
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn guest_ap_main(vcpu: u32) -> ! {
-    let f = AP_MAIN.load(Ordering::SeqCst);
-    // SAFETY: start_vcpu stored an `extern "C" fn(u32) -> !` there.
-    let main: extern "C" fn(u32) -> ! = unsafe { core::mem::transmute(f as usize) };
-    main(vcpu)
 }
 
 /// vcpu_op(cmd, vcpu, arg).

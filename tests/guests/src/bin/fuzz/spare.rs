@@ -9,45 +9,15 @@ use crate::stats::F_VCPU;
 use crate::world::*;
 use core::sync::atomic::Ordering;
 use test_guests::x86;
-use xen_abi::Pod;
 use xen_abi::hypercall as nr;
 use xen_abi::vcpu::*;
-
-core::arch::global_asm!(
-    r#"
-    .section .text.fuzz_park_entry, "ax"
-    .global fuzz_park_entry
-    /* The spare starts here in 64-bit mode with no GDT: load the test
-       guests' GDT, reload CS and the data segments, park. */
-fuzz_park_entry:
-    lgdt [rip + guest_gdt_ptr]
-    lea rax, [rip + 2f]
-    push 0x08
-    push rax
-    retfq
-2:  mov ax, 0x10
-    mov ds, ax
-    mov es, ax
-    mov ss, ax
-    xor ebp, ebp
-    call fuzz_park
-3:  cli
-    hlt
-    jmp 3b
-"#
-);
-
-unsafe extern "C" {
-    fn fuzz_park_entry();
-}
 
 static mut SPARE_STACK: [u8; 16384] = [0; 16384];
 
 /// The spare's life once started: an IDT (so an NMI finds a handler),
 /// then HLT with interrupts off, which takes it down until the next
 /// VCPUOP_up.
-#[unsafe(no_mangle)]
-extern "C" fn fuzz_park() -> ! {
+extern "C" fn fuzz_park(_vcpu: u32) -> ! {
     x86::install_idt();
     SPARE_READY.store(true, Ordering::SeqCst);
     loop {
@@ -61,19 +31,7 @@ extern "C" fn fuzz_park() -> ! {
 fn park_context() -> VcpuHvmContext {
     // The spare alone uses this stack.
     let top = (&raw mut SPARE_STACK) as u64 + 16384 - 8;
-    let regs = VcpuHvmX86_64 {
-        rsp: top,
-        rip: fuzz_park_entry as *const () as u64,
-        rflags: 2,
-        cr0: x86::read_cr0(),
-        cr3: x86::read_cr3(),
-        cr4: x86::read_cr4(),
-        efer: x86::rdmsr(0xc000_0080) & !(1 << 10),
-        ..VcpuHvmX86_64::default()
-    };
-    let mut ctx = VcpuHvmContext { mode: VCPU_HVM_MODE_64B, ..VcpuHvmContext::default() };
-    ctx.regs[..112].copy_from_slice(regs.as_bytes());
-    ctx
+    x86::ap_context(lay().fuzzers, top, fuzz_park)
 }
 
 /// Starts the spare on the park loop: initialise, and only if that took,
