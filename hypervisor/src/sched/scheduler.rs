@@ -374,10 +374,17 @@ impl Pcpu {
         self.in_guest.swap(true, Ordering::SeqCst);
     }
 
-    /// The guest exited (counted), or the entry was given up.
+    /// The guest exited (counted).
     #[inline]
     pub fn left_guest(&self) {
         self.exits.fetch_add(1, Ordering::Relaxed);
+        self.not_in_guest();
+    }
+
+    /// Out of the guest for good: after an exit already counted, or an
+    /// entry given up.
+    #[inline]
+    pub fn not_in_guest(&self) {
         self.in_guest.store(false, Ordering::Release);
     }
 }

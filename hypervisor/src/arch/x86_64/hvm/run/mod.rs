@@ -92,8 +92,9 @@ pub fn run_vcpu(dom: &Arc<Domain>, vid: u32) {
             Next::Stop => break,
         }
     }
-    // Left at the top of the loop (the domain stopped) without entering.
-    pcpu.left_guest();
+    // After the last exit, or left at the top of the loop (the domain
+    // stopped) without entering.
+    pcpu.not_in_guest();
     update_runstate_area(dom, shared, v);
     v.arch.switch_out();
     v.fpu.save();
