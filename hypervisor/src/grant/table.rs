@@ -261,10 +261,11 @@ impl Grants {
         if !act.pinned() || (!readonly && act.writers == 0) {
             self.set_status(gref, by, readonly, act.pinned(), sub_page_ok)?;
         }
-        // The granted frame is read after the flags are set, as Xen does.
-        let gfn = Gfn(self.entry(gref).map_or(0, |e| e.frame as u64));
+        // A first pin reads the granted frame after setting the flags, as
+        // Xen does.
+        let first = !act.pinned();
+        let gfn = if first { Gfn(self.entry(gref).map_or(0, |e| e.frame as u64)) } else { act.gfn };
         let a = self.active_mut(gref).ok_or(GNTST_BAD_GNTREF)?;
-        let first = !a.pinned();
         if readonly {
             a.readers += 1;
         } else {
