@@ -254,6 +254,19 @@ pub struct ConsoleSet {
     pub com1: bool,
 }
 
+/// Up to 16 I/O port ranges (`dom0_ioports_disable=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PortList {
+    ranges: [(u16, u16); 16],
+    len: usize,
+}
+
+impl PortList {
+    pub fn as_slice(&self) -> &[(u16, u16)] {
+        &self.ranges[..self.len]
+    }
+}
+
 /// Every hypervisor boot option, with its default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
@@ -266,6 +279,8 @@ pub struct Options {
     pub mem_limit: Option<u64>,
     /// `dom0_mem=`: dom0's memory in bytes.
     pub dom0_mem: u64,
+    /// `dom0_ioports_disable=`: ports dom0 does not get.
+    pub dom0_ioports_disable: PortList,
     pub hvm: HvmChoice,
     /// `maxcpus=`: use at most this many CPUs (the boot CPU included).
     pub max_cpus: u32,
@@ -287,6 +302,7 @@ impl Default for Options {
             on_last_exit: ExitAction::PowerOff,
             mem_limit: None,
             dom0_mem: 128 << 20,
+            dom0_ioports_disable: PortList::default(),
             hvm: HvmChoice::Auto,
             max_cpus: u32::MAX,
             sched_report_ms: 0,
@@ -418,6 +434,15 @@ pub fn parse_options<'a>(line: &'a str, mut report: impl FnMut(Diagnostic<'a>)) 
             "dom0_mem" if !negated => match w.value.and_then(|v| parse_size(v, 20)) {
                 Some(m) if m >= (4 << 20) => o.dom0_mem = m,
                 _ => report(bad("a size of at least 4M, such as dom0_mem=512M", "dom0_mem=128M")),
+            },
+            "dom0_ioports_disable" if !negated => match w.value.map(crate::passthrough::ioports::parse_disabled) {
+                Some(Ok(r)) if r.len() <= 16 => {
+                    let mut l = PortList::default();
+                    l.ranges[..r.len()].copy_from_slice(&r);
+                    l.len = r.len();
+                    o.dom0_ioports_disable = l;
+                }
+                _ => report(bad("up to 16 hex ports or ranges, such as dom0_ioports_disable=2f8-2ff", "none")),
             },
             "maxcpus" if !negated => match w.value.and_then(parse_u64) {
                 Some(n) if n >= 1 => o.max_cpus = n.min(u32::MAX as u64) as u32,
@@ -697,6 +722,10 @@ mod tests {
         assert_eq!(d.len(), 1);
         let (o, d) = parse("dom0_mem=512M");
         assert_eq!((o.dom0_mem, d.len()), (512 << 20, 0));
+        let (o, d) = parse("dom0_ioports_disable=2f8-2ff,80");
+        assert_eq!((o.dom0_ioports_disable.as_slice(), d.len()), (&[(0x2f8, 0x2ff), (0x80, 0x80)][..], 0));
+        let (o, d) = parse("dom0_ioports_disable=2f8-");
+        assert_eq!((o.dom0_ioports_disable.as_slice().len(), d.len()), (0, 1), "malformed: reported, none");
         let (o, _) = parse("dom0_mem=256");
         assert_eq!(o.dom0_mem, 256 << 20, "a bare number is MiB");
         let (o, d) = parse("maxcpus=2 sched=credit sched_report=500");

@@ -27,6 +27,7 @@ pub mod grant;
 pub mod hypercall;
 pub mod memory;
 pub mod mm;
+pub mod passthrough;
 pub mod sched;
 pub mod time;
 pub mod util;

@@ -5,6 +5,7 @@ use super::aml::{SleepType, find_s5};
 use crate::arch::x86_64::cpu;
 use crate::mm::phys::{is_reachable, map_mmio, phys_to_virt};
 use crate::mm::ranges::Range;
+use crate::passthrough::pci::{self, Bdf};
 use ::acpi::address::{AddressSpace, GenericAddress};
 use ::acpi::fadt::Fadt;
 use ::acpi::madt::{Madt, MadtEntry};
@@ -72,6 +73,16 @@ pub enum Register {
     },
 }
 
+/// The access size for a PCI register `width` bits wide at `offset`: as
+/// wide as asked where aligned, else a byte.
+fn pci_size(width: u8, offset: u16) -> u16 {
+    match width {
+        32 if offset & 3 == 0 => 4,
+        16 if offset & 1 == 0 => 2,
+        _ => 1,
+    }
+}
+
 impl Register {
     fn from_generic(g: &GenericAddress, default_width: u8) -> Option<Register> {
         if g.address == 0 {
@@ -110,9 +121,8 @@ impl Register {
                 },
                 Err(_) => 0,
             },
-            Register::Pci { device, function, offset, .. } => {
-                cpu::outl(0xcf8, 0x8000_0000 | (device as u32) << 11 | (function as u32) << 8 | (offset as u32 & 0xfc));
-                (cpu::inl(0xcfc) >> ((offset & 3) * 8)) as u64
+            Register::Pci { device, function, offset, width } => {
+                pci::read(Bdf::new(0, device, function), offset & 0xff, pci_size(width, offset)) as u64
             }
         }
     }
@@ -137,9 +147,8 @@ impl Register {
                     }
                 }
             }
-            Register::Pci { device, function, offset, .. } => {
-                cpu::outl(0xcf8, 0x8000_0000 | (device as u32) << 11 | (function as u32) << 8 | (offset as u32 & 0xfc));
-                cpu::outb(0xcfc + (offset & 3), value as u8);
+            Register::Pci { device, function, offset, width } => {
+                pci::write(Bdf::new(0, device, function), offset & 0xff, pci_size(width, offset), value as u32)
             }
         }
     }

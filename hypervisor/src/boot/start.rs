@@ -279,6 +279,8 @@ pub extern "C" fn hv_start(mbi_phys: u64, load_delta: u64) -> ! {
     cmdline::save_line(line);
     domain::lifecycle::set_on_last_exit(opts.on_last_exit);
 
+    devices_for_dom0(&opts, platform.as_ref(), lapic_address);
+
     // The other CPUs set up their virtualization state (SVM's host save
     // area and host VMCB, VMX's VMXON region) from their own loop; the
     // free-memory mark must come after, or the machine-end check would
@@ -416,6 +418,31 @@ fn scan_bios_for_rsdp() -> Option<AcpiRoot> {
         }
     }
     None
+}
+
+/// What the hardware domain gets of the machine's devices: every I/O port
+/// but the hypervisor's, and no BAR over the hypervisor's device memory.
+fn devices_for_dom0(opts: &Options, platform: Option<&acpi::Platform>, lapic_address: u64) {
+    use crate::passthrough::{access, config, ioports};
+    let pm_timer = acpi::power_info().and_then(|p| match p.pm_timer {
+        Some(acpi::Register::Io { port, .. }) => Some(port),
+        _ => None,
+    });
+    let host = ioports::HostPorts { console_uart: console::uart_port(), pm_timer, port80_allowed: true };
+    let ports = ioports::hardware_domain_ports(&host, opts.dom0_ioports_disable.as_slice());
+    let page = |a: u64| Range::new(a & !0xfff, (a & !0xfff) + 0x1000);
+    let mut mmio = alloc::vec![page(lapic_address)];
+    if let Some(p) = platform {
+        mmio.extend(p.ioapics.iter().map(|io| page(io.address as u64)));
+        mmio.extend(p.hpet.map(page));
+    }
+    info!(
+        "dom0 devices: I/O ports in {} ranges (the hypervisor keeps {} ports), PCI configuration mediated",
+        ports.ranges().len(),
+        0x10000 - ports.ranges().iter().map(|&(a, b)| (b - a) as u32 + 1).sum::<u32>()
+    );
+    access::set_hardware_domain_ports(ports);
+    config::set_hypervisor_mmio(mmio);
 }
 
 /// Reports the ACPI tables; returns what they say.

@@ -262,6 +262,14 @@ fn raw_write(port: u16, bytes: &[u8]) {
     }
 }
 
+/// The I/O base of the UART the console uses, if it uses one: its ports
+/// stay the hypervisor's.
+pub fn uart_port() -> Option<u16> {
+    let mut w = LockedWriter::new();
+    let con = w.console();
+    (con.uart.is_some() || con.raw_port.is_some()).then_some(con.port)
+}
+
 /// Sets up COM1 as `cfg` says, or turns console output off.
 pub fn init(cfg: &SerialConfig, enabled: bool) -> Result<u32, &'static str> {
     let mut w = LockedWriter::new();

@@ -274,9 +274,21 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
     };
     let shared_info_va = phys_to_virt(shared_info).unwrap_or(0);
     let tsc_offset = 0u64.wrapping_sub(crate::arch::x86_64::cpu::rdtsc());
+    // The hardware domain's ports and PCI configuration access.
+    let devices = if spec.privileged {
+        let Some(d) = crate::passthrough::access::for_hardware_domain() else {
+            cleanup(p2m);
+            let _ = free_frames(shared_info, 1);
+            return Err(CreateError::OutOfMemory);
+        };
+        Some(d)
+    } else {
+        None
+    };
+    let io_bitmap = devices.as_ref().map(|d| d.io_bitmap());
     let mut vcpus = Vec::new();
     for id in 0..spec.vcpus {
-        let mut arch = match HvmVcpu::new(p2m.root()) {
+        let mut arch = match HvmVcpu::new(p2m.root(), io_bitmap) {
             Ok(a) => a,
             Err(why) => {
                 cleanup(p2m);
@@ -375,6 +387,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
         unbacked_reports: AtomicU32::new(0),
         console: spin::Once::new(),
         console_out: Mutex::new(GuestOutput::default()),
+        devices,
         counted: super::state::Counted::new(),
     });
     // Each subsystem's part; a domain one of them refuses is undone (what

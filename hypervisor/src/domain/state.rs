@@ -108,6 +108,10 @@ pub struct Domain {
     /// Its console output on the way to the serial line (a lock of its
     /// own: nothing is printed with the domain's other locks held).
     pub console_out: Mutex<GuestOutput>,
+    /// The machine's devices it reaches (the hardware domain's ports and
+    /// PCI configuration space); after `vcpus`, whose hardware state
+    /// points at its port bitmap.
+    pub devices: Option<crate::passthrough::access::DeviceAccess>,
     /// Counts the domain among those not yet dropped. The last field, so
     /// dropped after everything the domain holds.
     pub counted: Counted,

@@ -20,6 +20,7 @@ pub mod grant_table_op;
 pub mod hvm_op;
 pub mod memory_op;
 pub mod perm;
+pub mod physdev_op;
 pub mod sched_op;
 pub mod table;
 pub mod vcpu_op;

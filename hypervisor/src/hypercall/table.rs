@@ -13,6 +13,7 @@ use super::grant_table_op::{GrantEnv, grant_table_op};
 use super::hvm_op::{HvmEnv, hvm_op};
 use super::memory_op::{MemoryEnv, memory_op};
 use super::perm::Perm;
+use super::physdev_op::physdev_op;
 use super::sched_op::{SchedEnv, sched_op, set_timer_op};
 use super::vcpu_op::{VcpuEnv, vcpu_op};
 use super::xen_version::{VersionEnv, xen_version};
@@ -65,7 +66,7 @@ impl<E: Env> Table<E> {
 
 const fn rows<E: Env>() -> [Option<Family<E>>; NR_HYPERCALLS] {
     use Compat::*;
-    let families: [Family<E>; 13] = [
+    let families: [Family<E>; 14] = [
         Family { nr: nr::CONSOLE_IO, name: "console_io", handler: console_io, compat: Truncate, callers: Perm::Any },
         Family { nr: nr::XEN_VERSION, name: "xen_version", handler: xen_version, compat: Truncate, callers: Perm::Any },
         Family { nr: nr::SCHED_OP, name: "sched_op", handler: sched_op, compat: Truncate, callers: Perm::Any },
@@ -99,6 +100,13 @@ const fn rows<E: Env>() -> [Option<Family<E>>; NR_HYPERCALLS] {
         Family { nr: nr::SYSCTL, name: "sysctl", handler: sysctl, compat: Truncate, callers: Perm::Any },
         Family { nr: nr::PLATFORM_OP, name: "platform_op", handler: platform_op, compat: Truncate, callers: Perm::Any },
         Family { nr: nr::KEXEC_OP, name: "kexec_op", handler: kexec_op, compat: Truncate, callers: Perm::Control },
+        Family {
+            nr: nr::PHYSDEV_OP,
+            name: "physdev_op",
+            handler: physdev_op,
+            compat: Truncate,
+            callers: Perm::Control,
+        },
     ];
     let mut table = [None; NR_HYPERCALLS];
     let mut i = 0;
@@ -174,7 +182,7 @@ mod tests {
         assert_eq!(call(&mut f, 11, [0; 5]), Outcome::Done(-ENOSYS));
         assert_eq!(call(&mut f, 99_999, [1, 2, 3, 4, 5]), Outcome::Done(-ENOSYS));
         assert_eq!(call(&mut f, u64::MAX, [0; 5]), Outcome::Done(-ENOSYS));
-        assert_eq!(call(&mut f, nr::PHYSDEV_OP, [0; 5]), Outcome::Done(-ENOSYS));
+        assert_eq!(call(&mut f, nr::PHYSDEV_OP_COMPAT, [0; 5]), Outcome::Done(-ENOSYS));
         let r = dispatch(&mut f, Call { nr: nr::XEN_VERSION, args: [0; 5], long_mode: true }, 3);
         assert_eq!(r, Outcome::Done(-EPERM));
     }
@@ -183,7 +191,7 @@ mod tests {
     fn each_row_sits_at_its_number_and_says_who_may_call() {
         let rows = Table::<Fake>::ROWS;
         let named: Vec<(u64, &str)> = rows.iter().flatten().map(|f| (f.nr, f.name)).collect();
-        assert_eq!(named.len(), 13);
+        assert_eq!(named.len(), 14);
         for (i, row) in rows.iter().enumerate() {
             if let Some(f) = row {
                 assert_eq!(f.nr as usize, i, "{} is filed under {i}", f.name);

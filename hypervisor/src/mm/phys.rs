@@ -11,6 +11,9 @@ use spin::Mutex;
 pub(super) static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
 pub(super) static KERNEL_PT: Mutex<u64> = Mutex::new(0);
 pub(super) static DIRECT_MAPPED: spin::Once<RangeSet<512>> = spin::Once::new();
+/// The machine's memory (RAM and ACPI tables, from 1 MiB), as the
+/// firmware's map gave it.
+pub(super) static HOST_MEMORY: spin::Once<RangeSet<256>> = spin::Once::new();
 /// Set once the hypervisor's own page tables are live; before that, the
 /// boot tables' identity map of the first 4 GiB is the way to memory.
 pub(super) static PAGING_READY: AtomicBool = AtomicBool::new(false);
@@ -35,6 +38,15 @@ pub fn phys_to_virt(phys: u64) -> Option<u64> {
 }
 
 /// Whether all of `range` is in the direct map (or, early, the identity map).
+/// Whether `range` touches the machine's memory (RAM or ACPI tables, or
+/// anything below 1 MiB): no place for a device.
+pub fn overlaps_host_memory(range: Range) -> bool {
+    if range.start < super::ranges::LOW_MEMORY_END {
+        return true;
+    }
+    HOST_MEMORY.get().is_none_or(|m| m.iter().any(|r| r.start < range.end && range.start < r.end))
+}
+
 pub fn is_reachable(range: Range) -> bool {
     if range.is_empty() {
         return true;

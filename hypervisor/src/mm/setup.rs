@@ -7,7 +7,7 @@
 
 use super::frame::{FrameAllocator, FrameInfo};
 use super::layout::*;
-use super::phys::{DIRECT_MAPPED, FRAMES, KERNEL_PT, LEAF_MASK, PAGING_READY};
+use super::phys::{DIRECT_MAPPED, FRAMES, HOST_MEMORY, KERNEL_PT, LEAF_MASK, PAGING_READY};
 use super::ranges::{LOW_MEMORY_END, MemoryRegion, PAGE_SIZE, Range, RangeSet, usable_ram};
 use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::page_table::{MapError, PageSize, PageTable, PteFlags, TableMemory};
@@ -306,6 +306,7 @@ fn finish(
         let _ = direct.add(r);
     }
     DIRECT_MAPPED.call_once(|| direct);
+    HOST_MEMORY.call_once(|| wb.clone());
     // SAFETY: the new tables map the image (code, data, the running stack)
     // at the same virtual addresses as the boot tables do, so execution
     // continues; CR4.PGE only enables global TLB entries.

@@ -133,11 +133,16 @@ macro_rules! dispatch {
 }
 
 impl HvmVcpu {
-    /// A vCPU of the backend in use over the p2m rooted at `p2m_root`.
-    pub fn new(p2m_root: u64) -> Result<HvmVcpu, &'static str> {
+    /// A vCPU of the backend in use over the p2m rooted at `p2m_root`,
+    /// with the port intercepts at `io_bitmap` (None: every port exits).
+    pub fn new(p2m_root: u64, io_bitmap: Option<u64>) -> Result<HvmVcpu, &'static str> {
         match backend() {
-            Some(Backend::Svm) => Svm::new_vcpu(p2m_root).map(HvmVcpu::Svm).map_err(|_| "cannot set up an SVM vCPU"),
-            Some(Backend::Vmx) => Vmx::new_vcpu(p2m_root).map(HvmVcpu::Vmx).map_err(|_| "cannot set up a VMX vCPU"),
+            Some(Backend::Svm) => {
+                Svm::new_vcpu(p2m_root, io_bitmap).map(HvmVcpu::Svm).map_err(|_| "cannot set up an SVM vCPU")
+            }
+            Some(Backend::Vmx) => {
+                Vmx::new_vcpu(p2m_root, io_bitmap).map(HvmVcpu::Vmx).map_err(|_| "cannot set up a VMX vCPU")
+            }
             None => Err("no virtualization backend"),
         }
     }

@@ -34,8 +34,10 @@ pub trait HvmBackend {
     fn p2m_format() -> P2mFormat;
     /// The largest page the nested tables may use.
     fn p2m_largest() -> PageSize;
-    /// A vCPU over the nested page table rooted at `p2m_root`.
-    fn new_vcpu(p2m_root: u64) -> Result<Self::Vcpu, Self::Error>;
+    /// A vCPU over the nested page table rooted at `p2m_root`, its port
+    /// accesses intercepted as the bitmap at `io_bitmap` says (the
+    /// layout of `passthrough::ioports`; 12 KiB) or all of them (None).
+    fn new_vcpu(p2m_root: u64, io_bitmap: Option<u64>) -> Result<Self::Vcpu, Self::Error>;
 }
 
 /// One vCPU's hardware state (a VMCB or a VMCS) and what the run loop

@@ -453,6 +453,21 @@ pub(super) fn port_io(dom: &Arc<Domain>, v: &mut Vcpu, io: IoExit) -> Next {
     if io.string {
         return string_io(dom, v, io);
     }
+    // The hardware domain's PCI configuration ports.
+    if let Some(acc) = &dom.devices {
+        let size = io.size as u16;
+        if io.input {
+            if let Some(val) = crate::passthrough::config::port_read(acc, io.port, size) {
+                let val = val as u64 & mask;
+                v.regs.rax = if io.size == 4 { val } else { (v.regs.rax & !mask) | val };
+                advance_to(v, io.next_rip);
+                return Next::Resume;
+            }
+        } else if crate::passthrough::config::port_write(acc, dom.id, io.port, size, (v.regs.rax & mask) as u32) {
+            advance_to(v, io.next_rip);
+            return Next::Resume;
+        }
+    }
     if io.input {
         // No device answers: the bus floats high. IN EAX writes all of
         // RAX (a 32-bit register write), as Xen's handle_pio does.

@@ -55,8 +55,8 @@ impl HvmBackend for Svm {
         if cpu::features().page1g { PageSize::Size1G } else { PageSize::Size2M }
     }
 
-    fn new_vcpu(p2m_root: u64) -> Result<SvmVcpu, SvmError> {
-        SvmVcpu::new(p2m_root)
+    fn new_vcpu(p2m_root: u64, io_bitmap: Option<u64>) -> Result<SvmVcpu, SvmError> {
+        SvmVcpu::new(p2m_root, io_bitmap)
     }
 }
 
@@ -171,8 +171,9 @@ svm_vmrun:
 const DEFAULT_PAT: u64 = 0x0007_0406_0007_0406;
 
 impl SvmVcpu {
-    /// A vCPU whose guest-physical memory is the nested table at `n_cr3`.
-    pub fn new(n_cr3: u64) -> Result<SvmVcpu, SvmError> {
+    /// A vCPU whose guest-physical memory is the nested table at `n_cr3`
+    /// (ports: see `Vendor::new_vcpu`).
+    pub fn new(n_cr3: u64, io_bitmap: Option<u64>) -> Result<SvmVcpu, SvmError> {
         let vmcb_phys = alloc_zeroed_frame().ok_or(SvmError::NoMemory)?;
         let v = phys_to_virt(vmcb_phys).ok_or(SvmError::NoMemory)?;
         // SAFETY: a freshly allocated page, this vCPU's VMCB alone.
@@ -224,7 +225,11 @@ impl SvmVcpu {
                 // RDTSCP reads TSC_AUX: #UD unless the guest is offered it.
                 | if iso::offer().rdtscp { 0 } else { I2_RDTSCP },
         );
-        vmcb.write_u64(IOPM_BASE_PA, *IOPM.get().ok_or(SvmError::NoMemory)?);
+        let iopm = match io_bitmap {
+            Some(pa) => pa,
+            None => *IOPM.get().ok_or(SvmError::NoMemory)?,
+        };
+        vmcb.write_u64(IOPM_BASE_PA, iopm);
         vmcb.write_u64(MSRPM_BASE_PA, *MSRPM.get().ok_or(SvmError::NoMemory)?);
         vmcb.write_u64(V_INTR, V_INTR_MASKING);
         vmcb.write_u64(NP_CONTROL, NP_ENABLE);

@@ -61,8 +61,8 @@ mod backend {
             ept_largest()
         }
 
-        fn new_vcpu(p2m_root: u64) -> Result<VmxVcpu, VmxError> {
-            VmxVcpu::new(p2m_root)
+        fn new_vcpu(p2m_root: u64, io_bitmap: Option<u64>) -> Result<VmxVcpu, VmxError> {
+            VmxVcpu::new(p2m_root, io_bitmap)
         }
     }
 }

@@ -153,7 +153,7 @@ unsafe impl Send for VmxVcpu {}
 
 const SYSCALL_MSRS: [u32; 5] = [MSR_STAR, MSR_LSTAR, MSR_CSTAR, MSR_SFMASK, MSR_KERNEL_GS_BASE];
 impl VmxVcpu {
-    pub fn new(ept_root: u64) -> Result<VmxVcpu, VmxError> {
+    pub fn new(ept_root: u64, io_bitmap: Option<u64>) -> Result<VmxVcpu, VmxError> {
         let f = features();
         let vmcs = alloc_zeroed_frame().ok_or(VmxError::NoMemory)?;
         let v = phys_to_virt(vmcs).ok_or(VmxError::NoMemory)?;
@@ -178,12 +178,12 @@ impl VmxVcpu {
             syscall_msrs: [0; 5],
             last_qualification: 0,
         };
-        me.write_controls(f);
+        me.write_controls(f, io_bitmap);
         me.write_host_state();
         Ok(me)
     }
 
-    fn write_controls(&mut self, f: &VmxFeatures) {
+    fn write_controls(&mut self, f: &VmxFeatures, io_bitmap: Option<u64>) {
         vmwrite(PIN_BASED_CONTROLS, f.pin as u64);
         vmwrite(PRIMARY_CONTROLS, f.cpu as u64);
         vmwrite(SECONDARY_CONTROLS, f.cpu2 as u64);
@@ -200,7 +200,8 @@ impl VmxVcpu {
         vmwrite(ENTRY_MSR_LOAD_COUNT, 0);
         vmwrite(ENTRY_INTERRUPTION_INFO, 0);
         vmwrite(MSR_BITMAP, *MSR_BITMAP_PA.get().expect("VMX initialised"));
-        let io = *IO_BITMAPS_PA.get().expect("VMX initialised");
+        // Bitmap A then B: the same layout as a whole-port-space bitmap.
+        let io = io_bitmap.unwrap_or_else(|| *IO_BITMAPS_PA.get().expect("VMX initialised"));
         vmwrite(IO_BITMAP_A, io);
         vmwrite(IO_BITMAP_B, io + 4096);
         vmwrite(EPT_POINTER, self.eptp);
