@@ -1,14 +1,16 @@
 //! dom0: the privileged control domain, a small Rust kernel that the
 //! hypervisor starts as a PVH guest (domain 0).
 //!
-//! Today it checks what it was given, reports, and waits for events
-//! (SCHEDOP_block). Its services (console and xenstore, block and network
-//! backends, the toolstack) arrive with the issues that need them.
+//! Today it checks what it was given, lists the machine's PCI functions
+//! (which it owns), and waits for events (SCHEDOP_block). Its drivers and
+//! services (console and xenstore, block and network backends, the
+//! toolstack) arrive with the issues that need them.
 
 #![no_std]
 #![no_main]
 
 use core::fmt::Write;
+use dom0_kernel_shim::pci::{self, Bdf, ConfigAccess};
 use xen_abi::guest::{Console, hypercall, shutdown};
 use xen_abi::start_info::{HvmStartInfo, MAGIC, SIF_INITDOMAIN, SIF_PRIVILEGED};
 use xen_abi::{hypercall as nr, sched};
@@ -26,6 +28,65 @@ fn cmdline(si: &HvmStartInfo) -> &'static str {
     }
     // SAFETY: as above.
     core::str::from_utf8(unsafe { core::slice::from_raw_parts(p, n) }).unwrap_or("")
+}
+
+/// PCI configuration mechanism #1: the hypervisor serves ports 0xCF8 and
+/// 0xCFC for dom0, checking what it writes.
+struct PortConfig;
+
+impl PortConfig {
+    fn select(bdf: Bdf, reg: u16) {
+        let a = 0x8000_0000u32
+            | (bdf.bus as u32) << 16
+            | (bdf.dev as u32) << 11
+            | (bdf.func as u32) << 8
+            | (reg as u32 & 0xfc);
+        // SAFETY: port I/O to the PCI configuration address port, which
+        // dom0 may use; no memory is touched.
+        unsafe { core::arch::asm!("out dx, eax", in("dx") 0xcf8u16, in("eax") a, options(nomem, nostack)) };
+    }
+}
+
+impl ConfigAccess for PortConfig {
+    fn read32(&mut self, bdf: Bdf, reg: u16) -> u32 {
+        Self::select(bdf, reg);
+        let v: u32;
+        // SAFETY: as in `select`, the data port.
+        unsafe { core::arch::asm!("in eax, dx", in("dx") 0xcfcu16, out("eax") v, options(nomem, nostack)) };
+        v
+    }
+    fn write32(&mut self, bdf: Bdf, reg: u16, value: u32) {
+        Self::select(bdf, reg);
+        // SAFETY: as in `select`, the data port.
+        unsafe { core::arch::asm!("out dx, eax", in("dx") 0xcfcu16, in("eax") value, options(nomem, nostack)) };
+    }
+}
+
+/// Lists every PCI function as `lspci` would, with its BARs; none has a
+/// driver yet, so each is left as found.
+fn list_pci(con: &mut Console) {
+    let mut n = 0;
+    pci::enumerate(&mut PortConfig, &mut |f| {
+        n += 1;
+        let _ = writeln!(
+            con,
+            "dom0-kernel-shim: pci {} [{:02x}{:02x}] {}: {:04x}:{:04x} (rev {:02x}){}{}{}",
+            f.bdf,
+            f.class,
+            f.subclass,
+            f.class_name(),
+            f.vendor,
+            f.device,
+            f.revision,
+            if f.int_pin != 0 { " INTx" } else { "" },
+            if f.msi { " MSI" } else { "" },
+            if f.msix { " MSI-X" } else { "" },
+        );
+        for (i, b) in f.bars.iter().enumerate().filter(|(_, b)| **b != pci::Bar::None) {
+            let _ = writeln!(con, "dom0-kernel-shim: pci {}   BAR{i}: {b}", f.bdf);
+        }
+    });
+    let _ = writeln!(con, "dom0-kernel-shim: pci: {n} functions; no drivers yet, all left as found");
 }
 
 #[unsafe(no_mangle)]
@@ -52,6 +113,7 @@ extern "C" fn pvh_main(si_paddr: u64) -> ! {
         let _ = writeln!(con, "dom0-kernel-shim: started without SIF_PRIVILEGED|SIF_INITDOMAIN; stopping");
         shutdown(sched::SHUTDOWN_CRASH);
     }
+    list_pci(&mut con);
     let _ = writeln!(con, "dom0-kernel-shim: ready; waiting for events");
     loop {
         // SAFETY: SCHEDOP_block takes no pointer.

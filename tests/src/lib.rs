@@ -81,6 +81,8 @@ pub struct Boot {
     /// QEMU's software emulation in one host thread (`Qemu::one_thread`):
     /// every boot but Linux ones (`linux`).
     qemu_one_thread: bool,
+    /// More QEMU options: devices for dom0 (`qemu_devices`).
+    qemu_extra: Vec<String>,
 }
 
 /// What fails every run unless its test provokes it on purpose, says so
@@ -124,7 +126,14 @@ impl Boot {
             expected: Provoked::default(),
             qemu_cpu_flags: String::new(),
             qemu_one_thread: true,
+            qemu_extra: Vec::new(),
         }
+    }
+
+    /// Adds QEMU options (devices, their back ends), QEMU only.
+    pub fn qemu_devices(mut self, args: &[&str]) -> Boot {
+        self.qemu_extra.extend(args.iter().map(|a| a.to_string()));
+        self
     }
 
     pub fn cmdline(mut self, c: &str) -> Boot {
@@ -268,6 +277,7 @@ impl Boot {
                     // The last -cpu option is the one QEMU takes.
                     q.extra = vec!["-cpu".into(), format!("{},{}", xtask::emulator::TCG_CPU, self.qemu_cpu_flags)];
                 }
+                q.extra.extend(self.qemu_extra.iter().cloned());
                 let (stdin, stdout) = if self.typing.is_empty() {
                     q.serial = Serial::File(serial.clone());
                     (Stdio::null(), Stdio::null())
@@ -282,6 +292,7 @@ impl Boot {
             }
             Machine::Bochs => {
                 assert!(self.typing.is_empty(), "{}: typing on the serial line needs QEMU", self.name);
+                assert!(self.qemu_extra.is_empty(), "{}: QEMU devices need QEMU", self.name);
                 let mut b = Bochs::new(iso, dir.join("bochs"));
                 b.cpus = self.cpus;
                 b.memory_mib = self.memory_mib;

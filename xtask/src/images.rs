@@ -52,6 +52,7 @@ pub const GUESTS: &[&str] = &[
     "hostile",
     "isolation",
     "fuzz",
+    "devices",
 ];
 
 /// Builds every bare-metal image.

@@ -1,0 +1,136 @@
+//! What a domain reaches of the machine's devices. Started as dom0 (with
+//! QEMU's `edu` device present): PCI configuration through ports
+//! 0xCF8/0xCFC reaches the devices, but the MSI capability and BARs moved
+//! over RAM are the hypervisor's; the ports of devices the hypervisor
+//! keeps (COM1, the PIT, the reset register) answer nothing, the others
+//! (the CMOS RTC) reach the hardware; physdev_op is let in. Started as a
+//! domU: no PCI, no device port, physdev_op refused with -EPERM.
+
+#![no_std]
+#![no_main]
+
+use test_guests::*;
+use xen_abi::errno::*;
+use xen_abi::start_info::SIF_PRIVILEGED;
+
+fn inb(port: u16) -> u8 {
+    let v: u8;
+    // SAFETY: port input changes only the register.
+    unsafe { core::arch::asm!("in al, dx", in("dx") port, out("al") v, options(nomem, nostack)) };
+    v
+}
+fn outb(port: u16, v: u8) {
+    // SAFETY: port output to a port the test names; no memory is touched.
+    unsafe { core::arch::asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack)) };
+}
+fn inl(port: u16) -> u32 {
+    let v: u32;
+    // SAFETY: as in `inb`.
+    unsafe { core::arch::asm!("in eax, dx", in("dx") port, out("eax") v, options(nomem, nostack)) };
+    v
+}
+fn outl(port: u16, v: u32) {
+    // SAFETY: as in `outb`.
+    unsafe { core::arch::asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack)) };
+}
+
+fn cfg_read(dev: u8, reg: u16) -> u32 {
+    outl(0xcf8, 0x8000_0000 | (dev as u32) << 11 | reg as u32 & 0xfc);
+    inl(0xcfc)
+}
+fn cfg_write(dev: u8, reg: u16, v: u32) {
+    outl(0xcf8, 0x8000_0000 | (dev as u32) << 11 | reg as u32 & 0xfc);
+    outl(0xcfc, v);
+}
+
+fn physdev_op(cmd: u64) -> i64 {
+    let mut arg = [0u8; 64];
+    // SAFETY: a zeroed 64-byte argument, larger than any physdev struct.
+    unsafe { hypercall(xen_abi::hypercall::PHYSDEV_OP, cmd, arg.as_mut_ptr() as u64, 0, 0, 0) }
+}
+
+const PHYSDEVOP_MAP_PIRQ: u64 = 13;
+const PHYSDEVOP_EOI: u64 = 12;
+const EDU: u32 = 0x11e8_1234;
+
+fn as_dom0(c: &mut Checks) {
+    let Some(dev) = (0..32).find(|&d| cfg_read(d, 0) == EDU) else {
+        c.check("the edu device is on bus 0", false);
+        return;
+    };
+    println!("edu at 00:{dev:02x}.0");
+    c.check("the edu device is on bus 0", true);
+    // Its MSI capability (edu has one, and no MSI-X).
+    let mut at = (cfg_read(dev, 0x34) & 0xfc) as u16;
+    let mut msi = None;
+    for _ in 0..48 {
+        if at < 0x40 {
+            break;
+        }
+        let head = cfg_read(dev, at);
+        if head as u8 == 0x05 {
+            msi = Some(at);
+        }
+        at = ((head >> 8) & 0xfc) as u16;
+    }
+    let Some(msi) = msi else {
+        c.check("edu has an MSI capability", false);
+        return;
+    };
+    let head = cfg_read(dev, msi);
+    cfg_write(dev, msi, head | 1 << 16);
+    c.eq("an MSI enable write is refused", cfg_read(dev, msi) as i64, head as i64);
+    let addr = cfg_read(dev, msi + 4);
+    cfg_write(dev, msi + 4, 0xfee0_0000);
+    c.eq("an MSI address write is refused", cfg_read(dev, msi + 4) as i64, addr as i64);
+
+    // BAR0 (1 MiB of registers), with memory decoding off meanwhile.
+    let command = cfg_read(dev, 0x04) & 0xffff;
+    cfg_write(dev, 0x04, command & !2);
+    let bar = cfg_read(dev, 0x10);
+    cfg_write(dev, 0x10, u32::MAX);
+    c.eq("sizing BAR0 reads its size back", cfg_read(dev, 0x10) as i64, 0xfff0_0000);
+    cfg_write(dev, 0x10, 0x0010_0000);
+    c.eq("BAR0 moved over RAM is refused", cfg_read(dev, 0x10) as i64, 0xfff0_0000);
+    cfg_write(dev, 0x10, 0xe000_0000);
+    c.eq("BAR0 moved to free space moves", cfg_read(dev, 0x10) as i64, 0xe000_0000);
+    cfg_write(dev, 0x10, bar);
+    c.eq("BAR0 is put back", cfg_read(dev, 0x10) as i64, bar as i64);
+    cfg_write(dev, 0x04, command);
+
+    // 0xCF8 holds a whole dword; a byte there reads all ones.
+    outl(0xcf8, 0x8000_1234);
+    c.eq("0xCF8 reads back what was written", inl(0xcf8) as i64, 0x8000_1234);
+    c.eq("a byte of 0xCF8 reads 0xff", inb(0xcf8) as i64, 0xff);
+    // Ports: the CMOS RTC is dom0's (status register A has its divider
+    // set, never all ones); COM1, the PIT and the reset register are the
+    // hypervisor's and answer nothing.
+    outb(0x70, 0x0a);
+    let status_a = inb(0x71);
+    c.check("the CMOS RTC's ports reach the hardware", status_a != 0xff && status_a & 0x70 != 0);
+    c.eq("COM1's line status is the hypervisor's", inb(0x3fd) as i64, 0xff);
+    c.eq("the PIT is the hypervisor's", inb(0x40) as i64, 0xff);
+    c.eq("the reset register is the hypervisor's", inb(0xcf9) as i64, 0xff);
+    c.eq("physdev_op is let in (eoi: not offered yet)", physdev_op(PHYSDEVOP_EOI), -ENOSYS);
+}
+
+fn as_domu(c: &mut Checks) {
+    c.eq("physdev_op map_pirq is refused", physdev_op(PHYSDEVOP_MAP_PIRQ), -EPERM);
+    c.eq("physdev_op eoi is refused", physdev_op(PHYSDEVOP_EOI), -EPERM);
+    c.eq("no PCI function answers", cfg_read(0, 0) as i64, 0xffff_ffff);
+    outb(0x70, 0x0a);
+    c.eq("the CMOS RTC is out of reach", inb(0x71) as i64, 0xff);
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn pvh_main(si_paddr: u64) -> ! {
+    let dom0 = start_info(si_paddr).flags & SIF_PRIVILEGED != 0;
+    println!("devices: started as {}", if dom0 { "dom0" } else { "a domU" });
+    let mut c = Checks::new();
+    if dom0 {
+        as_dom0(&mut c)
+    } else {
+        as_domu(&mut c)
+    }
+    c.finish()
+}
