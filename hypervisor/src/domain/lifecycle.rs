@@ -267,7 +267,9 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
     // every further table page counts against this.
     // Enough to map all of RAM with 4 KiB pages (a balloon driver splits
     // large ones), plus room for grant maps and special pages.
-    p2m.limit_growth(P2M_HEADROOM + pages / 512);
+    // The hardware domain also maps its devices' memory.
+    let device_tables = if spec.privileged { DEVICE_P2M_HEADROOM } else { 0 };
+    p2m.limit_growth(P2M_HEADROOM + pages / 512 + device_tables);
     let Some(shared_info) = alloc_zeroed_frame() else {
         cleanup(p2m);
         return Err(CreateError::OutOfMemory);
@@ -393,6 +395,20 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
     // Each subsystem's part; a domain one of them refuses is undone (what
     // it was given so far torn down, the rest freed with its last
     // reference).
+    if let Some(acc) = &dom.devices {
+        let mut mmio = crate::memory::physmap::DeviceMemory::new(&dom);
+        let n = crate::passthrough::config::take_over_devices(acc, &mut mmio);
+        log::info!(
+            "domain {} ({}): {n} PCI functions, their memory mapped at its own address{}",
+            dom.id,
+            dom.name,
+            if mmio.skipped > 0 {
+                alloc::format!(" ({} pages taken by its RAM, not mapped)", mmio.skipped)
+            } else {
+                alloc::string::String::new()
+            }
+        );
+    }
     unit::set_up(&UNITS, &dom).map_err(CreateError::Unit)?;
     registry::insert(dom.clone());
     Ok(dom)

@@ -26,6 +26,10 @@ pub const SPECIAL_PAGES: u64 = 0xfeff_8000;
 pub const SPECIAL_PAGES_LEN: u64 = 0x8000;
 /// Table pages a domain's p2m may add after it is built.
 pub const P2M_HEADROOM: u64 = 64;
+/// More for the hardware domain, whose devices' memory is mapped too
+/// (4 MiB of table pages: at least 2 GiB of BARs in 4 KiB pages, far more
+/// where large pages fit).
+pub const DEVICE_P2M_HEADROOM: u64 = 1024;
 /// Where a domain's ACPI tables go (libxl's ACPI_INFO_PHYSICAL_ADDRESS
 /// region: the start of the hole below 4 GiB).
 pub const ACPI_BASE: u64 = LOW_RAM_END;

@@ -2,7 +2,7 @@
 //! entries may be replaced, hypervisor pages placed in it, fresh zeroed RAM,
 //! and access to it as guest memory (`DomainMemory`).
 
-use crate::arch::x86_64::hvm::npt::{Npt, P2mType};
+use crate::arch::x86_64::hvm::npt::{GPA_BITS, Npt, P2mType};
 use crate::domain::Domain;
 use crate::domain::DomainInner;
 use crate::domain::unit::{Unit, nothing_to_create};
@@ -69,6 +69,11 @@ impl GuestPhysical for DomainMemory<'_> {
     fn frame(&self, gfn: Gfn, write: bool) -> Result<NonNull<u8>, MemFault> {
         let unmapped = MemFault::Unmapped { gpa: gfn.gpa() };
         let (mfn, t) = self.p2m.lookup(gfn).ok_or(unmapped)?;
+        // Device registers are the guest's to touch, never the
+        // hypervisor's on its behalf (a read could have side effects).
+        if t.is_mmio() {
+            return Err(unmapped);
+        }
         if write && !t.writable() {
             return Err(MemFault::ReadOnly { gpa: gfn.gpa() });
         }
@@ -132,4 +137,75 @@ pub fn populate(p2m: &mut Npt, gfn: Gfn, count: u64) -> Result<(), OutOfMemory> 
         g = g.add(1);
     }
     Ok(())
+}
+
+/// The hardware domain's device memory in its p2m, for
+/// `passthrough::config`: each range mapped at its own address, a page
+/// at a time where the domain has nothing else (its own RAM or special
+/// pages keep their place; those pages are counted as skipped).
+pub struct DeviceMemory<'a> {
+    pub dom: &'a Domain,
+    /// Whether any mapping changed (the domain's TLBs need a flush).
+    pub changed: bool,
+    pub skipped: u64,
+}
+
+impl<'a> DeviceMemory<'a> {
+    pub fn new(dom: &'a Domain) -> DeviceMemory<'a> {
+        DeviceMemory { dom, changed: false, skipped: 0 }
+    }
+}
+
+/// The guest frames a device range covers (whole pages).
+fn device_frames(r: &crate::passthrough::vpci::MmioRange) -> core::ops::Range<u64> {
+    let end = r.base.saturating_add(r.size).saturating_add(0xfff) >> 12;
+    (r.base >> 12)..end.min(1 << (GPA_BITS - 12))
+}
+
+impl crate::passthrough::config::MmioMapper for DeviceMemory<'_> {
+    fn map(&mut self, r: &crate::passthrough::vpci::MmioRange) {
+        let t = if r.prefetchable { P2mType::MmioPrefetchable } else { P2mType::Mmio };
+        let mut i = self.dom.inner.lock();
+        let Some(p2m) = i.p2m.as_mut() else { return };
+        let frames = device_frames(r);
+        let mut changed = false;
+        if frames.clone().all(|g| p2m.lookup(Gfn(g)).is_none()) {
+            // All free: one mapping, large pages where aligned.
+            let n = frames.end - frames.start;
+            changed = p2m.map(Gfn(frames.start), Mfn(frames.start), n, t).is_ok();
+            if !changed {
+                self.skipped += n;
+            }
+        } else {
+            for g in frames {
+                match p2m.lookup(Gfn(g)) {
+                    None => match p2m.set(Gfn(g), Mfn(g), t) {
+                        Ok(_) => changed = true,
+                        Err(_) => self.skipped += 1,
+                    },
+                    Some((m, old)) if old.is_mmio() && m.0 == g => {}
+                    Some(_) => self.skipped += 1,
+                }
+            }
+        }
+        if changed {
+            i.p2m_gen += 1;
+            self.changed = true;
+        }
+    }
+
+    fn unmap(&mut self, r: &crate::passthrough::vpci::MmioRange) {
+        let mut i = self.dom.inner.lock();
+        let Some(p2m) = i.p2m.as_mut() else { return };
+        let mut changed = false;
+        for g in device_frames(r) {
+            if p2m.lookup(Gfn(g)).is_some_and(|(m, t)| t.is_mmio() && m.0 == g) {
+                changed |= p2m.clear(Gfn(g)).is_ok();
+            }
+        }
+        if changed {
+            i.p2m_gen += 1;
+            self.changed = true;
+        }
+    }
 }

@@ -75,6 +75,18 @@ pub struct Layout {
     pub msi: Option<(u16, u16)>,
     /// The MSI-X capability's offset.
     pub msix: Option<u16>,
+    /// Where the MSI-X table and pending-bit array live: (BAR, offset,
+    /// bytes). Their pages stay the hypervisor's when the BAR is mapped.
+    pub msix_table: Option<(u8, u32, u32)>,
+    pub msix_pba: Option<(u8, u32, u32)>,
+}
+
+/// A memory range a function decodes now, to be mapped at its own address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MmioRange {
+    pub base: u64,
+    pub size: u64,
+    pub prefetchable: bool,
 }
 
 impl Layout {
@@ -136,7 +148,71 @@ impl Layout {
             cfg.write32(COMMAND, command & 0xffff);
         }
         let (msi, msix) = capabilities(cfg);
-        Layout { header_type, bars, rom, msi, msix }
+        let (mut msix_table, mut msix_pba) = (None, None);
+        if let Some(at) = msix {
+            let entries = ((cfg.read32(at) >> 16) & 0x7ff) + 1;
+            let t = cfg.read32(at + 4);
+            let p = cfg.read32(at + 8);
+            msix_table = Some(((t & 7) as u8, t & !7, entries * 16));
+            msix_pba = Some(((p & 7) as u8, p & !7, entries.div_ceil(64) * 8));
+        }
+        Layout { header_type, bars, rom, msi, msix, msix_table, msix_pba }
+    }
+
+    /// The memory ranges the function decodes now: none unless memory
+    /// decoding is on; each memory BAR that is placed (not zero, not
+    /// being sized), less the pages of the MSI-X table and pending bits;
+    /// the ROM if it is enabled.
+    pub fn decoded_ranges(&self, cfg: &mut dyn ConfigSpace) -> alloc::vec::Vec<MmioRange> {
+        let mut out = alloc::vec::Vec::new();
+        if cfg.read32(COMMAND) & COMMAND_MEMORY == 0 {
+            return out;
+        }
+        for (i, bar) in self.bars.iter().enumerate() {
+            let reg = 0x10 + 4 * i as u16;
+            let (base, size, prefetchable) = match *bar {
+                // A BAR that reads back its size mask is being sized.
+                Bar::Mem32 { size, prefetchable } => {
+                    let base = (cfg.read32(reg) & !0xf) as u64;
+                    if base == !(size - 1) & 0xffff_fff0 {
+                        continue;
+                    }
+                    (base, size, prefetchable)
+                }
+                Bar::Mem64 { size, prefetchable } => {
+                    let (lo, hi) = (cfg.read32(reg), cfg.read32(reg + 4));
+                    let base = (hi as u64) << 32 | (lo & !0xf) as u64;
+                    if base == !(size - 1) & !0xf {
+                        continue;
+                    }
+                    (base, size, prefetchable)
+                }
+                _ => continue,
+            };
+            if base == 0 || size == 0 {
+                continue;
+            }
+            // The MSI-X structures' pages are cut out.
+            let mut holes = [None, None];
+            for (h, s) in holes.iter_mut().zip([self.msix_table, self.msix_pba]) {
+                if let Some((bir, off, len)) = s
+                    && bir as usize == i
+                {
+                    let start = (off as u64) & !0xfff;
+                    let end = ((off as u64 + len as u64) + 0xfff) & !0xfff;
+                    *h = Some((start.min(size), end.min(size)));
+                }
+            }
+            push_around(&mut out, base, size, prefetchable, &holes);
+        }
+        if let (Some(reg), Bar::Rom { size }) = (self.rom_reg(), self.rom) {
+            let v = cfg.read32(reg);
+            let base = (v & 0xffff_f800) as u64;
+            if v & 1 == 1 && base != 0 && v & 0xffff_f800 != 0xffff_f800 {
+                out.push(MmioRange { base, size, prefetchable: false });
+            }
+        }
+        out
     }
 
     /// The register of the ROM BAR (none for other header types).
@@ -146,6 +222,34 @@ impl Layout {
             1 => Some(0x38),
             _ => None,
         }
+    }
+}
+
+/// Pushes `[base, base + size)` minus the `holes` (offsets into it,
+/// page-aligned, possibly overlapping).
+fn push_around(
+    out: &mut alloc::vec::Vec<MmioRange>,
+    base: u64,
+    size: u64,
+    prefetchable: bool,
+    holes: &[Option<(u64, u64)>; 2],
+) {
+    let mut cuts: [(u64, u64); 2] = [(size, size); 2];
+    for (c, h) in cuts.iter_mut().zip(holes) {
+        if let Some(h) = h {
+            *c = *h;
+        }
+    }
+    cuts.sort_unstable();
+    let mut at = 0;
+    for (s, e) in cuts {
+        if s > at {
+            out.push(MmioRange { base: base + at, size: s - at, prefetchable });
+        }
+        at = at.max(e);
+    }
+    if at < size {
+        out.push(MmioRange { base: base + at, size: size - at, prefetchable });
     }
 }
 
@@ -370,6 +474,32 @@ mod tests {
         assert_eq!(l.msi, Some((0x50, 24)));
         assert_eq!(l.msix, Some(0x70));
         assert_eq!(f.regs, before, "every register as it was");
+    }
+
+    #[test]
+    fn decoded_ranges_leave_out_the_msix_pages_and_what_does_not_decode() {
+        let mut f = device();
+        // MSI-X: 64 entries in BAR2 at 0x2000, pending bits at 0x3000.
+        f.regs[0x70 / 4] = CAP_MSIX as u32 | 63 << 16;
+        f.regs[0x74 / 4] = 0x2000 | 2;
+        f.regs[0x78 / 4] = 0x3000 | 2;
+        let l = Layout::discover(&mut f);
+        assert_eq!(l.msix_table, Some((2, 0x2000, 64 * 16)));
+        assert_eq!(l.msix_pba, Some((2, 0x3000, 8)));
+        let r = |base, size, prefetchable| MmioRange { base, size, prefetchable };
+        let bar2 = 0x1_e000_0000;
+        assert_eq!(
+            l.decoded_ranges(&mut f),
+            [r(0xfebf_0000, 16 * 1024, false), r(bar2, 0x2000, true), r(bar2 + 0x4000, (1 << 20) - 0x4000, true)]
+        );
+        // The ROM once enabled.
+        f.regs[12] |= 1;
+        assert_eq!(l.decoded_ranges(&mut f).last(), Some(&r(0xfeb0_0000, 64 * 1024, false)));
+        // A BAR being sized decodes nothing; memory decoding off, nothing.
+        f.regs[4] = 0xffff_c000;
+        assert!(!l.decoded_ranges(&mut f).iter().any(|x| x.base == 0xffff_c000));
+        f.regs[1] &= !COMMAND_MEMORY;
+        assert!(l.decoded_ranges(&mut f).is_empty());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! What a domain reaches of the machine's devices. Started as dom0 (with
 //! QEMU's `edu` device present): PCI configuration through ports
 //! 0xCF8/0xCFC reaches the devices, but the MSI capability and BARs moved
-//! over RAM are the hypervisor's; the ports of devices the hypervisor
+//! over RAM are the hypervisor's; a BAR's registers are mapped at their
+//! own address while memory decoding is on, and follow the BAR when it
+//! moves; the ports of devices the hypervisor
 //! keeps (COM1, the PIT, the reset register) answer nothing, the others
 //! (the CMOS RTC) reach the hardware; physdev_op is let in. Started as a
 //! domU: no PCI, no device port, physdev_op refused with -EPERM.
@@ -52,6 +54,18 @@ fn physdev_op(cmd: u64) -> i64 {
 const PHYSDEVOP_MAP_PIRQ: u64 = 13;
 const PHYSDEVOP_EOI: u64 = 12;
 const EDU: u32 = 0x11e8_1234;
+/// edu's identification register (BAR0 + 0): 0xRRrr00ed.
+const EDU_ID_LOW: u32 = 0xed;
+
+fn mmio_read(addr: u64) -> u32 {
+    // SAFETY: an address in the 4 GiB the entry code maps; device memory
+    // or a hole (all ones), which a read does not change.
+    unsafe { core::ptr::read_volatile(addr as *const u32) }
+}
+fn mmio_write(addr: u64, v: u32) {
+    // SAFETY: edu's liveness register, which only keeps what is written.
+    unsafe { core::ptr::write_volatile(addr as *mut u32, v) };
+}
 
 fn as_dom0(c: &mut Checks) {
     let Some(dev) = (0..32).find(|&d| cfg_read(d, 0) == EDU) else {
@@ -84,8 +98,27 @@ fn as_dom0(c: &mut Checks) {
     cfg_write(dev, msi + 4, 0xfee0_0000);
     c.eq("an MSI address write is refused", cfg_read(dev, msi + 4) as i64, addr as i64);
 
-    // BAR0 (1 MiB of registers), with memory decoding off meanwhile.
+    // BAR0's registers, where the firmware put them.
+    let bar = cfg_read(dev, 0x10) & !0xf;
     let command = cfg_read(dev, 0x04) & 0xffff;
+    c.check("the firmware left memory decoding on", command & 2 != 0);
+    c.eq("edu's registers are mapped at their own address", (mmio_read(bar as u64) & 0xff) as i64, EDU_ID_LOW as i64);
+    mmio_write(bar as u64 + 4, 0x1234_5678);
+    c.eq("a write reaches the device (liveness: inverted)", mmio_read(bar as u64 + 4) as i64, !0x1234_5678u32 as i64);
+    // Decoding off: the registers are gone from dom0's memory.
+    cfg_write(dev, 0x04, command & !2);
+    c.eq("decoding off unmaps them", mmio_read(bar as u64) as i64, 0xffff_ffff);
+    // Moved with decoding on: they follow.
+    cfg_write(dev, 0x10, 0xe000_0000);
+    cfg_write(dev, 0x04, command);
+    c.eq("a moved BAR's registers are at the new address", (mmio_read(0xe000_0000) & 0xff) as i64, EDU_ID_LOW as i64);
+    c.eq("and gone from the old one", mmio_read(bar as u64) as i64, 0xffff_ffff);
+    cfg_write(dev, 0x04, command & !2);
+    cfg_write(dev, 0x10, bar);
+    cfg_write(dev, 0x04, command);
+    c.eq("back where they were", (mmio_read(bar as u64) & 0xff) as i64, EDU_ID_LOW as i64);
+
+    // BAR0 (1 MiB of registers), with memory decoding off meanwhile.
     cfg_write(dev, 0x04, command & !2);
     let bar = cfg_read(dev, 0x10);
     cfg_write(dev, 0x10, u32::MAX);

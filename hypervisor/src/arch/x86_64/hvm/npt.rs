@@ -22,6 +22,8 @@ pub enum P2mFormat {
 
 /// EPT leaf memory type write-back (bits 3-5 = 6).
 const EPT_WB: u64 = 6 << 3;
+/// EPT leaf memory type uncached (0), with "ignore PAT" (bit 6).
+const EPT_UC_IGNORE_PAT: u64 = 1 << 6;
 
 /// What a guest frame is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +39,12 @@ pub enum P2mType {
     GrantRw,
     /// Another domain's page mapped through a read-only grant.
     GrantRo,
+    /// A device's registers (a BAR of the hardware domain's), mapped at
+    /// its own address: uncached whatever the guest's PAT says.
+    Mmio,
+    /// A prefetchable BAR: the guest's PAT decides (write-combining where
+    /// it asks for it, uncached where it maps it so).
+    MmioPrefetchable,
 }
 
 impl P2mType {
@@ -47,6 +55,8 @@ impl P2mType {
             P2mType::Special => 3 << 9,
             P2mType::GrantRw => 4 << 9,
             P2mType::GrantRo => 5 << 9,
+            P2mType::Mmio => 6 << 9,
+            P2mType::MmioPrefetchable => 7 << 9,
         }
     }
 
@@ -57,20 +67,27 @@ impl P2mType {
             3 => Some(P2mType::Special),
             4 => Some(P2mType::GrantRw),
             5 => Some(P2mType::GrantRo),
+            6 => Some(P2mType::Mmio),
+            7 => Some(P2mType::MmioPrefetchable),
             _ => None,
         }
     }
 
     /// Leaf bits: NPT present|user(|write); EPT read|execute(|write) with
-    /// write-back memory type (the guest's PAT still applies).
+    /// write-back memory type (the guest's PAT still applies). Device
+    /// registers are uncached on both: NPT's PCD|PWT (the host PAT's UC
+    /// entry, which wins over any guest type), EPT's UC type with the
+    /// guest's PAT ignored.
     fn flags(self, format: P2mFormat) -> PteFlags {
         let rw = match self {
             P2mType::RamReadOnly | P2mType::GrantRo => PteFlags::empty(),
             _ => PteFlags::WRITABLE,
         };
-        let memtype = match format {
-            P2mFormat::Npt => 0,
-            P2mFormat::Ept => EPT_WB,
+        let memtype = match (format, self) {
+            (P2mFormat::Npt, P2mType::Mmio) => (PteFlags::CACHE_DISABLE | PteFlags::WRITE_THROUGH).bits(),
+            (P2mFormat::Npt, _) => 0,
+            (P2mFormat::Ept, P2mType::Mmio) => EPT_UC_IGNORE_PAT,
+            (P2mFormat::Ept, _) => EPT_WB,
         };
         PteFlags::USER | rw | PteFlags::from_bits_retain(self.bits() | memtype)
     }
@@ -81,6 +98,12 @@ impl P2mType {
 
     pub fn is_grant(self) -> bool {
         matches!(self, P2mType::GrantRw | P2mType::GrantRo)
+    }
+
+    /// A device's registers (never reached through the hypervisor's
+    /// direct map, never freed).
+    pub fn is_mmio(self) -> bool {
+        matches!(self, P2mType::Mmio | P2mType::MmioPrefetchable)
     }
 
     /// Frames the domain owns (freed with it).

@@ -463,9 +463,18 @@ pub(super) fn port_io(dom: &Arc<Domain>, v: &mut Vcpu, io: IoExit) -> Next {
                 advance_to(v, io.next_rip);
                 return Next::Resume;
             }
-        } else if crate::passthrough::config::port_write(acc, dom.id, io.port, size, (v.regs.rax & mask) as u32) {
-            advance_to(v, io.next_rip);
-            return Next::Resume;
+        } else {
+            let mut mmio = crate::memory::physmap::DeviceMemory::new(dom);
+            let value = (v.regs.rax & mask) as u32;
+            if crate::passthrough::config::port_write(acc, dom.id, &mut mmio, io.port, size, value) {
+                // A BAR mapped, moved or unmapped: no vCPU may keep the
+                // old translation.
+                if mmio.changed {
+                    super::flush::flush_then_free(dom, v, true, alloc::vec::Vec::new());
+                }
+                advance_to(v, io.next_rip);
+                return Next::Resume;
+            }
         }
     }
     if io.input {

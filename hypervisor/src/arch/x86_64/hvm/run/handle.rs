@@ -5,17 +5,16 @@
 
 use super::control;
 use super::emulate::{Here, advance_to, apic_mmio, fetch, port_io, rdmsr, skip, skip_at, unbacked_mmio, wrmsr};
+use super::flush::flush_then_free;
 use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::hvm::cpuid::{CpuidContext, guest_cpuid};
 use crate::arch::x86_64::hvm::exit::{Next, VmExit};
 use crate::arch::x86_64::hvm::vendor::VendorVcpu;
 use crate::arch::x86_64::hvm::vlapic;
 use crate::arch::x86_64::insn::{self, Expected};
-use crate::domain::{Domain, Vcpu, VcpuShared, vflags};
+use crate::domain::{Domain, Vcpu, VcpuShared};
 use crate::hypercall::env::HcEnv;
 use crate::hypercall::{self, Call, Outcome};
-use crate::memory::frame_ref::{Deferred, release_frames};
-use crate::sched;
 use alloc::sync::Arc;
 
 #[inline]
@@ -195,36 +194,6 @@ fn complete_hypercall(dom: &Arc<Domain>, shared: &VcpuShared, v: &mut Vcpu, here
         Outcome::Shutdown(reason) => {
             dom.shutdown(reason);
             Next::Stop
-        }
-    }
-}
-
-/// After a hypercall that changed the p2m: every vCPU of the domain drops
-/// its translations before it runs again (those on other CPUs leave their
-/// guests now, so a page the p2m no longer maps is not used through a
-/// stale entry); only then are the frames it unmapped freed.
-#[cold]
-#[inline(never)]
-fn flush_then_free(dom: &Domain, v: &mut Vcpu, flush_tlb: bool, deferred: alloc::vec::Vec<Deferred>) {
-    if flush_tlb {
-        v.arch.flush_tlb();
-        v.fetch_cache.clear();
-        let mut running = crate::util::cpumask::CpuMask::empty();
-        for o in dom.vcpus.iter().filter(|o| o.id != v.id) {
-            o.set_flag(vflags::FLUSH);
-            let on = o.running_on.load(core::sync::atomic::Ordering::Acquire);
-            if on != 0 {
-                running.set(on as usize - 1);
-            }
-        }
-        sched::kick_and_wait(&running);
-    }
-    for d in deferred {
-        match d {
-            Deferred::Release(mfn) => release_frames(mfn, 1),
-            Deferred::Unpin { granter, serial, gref, readonly, mfn } => {
-                crate::grant::map::unpin_after_flush(granter, serial, gref, readonly, mfn)
-            }
         }
     }
 }

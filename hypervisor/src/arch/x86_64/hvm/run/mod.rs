@@ -9,6 +9,7 @@ mod control;
 pub mod cpu_loop;
 mod crash_report;
 mod emulate;
+mod flush;
 mod handle;
 
 use self::handle::handle_exit;
