@@ -72,9 +72,12 @@ fn dom0_lists_the_machines_pci_functions() {
 #[test]
 fn dom0_cannot_take_interrupts_or_memory_through_pci() {
     let o = Boot::new("dom0_pci_mediation", Machine::QemuBios)
+        .cmdline("dom0_mem=64M")
         .module(images().guest("devices"), "dom0")
-        .guest("devices", "name=domu")
+        .guest("devices", "name=domu memory=16")
         .qemu_devices(&["-device", "edu"])
+        // edu's DMA reaches the first 256 MiB only.
+        .memory(256)
         .run();
     o.expect_end(End::PoweredOff);
     o.expect("(d0) devices: started as dom0")
@@ -82,5 +85,6 @@ fn dom0_cannot_take_interrupts_or_memory_through_pci() {
         .expect_verdict_pass(0)
         .expect_verdict_pass(1)
         .expect("refused: MSI is the hypervisor's")
-        .expect("refused: a memory BAR over RAM or the hypervisor's memory");
+        .expect("refused: a memory BAR over RAM or the hypervisor's memory")
+        .expect("(d0) PASS a page DMA'd at its guest-physical address comes back whole (RAM is 1:1)");
 }

@@ -210,23 +210,43 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
         return Err(CreateError::NotEnoughMemory { need_mib: (pages + overhead) >> 8, free_mib: free >> 8 });
     }
     let mut p2m = Npt::new(arch_hvm::p2m_format(), arch_hvm::p2m_largest()).map_err(|_| CreateError::OutOfMemory)?;
-    let layout = ram_layout(pages);
     let mut memmap: Vec<HvmMemmapEntry> = Vec::new();
     let mut e820 = Vec::new();
-    for (gfn, count) in layout.into_iter().filter(|(_, c)| *c > 0) {
-        if let Err(e) = populate(&mut p2m, gfn, count) {
-            p2m.destroy(&mut |mfn, n| {
-                let _ = free_frames(mfn.phys(), n);
-            });
-            return Err(e.into());
+    // A domU's RAM from 0 (libxl's layout); the hardware domain's mapped
+    // 1:1 but for its boot island (`memory::identity`).
+    let (runs, low_ram_end) = if spec.privileged {
+        let ramdisk_len = spec.ramdisk.map_or(0, |r| r.len() as u64);
+        let island = crate::memory::identity::boot_island(kernel.load_start, kernel.load_end, ramdisk_len);
+        let hole = (Gpa(ACPI_BASE).gfn().0, 1 << 20);
+        match crate::memory::physmap::populate_identity(&mut p2m, island, hole, pages) {
+            Ok(runs) if runs.len() <= crate::memory::identity::MAX_RUNS => (runs, island.1 << 12),
+            Ok(_) | Err(_) => {
+                p2m.destroy(&mut |mfn, n| {
+                    let _ = free_frames(mfn.phys(), n);
+                });
+                return Err(CreateError::OutOfMemory);
+            }
         }
-        memmap.push(HvmMemmapEntry { addr: gfn.gpa().0, size: count << 12, kind: 1, reserved: 0 });
-        e820.push(E820Entry { addr: gfn.gpa().0, size: count << 12, kind: 1 });
+    } else {
+        let layout = ram_layout(pages);
+        for (gfn, count) in layout.into_iter().filter(|(_, c)| *c > 0) {
+            if let Err(e) = populate(&mut p2m, gfn, count) {
+                p2m.destroy(&mut |mfn, n| {
+                    let _ = free_frames(mfn.phys(), n);
+                });
+                return Err(e.into());
+            }
+        }
+        (layout.iter().filter(|(_, c)| *c > 0).map(|(g, c)| (g.0, *c)).collect::<Vec<_>>(), layout[0].1 << 12)
+    };
+    for &(gfn, count) in &runs {
+        memmap.push(HvmMemmapEntry { addr: gfn << 12, size: count << 12, kind: 1, reserved: 0 });
+        e820.push(E820Entry { addr: gfn << 12, size: count << 12, kind: 1 });
     }
-    // libxl's order: low RAM, the special pages, then high RAM.
-    let special = HvmMemmapEntry { addr: SPECIAL_PAGES, size: SPECIAL_PAGES_LEN, kind: 2, reserved: 0 };
-    memmap.insert(1, special);
-    e820.insert(1, E820Entry { addr: SPECIAL_PAGES, size: SPECIAL_PAGES_LEN, kind: 2 });
+    // In address order (libxl's: low RAM, ACPI, the special pages, high
+    // RAM).
+    memmap.push(HvmMemmapEntry { addr: SPECIAL_PAGES, size: SPECIAL_PAGES_LEN, kind: 2, reserved: 0 });
+    e820.push(E820Entry { addr: SPECIAL_PAGES, size: SPECIAL_PAGES_LEN, kind: 2 });
 
     let cleanup = |p2m: Npt| {
         p2m.destroy(&mut |mfn, n| {
@@ -236,8 +256,10 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
     // ACPI tables (RSDP, XSDT, FADT, DSDT, MADT) right after low RAM.
     let acpi = crate::domain::build::acpi::build(ACPI_BASE, spec.vcpus);
     let acpi_pages = (acpi.len() as u64).div_ceil(4096);
-    memmap.insert(1, HvmMemmapEntry { addr: ACPI_BASE, size: acpi_pages << 12, kind: 3, reserved: 0 });
-    e820.insert(1, E820Entry { addr: ACPI_BASE, size: acpi_pages << 12, kind: 3 });
+    memmap.push(HvmMemmapEntry { addr: ACPI_BASE, size: acpi_pages << 12, kind: 3, reserved: 0 });
+    e820.push(E820Entry { addr: ACPI_BASE, size: acpi_pages << 12, kind: 3 });
+    memmap.sort_unstable_by_key(|e| e.addr);
+    e820.sort_unstable_by_key(|e| e.addr);
     if let Err(e) = populate(&mut p2m, Gpa(ACPI_BASE).gfn(), acpi_pages) {
         cleanup(p2m);
         return Err(e.into());
@@ -250,7 +272,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
         ramdisk: spec.ramdisk,
         cmdline: spec.cmdline,
         memmap: &memmap,
-        low_ram_end: layout[0].1 << 12,
+        low_ram_end,
         flags: if spec.privileged { SIF_PRIVILEGED | SIF_INITDOMAIN } else { 0 },
         rsdp: ACPI_BASE,
     };

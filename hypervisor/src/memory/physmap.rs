@@ -139,6 +139,52 @@ pub fn populate(p2m: &mut Npt, gfn: Gfn, count: u64) -> Result<(), OutOfMemory> 
     Ok(())
 }
 
+/// The hardware domain's RAM (`memory::identity`): `pages` frames,
+/// the boot island `[island.0, island.1)` backed by any frames, all the
+/// others mapped at their own machine address, never inside the island
+/// or `hole`. Returns the RAM runs (first frame, frames), merged.
+pub fn populate_identity(
+    p2m: &mut Npt,
+    island: (u64, u64),
+    hole: (u64, u64),
+    pages: u64,
+) -> Result<Vec<(u64, u64)>, OutOfMemory> {
+    use crate::memory::identity::{identity_ok, merge_runs, order_for};
+    let island_pages = island.1 - island.0;
+    if island_pages > pages {
+        return Err(OutOfMemory);
+    }
+    populate(p2m, Gfn(island.0), island_pages)?;
+    let mut runs = alloc::vec![(island.0, island_pages)];
+    // Blocks that cannot be identity-mapped, given back at the end.
+    let mut aside: Vec<(u64, u64)> = Vec::new();
+    let mut left = pages - island_pages;
+    let mut result = Ok(());
+    while left > 0 {
+        let order = order_for(left, crate::mm::frame::MAX_ORDER);
+        let Some((phys, n)) = (0..=order).rev().find_map(|o| alloc_frames(o).map(|p| (p, 1u64 << o))) else {
+            result = Err(OutOfMemory);
+            break;
+        };
+        let mfn = phys >> 12;
+        if !identity_ok(mfn, n, island, hole) {
+            aside.push((phys, n));
+            continue;
+        }
+        if zero_frames(Mfn(mfn), n).is_err() || p2m.map(Gfn(mfn), Mfn(mfn), n, P2mType::Ram).is_err() {
+            let _ = free_frames(phys, n);
+            result = Err(OutOfMemory);
+            break;
+        }
+        runs.push((mfn, n));
+        left -= n;
+    }
+    for (phys, n) in aside {
+        let _ = free_frames(phys, n);
+    }
+    result.map(|()| merge_runs(runs))
+}
+
 /// The hardware domain's device memory in its p2m, for
 /// `passthrough::config`: each range mapped at its own address, a page
 /// at a time where the domain has nothing else (its own RAM or special
