@@ -67,14 +67,19 @@ fn dom0_lists_the_machines_pci_functions() {
 /// A test guest started as dom0 tries to enable MSI on `edu`, move its
 /// BAR over RAM and reach the hypervisor's ports: each is refused (and
 /// reported), while a BAR moved to free space moves and the CMOS RTC is
-/// reached. The same guest as a domU reaches no PCI function, no device
-/// port, and physdev_op refuses it.
+/// reached; edu's DMA engine proves dom0's RAM 1:1 and writes a domU's
+/// granted page at the machine address the grant map reported. The same
+/// guest as a domU reaches no PCI function, no device port, and
+/// physdev_op refuses it.
 #[test]
 fn dom0_cannot_take_interrupts_or_memory_through_pci() {
     let o = Boot::new("dom0_pci_mediation", Machine::QemuBios)
         .cmdline("dom0_mem=64M")
-        .module(images().guest("devices"), "dom0")
-        .guest("devices", "name=domu memory=16")
+        .module(images().guest("devices"), "dom0 granter=1 gref=0 port=10")
+        .guest(
+            "devices",
+            "name=domu memory=16 evtchn=10:Domain-0:10 grant=0:Domain-0:0x500 cmdline=\"port=10 grant_gfn=0x500\"",
+        )
         .qemu_devices(&["-device", "edu"])
         // edu's DMA reaches the first 256 MiB only.
         .memory(256)
@@ -86,5 +91,7 @@ fn dom0_cannot_take_interrupts_or_memory_through_pci() {
         .expect_verdict_pass(1)
         .expect("refused: MSI is the hypervisor's")
         .expect("refused: a memory BAR over RAM or the hypervisor's memory")
-        .expect("(d0) PASS a page DMA'd at its guest-physical address comes back whole (RAM is 1:1)");
+        .expect("(d0) PASS a page DMA'd at its guest-physical address comes back whole (RAM is 1:1)")
+        .expect("(d0) PASS edu wrote the granted page at its machine address")
+        .expect("(d1) PASS dom0's device wrote our granted page");
 }

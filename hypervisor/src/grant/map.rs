@@ -86,20 +86,22 @@ pub(super) fn release(granter: Option<&Domain>, gref: u32, readonly: bool, mfn: 
 /// GNTTABOP_map_grant_ref by `me` (a PVH domain: host_addr is where in
 /// its guest-physical space) of grant `op.gref` of `granter`; the
 /// hypercall has checked the flags and resolved the granter.
-pub fn grant_map(me: &Arc<Domain>, op: &MapGrantRef, granter: u16, deferred: &mut Vec<Deferred>) -> (i16, u32) {
+pub fn grant_map(me: &Arc<Domain>, op: &MapGrantRef, granter: u16, deferred: &mut Vec<Deferred>) -> (i16, u32, u64) {
     // It may have gone since it was looked up.
-    let Some(granter) = domain::get(me, granter) else { return (GNTST_BAD_DOMAIN, 0) };
+    let Some(granter) = domain::get(me, granter) else { return (GNTST_BAD_DOMAIN, 0, 0) };
     let readonly = op.flags & GNTMAP_READONLY != 0;
     let gfn = Gpa(op.host_addr).gfn();
     // A handle first (Xen: GNTST_no_space before the reference is looked at).
     let placeholder =
         Mapping { granter: granter.id, granter_serial: granter.serial, gref: op.gref, readonly, gfn, mfn: Mfn(0) };
-    let Some(handle) = me.grants.lock().add_mapping(placeholder, &mut grant_frame) else { return (GNTST_NO_SPACE, 0) };
+    let Some(handle) = me.grants.lock().add_mapping(placeholder, &mut grant_frame) else {
+        return (GNTST_NO_SPACE, 0, 0);
+    };
     let mfn = match acquire(&granter, op.gref, me.id, readonly, false) {
         Ok(mfn) => mfn,
         Err(st) => {
             me.grants.lock().remove_mapping(handle);
-            return (st, 0);
+            return (st, 0, 0);
         }
     };
     // Into the mapper's p2m: over nothing or its own RAM (which it gives
@@ -138,9 +140,11 @@ pub fn grant_map(me: &Arc<Domain>, op: &MapGrantRef, granter: u16, deferred: &mu
     };
     if !placed {
         release(Some(&granter), op.gref, readonly, mfn);
-        return (GNTST_GENERAL_ERROR, 0);
+        return (GNTST_GENERAL_ERROR, 0, 0);
     }
-    (GNTST_OKAY, handle)
+    // The machine address, as Xen reports it to every mapper: a backend
+    // in the 1:1-mapped hardware domain hands it to its device.
+    (GNTST_OKAY, handle, mfn.phys())
 }
 
 /// GNTTABOP_unmap_grant_ref: the mapping goes at once; the pin and the

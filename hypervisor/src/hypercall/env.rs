@@ -320,7 +320,7 @@ impl EventEnv for HcEnv<'_> {
 }
 
 impl GrantEnv for HcEnv<'_> {
-    fn grant_map(&mut self, op: &xen_abi::grant_table::MapGrantRef, granter: u16) -> (i16, u32) {
+    fn grant_map(&mut self, op: &xen_abi::grant_table::MapGrantRef, granter: u16) -> (i16, u32, u64) {
         let n = self.deferred.len();
         let r = crate::grant::map::grant_map(self.dom, op, granter, &mut self.deferred);
         if self.deferred.len() != n {

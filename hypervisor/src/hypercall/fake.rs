@@ -344,9 +344,9 @@ impl EventEnv for Fake {
 }
 
 impl GrantEnv for Fake {
-    fn grant_map(&mut self, op: &xen_abi::grant_table::MapGrantRef, granter: u16) -> (i16, u32) {
+    fn grant_map(&mut self, op: &xen_abi::grant_table::MapGrantRef, granter: u16) -> (i16, u32, u64) {
         self.grant_maps.push((*op, granter));
-        (self.grant_status, self.grant_maps.len() as u32 - 1)
+        (self.grant_status, self.grant_maps.len() as u32 - 1, 0x1234_5000)
     }
     fn grant_unmap(&mut self, _op: &xen_abi::grant_table::UnmapGrantRef) -> i16 {
         self.grant_status

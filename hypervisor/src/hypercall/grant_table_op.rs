@@ -15,7 +15,8 @@ use xen_abi::{DOMID_SELF, Pod};
 /// checked here first; each returns a GNTST_* status.
 pub trait GrantEnv: Guest {
     /// Maps grant `op.gref` of `granter`; the handle on success.
-    fn grant_map(&mut self, op: &MapGrantRef, granter: u16) -> (i16, u32);
+    /// (status, handle, the machine address of the granted frame).
+    fn grant_map(&mut self, op: &MapGrantRef, granter: u16) -> (i16, u32, u64);
     fn grant_unmap(&mut self, op: &UnmapGrantRef) -> i16;
     /// A copy whose grant sides name `source` and `dest` (the caller's own
     /// id for a frame side).
@@ -50,13 +51,13 @@ pub fn grant_table_op<E: GrantEnv>(env: &mut E, args: &Args) -> Outcome {
     }
     match cmd {
         gt::GNTTABOP_MAP_GRANT_REF => batch(env, cmd, arg, count, |env, op: &mut MapGrantRef| {
-            let (status, handle) = match map_args(env, op) {
+            let (status, handle, machine) = match map_args(env, op) {
                 Ok(granter) => env.grant_map(op, granter),
-                Err(status) => (status, 0),
+                Err(status) => (status, 0, 0),
             };
             op.status = status;
             op.handle = handle;
-            op.dev_bus_addr = 0;
+            op.dev_bus_addr = if status == GNTST_OKAY { machine } else { 0 };
         }),
         gt::GNTTABOP_UNMAP_GRANT_REF => batch(env, cmd, arg, count, |env, op: &mut UnmapGrantRef| {
             op.status = env.grant_unmap(op);
@@ -241,6 +242,13 @@ mod tests {
         assert_eq!(f.grant_maps.len(), 3);
         let m = MapGrantRef::read_from(f.get(0x140, 32)).unwrap();
         assert_eq!((m.status, m.handle), (GNTST_OKAY, 2));
+        assert_eq!(m.dev_bus_addr, 0x1234_5000, "the granted frame's machine address, as Xen reports it");
+        // A failed map reports no address.
+        f.grant_status = GNTST_BAD_GNTREF;
+        assert_eq!(op(&mut f, GNTTABOP_MAP_GRANT_REF, 0x100, 1), Outcome::Done(0));
+        let m = MapGrantRef::read_from(f.get(0x100, 32)).unwrap();
+        assert_eq!((m.status, m.dev_bus_addr), (GNTST_BAD_GNTREF, 0));
+        f.grant_status = GNTST_OKAY;
         // A batch larger than one go continues where it stopped.
         assert_eq!(op(&mut f, GNTTABOP_MAP_GRANT_REF, 0x100, 300), Outcome::Continue([0, 0x100 + 256 * 32, 44, 0, 0]));
         // An unreadable operation ends the batch with -EFAULT.

@@ -7,12 +7,17 @@
 //! keeps (COM1, the PIT, the reset register) answer nothing, the others
 //! (the CMOS RTC) reach the hardware; physdev_op is let in; its RAM is
 //! mapped 1:1, so edu's DMA engine, given a guest-physical address,
-//! copies exactly the page the guest wrote. Started as a domU: no PCI, no
-//! device port, physdev_op refused with -EPERM.
+//! copies exactly the page the guest wrote; and a grant it maps (from the
+//! domU named by `granter=`, reference `gref=`) reports the granted
+//! page's machine address, which edu can DMA into. Started as a domU: no
+//! PCI, no device port, physdev_op refused with -EPERM; with `port=` it
+//! then waits on that static channel until dom0 is done with its grant,
+//! and checks the bytes dom0's device wrote into its page (`grant_gfn=`).
 
 #![no_std]
 #![no_main]
 
+use test_guests::xen::{self, Args, holds};
 use test_guests::*;
 use xen_abi::errno::*;
 use xen_abi::start_info::SIF_PRIVILEGED;
@@ -132,6 +137,40 @@ fn dma_through_ram(c: &mut Checks, bar: u64, command: u32, dev: u8, si_paddr: u6
     cfg_write(dev, 0x04, command);
 }
 
+/// Where dom0 maps the domU's grant: above the 256 MiB machine's RAM,
+/// below the device hole.
+const GRANT_MAP_GFN: u64 = 0x80000;
+const GRANT_PATTERN: u8 = 0x5a;
+
+/// Maps the domU's grant, checks its machine address, has edu write into
+/// the granted page through that address, and tells the domU.
+fn dma_into_grant(c: &mut Checks, bar: u64, command: u32, dev: u8, args: &Args, si_paddr: u64) {
+    let (Some(granter), Some(gref), Some(port)) = (args.num("granter"), args.num("gref"), args.num("port")) else {
+        return;
+    };
+    let mut m = [xen::map_op(granter as u16, gref as u32, GRANT_MAP_GFN, xen_abi::grant_table::GNTMAP_HOST_MAP)];
+    let rc = xen::grant_table_op(xen_abi::grant_table::GNTTABOP_MAP_GRANT_REF, &mut m);
+    c.eq("dom0 maps the domU's grant", rc * 1000 + m[0].status as i64, 0);
+    let machine = m[0].dev_bus_addr;
+    println!("the grant's machine address: {machine:#x}");
+    c.check("the map reports a page-aligned machine address", machine != 0 && machine & 0xfff == 0);
+    // A page of dom0's own RAM full of the pattern, DMA'd into the
+    // granted page at its machine address.
+    let Some((p, _)) = dma_pages(si_paddr) else { return };
+    // SAFETY: a page of this domain's RAM it uses for nothing else.
+    unsafe { core::ptr::write_bytes(p as *mut u8, GRANT_PATTERN, 4096) };
+    cfg_write(dev, 0x04, command | 4);
+    let ok = edu_dma(bar, p, 0x40000, false) && edu_dma(bar, 0x40000, machine, true);
+    cfg_write(dev, 0x04, command);
+    c.check("edu wrote the granted page at its machine address", ok);
+    // SAFETY: the granted page, mapped at GRANT_MAP_GFN just above.
+    let seen = unsafe { core::ptr::read_volatile((GRANT_MAP_GFN << 12) as *const u8) };
+    c.eq("dom0 sees the device's bytes through its mapping", seen as i64, GRANT_PATTERN as i64);
+    let (rc, st) = xen::unmap_grant(GRANT_MAP_GFN, m[0].handle);
+    c.eq("dom0 unmaps the grant", rc * 1000 + st as i64, 0);
+    c.eq("dom0 tells the domU", xen::send(port as u32), 0);
+}
+
 fn as_dom0(c: &mut Checks, si_paddr: u64) {
     let Some(dev) = (0..32).find(|&d| cfg_read(d, 0) == EDU) else {
         c.check("the edu device is on bus 0", false);
@@ -183,6 +222,7 @@ fn as_dom0(c: &mut Checks, si_paddr: u64) {
     cfg_write(dev, 0x04, command);
     c.eq("back where they were", (mmio_read(bar as u64) & 0xff) as i64, EDU_ID_LOW as i64);
     dma_through_ram(c, bar as u64, command, dev, si_paddr);
+    dma_into_grant(c, bar as u64, command, dev, &Args::from_start_info(si_paddr), si_paddr);
 
     // BAR0 (1 MiB of registers), with memory decoding off meanwhile.
     cfg_write(dev, 0x04, command & !2);
@@ -213,12 +253,17 @@ fn as_dom0(c: &mut Checks, si_paddr: u64) {
     c.eq("physdev_op is let in (eoi: not offered yet)", physdev_op(PHYSDEVOP_EOI), -ENOSYS);
 }
 
-fn as_domu(c: &mut Checks) {
+fn as_domu(c: &mut Checks, args: &Args) {
     c.eq("physdev_op map_pirq is refused", physdev_op(PHYSDEVOP_MAP_PIRQ), -EPERM);
     c.eq("physdev_op eoi is refused", physdev_op(PHYSDEVOP_EOI), -EPERM);
     c.eq("no PCI function answers", cfg_read(0, 0) as i64, 0xffff_ffff);
     outb(0x70, 0x0a);
     c.eq("the CMOS RTC is out of reach", inb(0x71) as i64, 0xff);
+    if let (Some(port), Some(gfn)) = (args.num("port"), args.num("grant_gfn")) {
+        // Until dom0 has written our granted page through its device.
+        c.eq("dom0 says it is done with the grant", xen::poll(&[port as u32], 0), 0);
+        c.check("dom0's device wrote our granted page", holds(gfn, 0..DMA_BYTES, |_| GRANT_PATTERN));
+    }
 }
 
 #[unsafe(no_mangle)]
@@ -229,7 +274,7 @@ extern "C" fn pvh_main(si_paddr: u64) -> ! {
     if dom0 {
         as_dom0(&mut c, si_paddr)
     } else {
-        as_domu(&mut c)
+        as_domu(&mut c, &Args::from_start_info(si_paddr))
     }
     c.finish()
 }
