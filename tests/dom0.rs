@@ -93,5 +93,9 @@ fn dom0_cannot_take_interrupts_or_memory_through_pci() {
         .expect("refused: a memory BAR over RAM or the hypervisor's memory")
         .expect("(d0) PASS a page DMA'd at its guest-physical address comes back whole (RAM is 1:1)")
         .expect("(d0) PASS edu wrote the granted page at its machine address")
-        .expect("(d1) PASS dom0's device wrote our granted page");
+        .expect("(d1) PASS dom0's device wrote our granted page")
+        .expect("(d0) PASS events counted")
+        .expect("(d0) PASS MSI is off once unbound");
+    // Each interrupt edu raised arrived as one event.
+    assert_eq!(o.lines_containing("(d0) PASS an event for each interrupt edu raises").len(), 3);
 }

@@ -25,6 +25,7 @@ pub mod domain;
 pub mod event;
 pub mod grant;
 pub mod hypercall;
+pub mod irq;
 pub mod memory;
 pub mod mm;
 pub mod passthrough;

@@ -253,6 +253,7 @@ pub extern "C" fn hv_start(mbi_phys: u64, load_delta: u64) -> ! {
     traps::register_irq(lapic::VECTOR_TIMER, sched::timer_interrupt);
     traps::register_irq(lapic::VECTOR_RESCHED, sched::resched_interrupt);
     traps::register_irq(lapic::VECTOR_CALL, sched::kick_interrupt);
+    crate::irq::deliver::init();
     let apic_ok = match lapic::init(lapic_address) {
         Ok(mode) => {
             let (hz, deadline) = lapic::calibrate_timer();

@@ -136,8 +136,9 @@ pub fn vcpus_left(dom: &Arc<Domain>, n: u32) {
 
 /// The subsystems that keep something per domain, in the order a
 /// domain's are set up (torn down in the reverse).
-const UNITS: [Unit<Domain>; 5] = [
+const UNITS: [Unit<Domain>; 6] = [
     crate::memory::physmap::UNIT,
+    crate::irq::deliver::UNIT,
     crate::event::ops::UNIT,
     crate::grant::map::UNIT,
     crate::console::ring::UNIT,
@@ -412,6 +413,7 @@ pub fn create(spec: &DomainSpec<'_>) -> Result<Arc<Domain>, CreateError> {
         console: spin::Once::new(),
         console_out: Mutex::new(GuestOutput::default()),
         devices,
+        pirqs: Mutex::new(crate::irq::pirq::PirqTable::new()),
         counted: super::state::Counted::new(),
     });
     // Each subsystem's part; a domain one of them refuses is undone (what

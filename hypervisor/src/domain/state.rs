@@ -116,6 +116,8 @@ pub struct Domain {
     /// PCI configuration space); after `vcpus`, whose hardware state
     /// points at its port bitmap.
     pub devices: Option<crate::passthrough::access::DeviceAccess>,
+    /// Its physical IRQs (the hardware domain's devices' interrupts).
+    pub pirqs: Mutex<crate::irq::pirq::PirqTable>,
     /// Counts the domain among those not yet dropped. The last field, so
     /// dropped after everything the domain holds.
     pub counted: Counted,

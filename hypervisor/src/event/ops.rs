@@ -66,6 +66,7 @@ pub fn evtchn_op(me: &Arc<Domain>, req: Request) -> Result<Reply, i64> {
         }
         Request::BindVirq { virq, vcpu } => me.evtchn.lock().bind_virq(virq, vcpu).map(Reply::Port),
         Request::BindIpi { vcpu } => me.evtchn.lock().bind_ipi(vcpu).map(Reply::Port),
+        Request::BindPirq { pirq } => crate::irq::deliver::bind_pirq(me, pirq).map(Reply::Port),
         Request::Close { port } => {
             close_port(me, port)?;
             Ok(Reply::Done)
@@ -150,7 +151,17 @@ fn release(fifo: Option<Box<Fifo>>) {
 pub fn close_port(me: &Domain, port: u32) -> Result<(), i64> {
     // Xen clears the closed port's pending bit (never its mask), with the
     // port's state under the same lock.
-    let other = me.evtchn.lock().close(&Words(me), port)?;
+    let (other, pirq) = {
+        let mut t = me.evtchn.lock();
+        let pirq = match t.get(port).map(|c| c.state) {
+            Some(evtchn::State::Pirq(p)) => Some(p),
+            _ => None,
+        };
+        (t.close(&Words(me), port)?, pirq)
+    };
+    if let Some(p) = pirq {
+        crate::irq::deliver::unbind_pirq(me, p);
+    }
     if let Some((rd, rport)) = other {
         if rd == me.id {
             me.evtchn.lock().unbind_remote_end(rport, me.id, port);

@@ -45,6 +45,8 @@ pub enum State {
     },
     Virq(u32),
     Ipi,
+    /// A physical IRQ of the hardware domain (`irq::pirq`).
+    Pirq(u32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +139,9 @@ pub enum Request {
     },
     BindIpi {
         vcpu: u32,
+    },
+    BindPirq {
+        pirq: u32,
     },
     Close {
         port: u32,
@@ -317,6 +322,14 @@ impl Table {
         Ok(port)
     }
 
+    /// EVTCHNOP_bind_pirq: a port for `pirq`, notifying vCPU 0 (the caller
+    /// has checked the pirq is mapped and not bound elsewhere).
+    pub fn bind_pirq(&mut self, pirq: u32) -> Result<u32, i64> {
+        let port = self.free_port()?;
+        self.set(port, Channel { state: State::Pirq(pirq), notify_vcpu: 0, consumer: Consumer::Guest, ..FREE });
+        Ok(port)
+    }
+
     /// EVTCHNOP_bind_vcpu: which vCPU a port notifies. Per-vCPU VIRQs and
     /// IPIs keep theirs (-EINVAL).
     pub fn bind_vcpu(&mut self, port: u32, vcpu: u32) -> Result<(), i64> {
@@ -331,7 +344,7 @@ impl Table {
                 // row of vCPU 0 and changes only the notified vCPU).
                 let _ = v;
             }
-            State::Unbound { .. } | State::Interdomain { .. } => {}
+            State::Unbound { .. } | State::Interdomain { .. } | State::Pirq(_) => {}
             _ => return Err(-EINVAL),
         }
         c.notify_vcpu = vcpu;
@@ -373,6 +386,10 @@ impl Table {
                 ev::EVTCHNSTAT_VIRQ
             }
             State::Ipi => ev::EVTCHNSTAT_IPI,
+            State::Pirq(p) => {
+                u[..4].copy_from_slice(&p.to_le_bytes());
+                ev::EVTCHNSTAT_PIRQ
+            }
         };
         Ok(Status { status, vcpu: c.notify_vcpu, u })
     }
@@ -394,7 +411,7 @@ impl Table {
                 }
                 None
             }
-            State::Unbound { .. } | State::Ipi => None,
+            State::Unbound { .. } | State::Ipi | State::Pirq(_) => None,
         };
         self.clear_pending(w, port);
         let last = PortQueue { saved_pending: false, ..c.fifo };

@@ -353,3 +353,15 @@ impl GrantEnv for HcEnv<'_> {
         registry::get(self.dom, domid).and_then(|d| d.grants.lock().frame_gfn(idx))
     }
 }
+
+impl super::physdev_op::PhysdevEnv for HcEnv<'_> {
+    fn map_msi(&mut self, bdf: u16, want: Option<u32>) -> Result<u32, i64> {
+        crate::irq::deliver::map_msi(self.dom, bdf, want)
+    }
+    fn unmap_pirq(&mut self, pirq: u32) -> Result<(), i64> {
+        crate::irq::deliver::unmap(self.dom, pirq)
+    }
+    fn has_pirq(&mut self, pirq: u32) -> bool {
+        self.dom.pirqs.lock().get(pirq).is_some()
+    }
+}

@@ -64,11 +64,11 @@ fn op<E: EventEnv>(env: &mut E, cmd: u64, arg: u64) -> Result<i64, i64> {
             Ok(())
         }),
         // Physical IRQs belong to the hardware domain; PVH domUs have none.
-        ev::EVTCHNOP_BIND_PIRQ => {
-            GuestHandle::<ev::BindPirq>::new(arg).read(env)?;
+        ev::EVTCHNOP_BIND_PIRQ => in_out(env, arg, |env, b: &mut ev::BindPirq| {
             env.caller().check(Perm::Control, None)?;
-            Err(-ENOSYS)
-        }
+            b.port = port_of(env.evtchn(Request::BindPirq { pirq: b.pirq })?);
+            Ok(())
+        }),
         ev::EVTCHNOP_CLOSE => {
             let p = GuestHandle::<ev::Port>::new(arg).read(env)?;
             env.evtchn(Request::Close { port: p.port }).map(|_| 0)

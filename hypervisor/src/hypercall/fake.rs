@@ -148,6 +148,8 @@ pub struct Fake {
     pub grant_status: i16,
     pub extents: Vec<(Extent, u16, u64, u32)>,
     pub extents_left: u32,
+    /// MSIs mapped: (bdf, pirq asked for); pirqs count from 256.
+    pub msis: Vec<(u16, Option<u32>)>,
 }
 
 impl Fake {
@@ -179,6 +181,7 @@ impl Fake {
             grant_status: 0,
             extents: Vec::new(),
             extents_left: u32::MAX,
+            msis: Vec::new(),
         }
     }
 }
@@ -370,4 +373,19 @@ impl GrantEnv for Fake {
 /// A 64-bit call through the table, from kernel mode.
 pub fn call(f: &mut Fake, nr: u64, args: [u64; 5]) -> Outcome {
     dispatch(f, Call { nr, args, long_mode: true }, 0)
+}
+
+impl crate::hypercall::physdev_op::PhysdevEnv for Fake {
+    fn map_msi(&mut self, bdf: u16, want: Option<u32>) -> Result<u32, i64> {
+        self.msis.push((bdf, want));
+        Ok(want.unwrap_or(255 + self.msis.len() as u32))
+    }
+    fn unmap_pirq(&mut self, pirq: u32) -> Result<(), i64> {
+        let i = self.msis.len().checked_sub(1).filter(|i| 256 + *i as u32 == pirq).ok_or(-EINVAL)?;
+        self.msis.remove(i);
+        Ok(())
+    }
+    fn has_pirq(&mut self, pirq: u32) -> bool {
+        (256..256 + self.msis.len() as u32).contains(&pirq)
+    }
 }

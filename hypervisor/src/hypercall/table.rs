@@ -13,7 +13,7 @@ use super::grant_table_op::{GrantEnv, grant_table_op};
 use super::hvm_op::{HvmEnv, hvm_op};
 use super::memory_op::{MemoryEnv, memory_op};
 use super::perm::Perm;
-use super::physdev_op::physdev_op;
+use super::physdev_op::{PhysdevEnv, physdev_op};
 use super::sched_op::{SchedEnv, sched_op, set_timer_op};
 use super::vcpu_op::{VcpuEnv, vcpu_op};
 use super::xen_version::{VersionEnv, xen_version};
@@ -22,9 +22,15 @@ use xen_abi::errno::*;
 use xen_abi::hypercall as nr;
 
 /// Everything a caller must offer to reach every family.
-pub trait Env: ConsoleEnv + VersionEnv + SchedEnv + VcpuEnv + HvmEnv + MemoryEnv + EventEnv + GrantEnv {}
+pub trait Env:
+    ConsoleEnv + VersionEnv + SchedEnv + VcpuEnv + HvmEnv + MemoryEnv + EventEnv + GrantEnv + PhysdevEnv
+{
+}
 
-impl<T: ConsoleEnv + VersionEnv + SchedEnv + VcpuEnv + HvmEnv + MemoryEnv + EventEnv + GrantEnv> Env for T {}
+impl<T: ConsoleEnv + VersionEnv + SchedEnv + VcpuEnv + HvmEnv + MemoryEnv + EventEnv + GrantEnv + PhysdevEnv> Env
+    for T
+{
+}
 
 /// How a 32-bit caller's register arguments are taken (structures in
 /// guest memory are the handler's, which knows their compat layout).

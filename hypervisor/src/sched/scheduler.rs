@@ -63,6 +63,8 @@ type Generation = u64;
 pub struct Pcpu {
     need_resched: AtomicBool,
     timer_due: AtomicBool,
+    /// A device interrupt arrived: `DEVICE_WORK` runs at the next softirq.
+    device_due: AtomicBool,
     /// When the running vCPU's slice ends (0: no slice).
     slice_end: AtomicU64,
     /// Counts VM exits, so that a CPU asking another to leave a guest can
@@ -79,6 +81,7 @@ static PCPUS: [Pcpu; MAX_CPUS] = [const {
     Pcpu {
         need_resched: AtomicBool::new(false),
         timer_due: AtomicBool::new(false),
+        device_due: AtomicBool::new(false),
         slice_end: AtomicU64::new(0),
         exits: AtomicU64::new(0),
         in_guest: AtomicBool::new(false),
@@ -315,6 +318,20 @@ fn program_timer(cpu: usize) {
 
 /// Runs this CPU's due timers and notes the end of the slice. Returns true
 /// if the running vCPU should give up the CPU.
+/// What device interrupts leave for softirq context (`irq::deliver`):
+/// set once at boot, so the scheduler need not know about devices.
+static DEVICE_WORK: spin::Once<fn()> = spin::Once::new();
+
+pub fn set_device_work(f: fn()) {
+    DEVICE_WORK.call_once(|| f);
+}
+
+/// From an interrupt handler: this CPU runs the device work at its next
+/// softirq.
+pub fn device_work_due() {
+    this_pcpu().device_due.store(true, Ordering::Release);
+}
+
 pub fn softirqs() -> bool {
     this_pcpu().softirqs()
 }
@@ -338,7 +355,19 @@ impl Pcpu {
         if self.timer_due.swap(false, Ordering::AcqRel) {
             self.run_timers();
         }
+        if self.device_due.load(Ordering::Acquire) {
+            self.device_work();
+        }
         self.need_resched.load(Ordering::Acquire)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn device_work(&self) {
+        self.device_due.store(false, Ordering::Release);
+        if let Some(f) = DEVICE_WORK.get() {
+            f();
+        }
     }
 
     #[cold]

@@ -9,7 +9,9 @@
 //! mapped 1:1, so edu's DMA engine, given a guest-physical address,
 //! copies exactly the page the guest wrote; and a grant it maps (from the
 //! domU named by `granter=`, reference `gref=`) reports the granted
-//! page's machine address, which edu can DMA into. Started as a domU: no
+//! page's machine address, which edu can DMA into; edu's MSI, mapped to a
+//! pirq and bound to an event channel, arrives as events, one per
+//! interrupt the device raises. Started as a domU: no
 //! PCI, no device port, physdev_op refused with -EPERM; with `port=` it
 //! then waits on that static channel until dom0 is done with its grant,
 //! and checks the bytes dom0's device wrote into its page (`grant_gfn=`).
@@ -171,6 +173,72 @@ fn dma_into_grant(c: &mut Checks, bar: u64, command: u32, dev: u8, args: &Args, 
     c.eq("dom0 tells the domU", xen::send(port as u32), 0);
 }
 
+fn physdev<T: xen_abi::Pod>(cmd: u64, arg: &mut T) -> i64 {
+    // SAFETY: `arg` is the structure `cmd` takes, writable.
+    unsafe { hypercall(xen_abi::hypercall::PHYSDEV_OP, cmd, arg as *mut T as u64, 0, 0, 0) }
+}
+
+/// edu's MSI as a pirq on an event channel: each interrupt edu raises
+/// (its register 0x60) is one event; unbinding and unmapping turn it off.
+fn msi_as_events(c: &mut Checks, bar: u64, dev: u8, msi: u16) {
+    use xen_abi::physdev::*;
+    let timer = xen::start(c, xen::Upcall::ApicVector);
+    let _ = timer;
+    let mut m = MapPirq {
+        domid: xen_abi::DOMID_SELF,
+        kind: MAP_PIRQ_TYPE_MSI,
+        index: -1,
+        pirq: -1,
+        bus: 0,
+        devfn: (dev as i32) << 3,
+        entry_nr: 1,
+        ..Default::default()
+    };
+    c.eq("map_pirq maps edu's MSI", physdev(PHYSDEVOP_MAP_PIRQ, &mut m), 0);
+    let pirq = m.pirq;
+    println!("edu's MSI is pirq {pirq}");
+    c.check("a pirq was given", pirq >= 0);
+    c.eq(
+        "the hypervisor wrote the MSI address (a local APIC's)",
+        (cfg_read(dev, msi + 4) & 0xfff0_0000) as i64,
+        0xfee0_0000,
+    );
+    c.eq("MSI stays off until bound", ((cfg_read(dev, msi) >> 16) & 1) as i64, 0);
+    let mut nodev = MapPirq { devfn: 31 << 3, ..m };
+    nodev.pirq = -1;
+    c.eq("no function at 00:1f.0: -ENODEV", physdev(PHYSDEVOP_MAP_PIRQ, &mut nodev), -ENODEV);
+    let mut b = xen_abi::event_channel::BindPirq { pirq: pirq as u32, flags: 0, port: 0 };
+    c.eq("bind_pirq gives a port", xen::evtchn_op(xen_abi::event_channel::EVTCHNOP_BIND_PIRQ, &mut b), 0);
+    let port = b.port;
+    c.eq("MSI is on once bound", ((cfg_read(dev, msi) >> 16) & 1) as i64, 1);
+    let mut q = IrqStatusQuery { irq: pirq as u32, flags: 0xff };
+    c.eq("irq_status_query answers", physdev(PHYSDEVOP_IRQ_STATUS_QUERY, &mut q), 0);
+    c.eq("an MSI needs no EOI", q.flags as i64, 0);
+    // Three interrupts, each acknowledged at the device before the next.
+    // An MSI is a write by the device: bus mastering on.
+    let command = cfg_read(dev, 0x04) & 0xffff;
+    cfg_write(dev, 0x04, command | 4);
+    for i in 1..=3u32 {
+        mmio_write(bar + 0x60, 1 << i);
+        let got = xen::wait_until(xen::after_ms(2000), || xen::events(port) >= i);
+        c.check("an event for each interrupt edu raises", got);
+        c.eq("edu's interrupt status says which", mmio_read(bar + 0x24) as i64, 1 << i);
+        mmio_write(bar + 0x64, 1 << i);
+        let mut e = PhysdevEoi { irq: pirq as u32 };
+        c.eq("eoi of an MSI pirq", physdev(PHYSDEVOP_EOI, &mut e), 0);
+    }
+    c.eq("events counted", xen::events(port) as i64, 3);
+    let mut u = UnmapPirq { domid: xen_abi::DOMID_SELF, pirq, ..Default::default() };
+    c.eq("unmap while bound: -EBUSY", physdev(PHYSDEVOP_UNMAP_PIRQ, &mut u), -EBUSY);
+    c.eq("close the port", xen::close(port), 0);
+    c.eq("MSI is off once unbound", ((cfg_read(dev, msi) >> 16) & 1) as i64, 0);
+    c.eq("unmap_pirq", physdev(PHYSDEVOP_UNMAP_PIRQ, &mut u), 0);
+    // An interrupt raised now reaches nobody.
+    mmio_write(bar + 0x60, 1);
+    mmio_write(bar + 0x64, 1);
+    cfg_write(dev, 0x04, command);
+}
+
 fn as_dom0(c: &mut Checks, si_paddr: u64) {
     let Some(dev) = (0..32).find(|&d| cfg_read(d, 0) == EDU) else {
         c.check("the edu device is on bus 0", false);
@@ -195,6 +263,7 @@ fn as_dom0(c: &mut Checks, si_paddr: u64) {
         c.check("edu has an MSI capability", false);
         return;
     };
+    let msi_cap = msi;
     let head = cfg_read(dev, msi);
     cfg_write(dev, msi, head | 1 << 16);
     c.eq("an MSI enable write is refused", cfg_read(dev, msi) as i64, head as i64);
@@ -223,6 +292,7 @@ fn as_dom0(c: &mut Checks, si_paddr: u64) {
     c.eq("back where they were", (mmio_read(bar as u64) & 0xff) as i64, EDU_ID_LOW as i64);
     dma_through_ram(c, bar as u64, command, dev, si_paddr);
     dma_into_grant(c, bar as u64, command, dev, &Args::from_start_info(si_paddr), si_paddr);
+    msi_as_events(c, bar as u64, dev, msi_cap);
 
     // BAR0 (1 MiB of registers), with memory decoding off meanwhile.
     cfg_write(dev, 0x04, command & !2);
@@ -250,7 +320,7 @@ fn as_dom0(c: &mut Checks, si_paddr: u64) {
     c.eq("COM1's line status is the hypervisor's", inb(0x3fd) as i64, 0xff);
     c.eq("the PIT is the hypervisor's", inb(0x40) as i64, 0xff);
     c.eq("the reset register is the hypervisor's", inb(0xcf9) as i64, 0xff);
-    c.eq("physdev_op is let in (eoi: not offered yet)", physdev_op(PHYSDEVOP_EOI), -ENOSYS);
+    c.eq("physdev_op is let in (eoi of a pirq it has not: -EINVAL)", physdev_op(PHYSDEVOP_EOI), -EINVAL);
 }
 
 fn as_domu(c: &mut Checks, args: &Args) {
