@@ -80,7 +80,14 @@ fn dom0_cannot_take_interrupts_or_memory_through_pci() {
             "devices",
             "name=domu memory=16 evtchn=10:Domain-0:10 grant=0:Domain-0:0x500 cmdline=\"port=10 grant_gfn=0x500\"",
         )
-        .qemu_devices(&["-device", "edu"])
+        .qemu_devices(&[
+            "-device",
+            "edu",
+            "-blockdev",
+            "driver=null-co,node-name=disk0,size=67108864",
+            "-device",
+            "nvme,serial=msixtest,drive=disk0",
+        ])
         // edu's DMA reaches the first 256 MiB only.
         .memory(256)
         .run();
@@ -95,7 +102,9 @@ fn dom0_cannot_take_interrupts_or_memory_through_pci() {
         .expect("(d0) PASS edu wrote the granted page at its machine address")
         .expect("(d1) PASS dom0's device wrote our granted page")
         .expect("(d0) PASS events counted")
-        .expect("(d0) PASS MSI is off once unbound");
+        .expect("(d0) PASS MSI is off once unbound")
+        .expect("(d0) PASS the completion arrives as an event (MSI-X)")
+        .expect("(d0) PASS Identify names the controller's serial");
     // Each interrupt edu raised arrived as one event.
     assert_eq!(o.lines_containing("(d0) PASS an event for each interrupt edu raises").len(), 3);
 }

@@ -358,6 +358,9 @@ impl super::physdev_op::PhysdevEnv for HcEnv<'_> {
     fn map_msi(&mut self, bdf: u16, want: Option<u32>) -> Result<u32, i64> {
         crate::irq::deliver::map_msi(self.dom, bdf, want)
     }
+    fn map_msix(&mut self, bdf: u16, entry: u32, table_base: u64, want: Option<u32>) -> Result<u32, i64> {
+        crate::irq::deliver::map_msix(self.dom, bdf, entry, table_base, want)
+    }
     fn unmap_pirq(&mut self, pirq: u32) -> Result<(), i64> {
         crate::irq::deliver::unmap(self.dom, pirq)
     }

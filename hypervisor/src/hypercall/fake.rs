@@ -150,6 +150,8 @@ pub struct Fake {
     pub extents_left: u32,
     /// MSIs mapped: (bdf, pirq asked for); pirqs count from 256.
     pub msis: Vec<(u16, Option<u32>)>,
+    /// MSI-X entries mapped: (bdf, entry, table base); each pirq 300.
+    pub msixes: Vec<(u16, u32, u64)>,
 }
 
 impl Fake {
@@ -182,6 +184,7 @@ impl Fake {
             extents: Vec::new(),
             extents_left: u32::MAX,
             msis: Vec::new(),
+            msixes: Vec::new(),
         }
     }
 }
@@ -379,6 +382,10 @@ impl crate::hypercall::physdev_op::PhysdevEnv for Fake {
     fn map_msi(&mut self, bdf: u16, want: Option<u32>) -> Result<u32, i64> {
         self.msis.push((bdf, want));
         Ok(want.unwrap_or(255 + self.msis.len() as u32))
+    }
+    fn map_msix(&mut self, bdf: u16, entry: u32, table_base: u64, _want: Option<u32>) -> Result<u32, i64> {
+        self.msixes.push((bdf, entry, table_base));
+        Ok(300)
     }
     fn unmap_pirq(&mut self, pirq: u32) -> Result<(), i64> {
         let i = self.msis.len().checked_sub(1).filter(|i| 256 + *i as u32 == pirq).ok_or(-EINVAL)?;

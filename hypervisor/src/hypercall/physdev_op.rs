@@ -8,8 +8,9 @@
 //! map_pirq maps a function's MSI (the hypervisor picks the host vector
 //! and programs the device; EVTCHNOP_bind_pirq then turns it on);
 //! unmap_pirq undoes it; eoi and irq_status_query answer for MSIs, which
-//! need no EOI. MSI-X and GSIs are not offered yet (-EOPNOTSUPP), nor
-//! are the other operations (-ENOSYS).
+//! need no EOI. map_pirq also maps MSI-X entries (a `table_base`). GSIs
+//! and MULTI_MSI are not offered yet (-EOPNOTSUPP), nor are the other
+//! operations (-ENOSYS).
 
 use super::call::{Args, Guest, GuestHandle, Outcome};
 use xen_abi::DOMID_SELF;
@@ -20,6 +21,9 @@ pub trait PhysdevEnv: Guest {
     /// Maps the MSI of function `bdf` (bus << 8 | devfn) for the caller,
     /// as pirq `want` or any: the pirq.
     fn map_msi(&mut self, bdf: u16, want: Option<u32>) -> Result<u32, i64>;
+    /// Maps entry `entry` of function `bdf`'s MSI-X table, whose BAR dom0
+    /// says is at `table_base`.
+    fn map_msix(&mut self, bdf: u16, entry: u32, table_base: u64, want: Option<u32>) -> Result<u32, i64>;
     fn unmap_pirq(&mut self, pirq: u32) -> Result<(), i64>;
     /// Whether the caller has `pirq` mapped.
     fn has_pirq(&mut self, pirq: u32) -> bool;
@@ -50,15 +54,20 @@ fn op<E: PhysdevEnv>(env: &mut E, cmd: u64, arg: u64) -> Result<i64, i64> {
             if segment != 0 || !(0..256).contains(&bus) || !(0..256).contains(&m.devfn) {
                 return Err(-EINVAL);
             }
-            // A table address says MSI-X.
-            if m.table_base != 0 {
-                return Err(-EOPNOTSUPP);
-            }
             let want = match m.pirq {
                 p if p < 0 => None,
                 p => Some(p as u32),
             };
-            let pirq = env.map_msi((bus as u16) << 8 | m.devfn as u16, want)?;
+            let bdf = (bus as u16) << 8 | m.devfn as u16;
+            // A table address says MSI-X (Xen's test too).
+            let pirq = if m.table_base != 0 {
+                if m.entry_nr < 0 {
+                    return Err(-EINVAL);
+                }
+                env.map_msix(bdf, m.entry_nr as u32, m.table_base, want)?
+            } else {
+                env.map_msi(bdf, want)?
+            };
             m.pirq = pirq as i32;
             h.write(env, &m)?;
             Ok(0)
@@ -133,7 +142,7 @@ mod tests {
         assert_eq!(f.msis, [(0x18, None)]);
         let bad = [
             (MapPirq { kind: MAP_PIRQ_TYPE_GSI, ..msi }, -EOPNOTSUPP),
-            (MapPirq { table_base: 0xfebf_0000, ..msi }, -EOPNOTSUPP),
+            (MapPirq { table_base: 0xfebf_0000, entry_nr: -1, ..msi }, -EINVAL),
             (MapPirq { kind: 9, ..msi }, -EINVAL),
             (MapPirq { bus: 256, ..msi }, -EINVAL),
             (MapPirq { devfn: -1, ..msi }, -EINVAL),
@@ -144,6 +153,10 @@ mod tests {
             assert_eq!(map(&mut f, m).0, Outcome::Done(want), "{m:?}");
         }
         assert_eq!(f.msis.len(), 1, "none of those reached the device");
+        // MSI-X: entry 2 of the table in the BAR at 0xfebf0000.
+        let (r, out) = map(&mut f, MapPirq { table_base: 0xfebf_0000, entry_nr: 2, ..msi });
+        assert_eq!((r, out.pirq), (Outcome::Done(0), 300));
+        assert_eq!(f.msixes, [(0x18, 2, 0xfebf_0000)]);
         // eoi and status of a pirq it has; unmap.
         f.put(0x340, PhysdevEoi { irq: 256 }.as_bytes());
         assert_eq!(call(&mut f, nr::PHYSDEV_OP, [PHYSDEVOP_EOI, 0x340, 0, 0, 0]), Outcome::Done(0));

@@ -3,9 +3,9 @@
 //! vector and acknowledges the local APIC), and the softirq work that
 //! raises the bound event channel, outside interrupt context.
 
-use super::msi;
-use super::pirq::Source;
+use super::pirq::{Pirq, Source};
 use super::vectors::VectorPool;
+use super::{msi, msix};
 use crate::arch::x86_64::{lapic, traps};
 use crate::domain::Domain;
 use crate::domain::registry;
@@ -103,17 +103,81 @@ fn boot_apic_id() -> u32 {
 pub fn unmap(dom: &Domain, pirq: u32) -> Result<(), i64> {
     let p = dom.pirqs.lock().unmap(pirq)?;
     log::info!("d{}: pirq {pirq} unmapped after {} interrupts", dom.id, p.count);
-    release(p);
+    release(dom, p);
     Ok(())
 }
 
-fn release(p: super::pirq::Pirq) {
-    let Source::Msi { bdf } = p.source;
-    if let Some((cap, _)) = msi::find(Bdf(bdf)) {
-        msi::set_enabled(Bdf(bdf), cap, false);
+/// Turns the interrupt of `p` on (bound) or off at the device.
+fn set_source(p: &Pirq, on: bool) {
+    match p.source {
+        Source::Msi { bdf } => {
+            if let Some((cap, _)) = msi::find(Bdf(bdf)) {
+                msi::set_enabled(Bdf(bdf), cap, on);
+            }
+        }
+        Source::MsiX { entry, table, .. } => msix::set_masked(table, entry, !on),
+    }
+}
+
+/// `p`, just unmapped from `dom`: off at the device, its vector back; a
+/// function's MSI-X goes off with its last mapped entry.
+fn release(dom: &Domain, p: Pirq) {
+    set_source(&p, false);
+    if let Source::MsiX { bdf, .. } = p.source
+        && !dom.pirqs.lock().msix_in_use(bdf)
+        && let Some(m) = msix::find(Bdf(bdf))
+    {
+        msix::set_enabled(Bdf(bdf), m.cap, false);
     }
     OWNERS[p.vector as usize].store(0, Ordering::Release);
     POOL.lock().free(p.vector);
+}
+
+/// PHYSDEVOP_map_pirq of an MSI-X entry: `table_base` must be where the
+/// table's BAR decodes (what dom0 read from it), the entry inside the
+/// table, and the table device memory. The entry is programmed masked
+/// and the function's MSI-X turned on (entries stay masked until bound).
+pub fn map_msix(dom: &Domain, bdf: u16, entry: u32, table_base: u64, want: Option<u32>) -> Result<u32, i64> {
+    let b = Bdf(bdf);
+    if crate::passthrough::pci::read(b, 0, 2) == 0xffff {
+        return Err(-ENODEV);
+    }
+    let m = msix::find(b).ok_or(-ENXIO)?;
+    if entry >= m.entries as u32 {
+        return Err(-EINVAL);
+    }
+    let bar = msix::bar_base(b, m.bir).ok_or(-EINVAL)?;
+    if bar != table_base {
+        return Err(-EINVAL);
+    }
+    let table = bar.checked_add(m.offset as u64).ok_or(-EINVAL)?;
+    let end = table + 16 * m.entries as u64;
+    if crate::mm::phys::overlaps_host_memory(crate::mm::ranges::Range::new(table, end)) {
+        return Err(-EINVAL);
+    }
+    let source = Source::MsiX { bdf, entry: entry as u16, table };
+    let mut pirqs = dom.pirqs.lock();
+    if let Some(p) = pirqs.find(source) {
+        return if want.is_none_or(|w| w == p) { Ok(p) } else { Err(-EEXIST) };
+    }
+    let vector = POOL.lock().alloc().ok_or(-ENOSPC)?;
+    let pirq = match pirqs.map(source, vector, want) {
+        Ok(p) => p,
+        Err(e) => {
+            POOL.lock().free(vector);
+            return Err(e);
+        }
+    };
+    if !msix::program(table, entry as u16, vector, boot_apic_id()) {
+        let _ = pirqs.unmap(pirq);
+        POOL.lock().free(vector);
+        return Err(-ENOMEM);
+    }
+    OWNERS[vector as usize].store(pack(dom, pirq), Ordering::Release);
+    traps::register_irq(vector, device_interrupt);
+    msix::set_enabled(b, m.cap, true);
+    log::info!("d{}: pirq {pirq}: MSI-X entry {entry} of PCI {b} on vector {vector:#x}", dom.id);
+    Ok(pirq)
 }
 
 /// EVTCHNOP_bind_pirq: a port for `pirq`, and the device's MSI on.
@@ -124,10 +188,7 @@ pub fn bind_pirq(dom: &Domain, pirq: u32) -> Result<u32, i64> {
     let port = dom.evtchn.lock().bind_pirq(pirq)?;
     match dom.pirqs.lock().bind(pirq, port) {
         Ok(p) => {
-            let Source::Msi { bdf } = p.source;
-            if let Some((cap, _)) = msi::find(Bdf(bdf)) {
-                msi::set_enabled(Bdf(bdf), cap, true);
-            }
+            set_source(&p, true);
             Ok(port)
         }
         Err(e) => {
@@ -140,11 +201,9 @@ pub fn bind_pirq(dom: &Domain, pirq: u32) -> Result<u32, i64> {
 
 /// The port bound to `pirq` was closed: the device's MSI off.
 pub fn unbind_pirq(dom: &Domain, pirq: u32) {
-    if let Some(p) = dom.pirqs.lock().unbind(pirq) {
-        let Source::Msi { bdf } = p.source;
-        if let Some((cap, _)) = msi::find(Bdf(bdf)) {
-            msi::set_enabled(Bdf(bdf), cap, false);
-        }
+    let p = dom.pirqs.lock().unbind(pirq);
+    if let Some(p) = p {
+        set_source(&p, false);
     }
 }
 
@@ -159,6 +218,6 @@ pub const UNIT: crate::domain::unit::Unit<Domain> = crate::domain::unit::Unit {
 fn release_all(dom: &Domain) {
     let all = dom.pirqs.lock().take_all();
     for (_, p) in all {
-        release(p);
+        release(dom, p);
     }
 }

@@ -14,3 +14,5 @@ pub mod vectors;
 pub mod deliver;
 #[cfg(target_os = "none")]
 pub mod msi;
+#[cfg(target_os = "none")]
+pub mod msix;

@@ -17,6 +17,16 @@ pub const FIRST_DYNAMIC: u32 = 256;
 pub enum Source {
     /// A function's MSI (one vector), by its bus/device/function.
     Msi { bdf: u16 },
+    /// One entry of a function's MSI-X table (at physical `table`).
+    MsiX { bdf: u16, entry: u16, table: u64 },
+}
+
+impl Source {
+    pub fn bdf(self) -> u16 {
+        match self {
+            Source::Msi { bdf } | Source::MsiX { bdf, .. } => bdf,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,9 +54,19 @@ impl PirqTable {
         self.pirqs.get(&pirq)
     }
 
-    /// The pirq of `source`, if mapped.
+    /// The pirq of `source`, if mapped (an MSI-X entry by function and
+    /// entry, wherever its table is).
     pub fn find(&self, source: Source) -> Option<u32> {
-        self.pirqs.iter().find(|(_, p)| p.source == source).map(|(n, _)| *n)
+        let same = |a: Source, b: Source| match (a, b) {
+            (Source::MsiX { bdf, entry, .. }, Source::MsiX { bdf: b2, entry: e2, .. }) => bdf == b2 && entry == e2,
+            _ => a == b,
+        };
+        self.pirqs.iter().find(|(_, p)| same(p.source, source)).map(|(n, _)| *n)
+    }
+
+    /// Whether any other pirq uses an MSI-X entry of function `bdf`.
+    pub fn msix_in_use(&self, bdf: u16) -> bool {
+        self.pirqs.values().any(|p| matches!(p.source, Source::MsiX { bdf: b, .. } if b == bdf))
     }
 
     /// Maps `source` on `vector` as pirq `want` (None: the lowest free
@@ -131,6 +151,23 @@ mod tests {
         assert_eq!(t.map(Source::Msi { bdf: 0x20 }, 0x31, Some(NR_PIRQS)), Err(-EINVAL));
         assert_eq!(t.map(Source::Msi { bdf: 0x20 }, 0x31, None), Ok(FIRST_DYNAMIC + 1));
         assert_eq!(t.find(EDU), Some(FIRST_DYNAMIC));
+    }
+
+    #[test]
+    fn msix_entries_are_pirqs_of_their_own() {
+        let mut t = PirqTable::new();
+        let e = |entry| Source::MsiX { bdf: 0x28, entry, table: 0xfebf_0000 };
+        assert_eq!(t.map(e(0), 0x30, None), Ok(FIRST_DYNAMIC));
+        assert_eq!(t.map(e(1), 0x31, None), Ok(FIRST_DYNAMIC + 1));
+        assert_eq!(
+            t.map(Source::MsiX { bdf: 0x28, entry: 0, table: 0xe000_0000 }, 0x32, None),
+            Err(-EEXIST),
+            "same entry"
+        );
+        assert!(t.msix_in_use(0x28) && !t.msix_in_use(0x18));
+        t.unmap(FIRST_DYNAMIC).unwrap();
+        t.unmap(FIRST_DYNAMIC + 1).unwrap();
+        assert!(!t.msix_in_use(0x28));
     }
 
     #[test]

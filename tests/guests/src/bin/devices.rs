@@ -11,7 +11,8 @@
 //! domU named by `granter=`, reference `gref=`) reports the granted
 //! page's machine address, which edu can DMA into; edu's MSI, mapped to a
 //! pirq and bound to an event channel, arrives as events, one per
-//! interrupt the device raises. Started as a domU: no
+//! interrupt the device raises; an NVMe controller's admin completion
+//! arrives through an MSI-X entry mapped the same way. Started as a domU: no
 //! PCI, no device port, physdev_op refused with -EPERM; with `port=` it
 //! then waits on that static channel until dom0 is done with its grant,
 //! and checks the bytes dom0's device wrote into its page (`grant_gfn=`).
@@ -239,6 +240,123 @@ fn msi_as_events(c: &mut Checks, bar: u64, dev: u8, msi: u16) {
     cfg_write(dev, 0x04, command);
 }
 
+fn find_class(class: u32) -> Option<u8> {
+    (0..32).find(|&d| cfg_read(d, 0) & 0xffff != 0xffff && cfg_read(d, 0x08) >> 8 == class)
+}
+
+fn find_cap(dev: u8, id: u8) -> Option<u16> {
+    let mut at = (cfg_read(dev, 0x34) & 0xfc) as u16;
+    for _ in 0..48 {
+        if at < 0x40 {
+            return None;
+        }
+        let head = cfg_read(dev, at);
+        if head as u8 == id {
+            return Some(at);
+        }
+        at = ((head >> 8) & 0xfc) as u16;
+    }
+    None
+}
+
+/// An NVMe controller's Identify Controller on its admin queues, its
+/// completion announced by MSI-X entry 0 as a pirq on an event channel;
+/// the queues and the data in dom0's 1:1 RAM.
+fn nvme_identify_by_msix(c: &mut Checks, si_paddr: u64) {
+    use xen_abi::physdev::*;
+    let Some(dev) = find_class(0x01_08_02) else {
+        c.check("an NVMe controller on bus 0", false);
+        return;
+    };
+    let bar = ((cfg_read(dev, 0x14) as u64) << 32) | (cfg_read(dev, 0x10) & !0xf) as u64;
+    let Some(cap) = find_cap(dev, 0x11) else {
+        c.check("the NVMe controller has MSI-X", false);
+        return;
+    };
+    let table = cfg_read(dev, cap + 4);
+    let bir = (table & 7) as u16;
+    let table_base = ((cfg_read(dev, 0x14 + 4 * bir) as u64) << 32 * (bir == 0) as u64)
+        | (cfg_read(dev, 0x10 + 4 * bir) & !0xf) as u64;
+    println!(
+        "NVMe at 00:{dev:02x}.0, registers at {bar:#x}, MSI-X table in BAR{bir} at {table_base:#x} + {:#x}",
+        table & !7
+    );
+    let mut m = MapPirq {
+        domid: xen_abi::DOMID_SELF,
+        kind: MAP_PIRQ_TYPE_MSI,
+        index: -1,
+        pirq: -1,
+        bus: 0,
+        devfn: (dev as i32) << 3,
+        entry_nr: 0,
+        table_base,
+        ..Default::default()
+    };
+    c.eq("map_pirq maps MSI-X entry 0", physdev(PHYSDEVOP_MAP_PIRQ, &mut m), 0);
+    let mut bad = MapPirq { table_base: table_base + 0x1000, pirq: -1, entry_nr: 1, ..m };
+    c.eq("a table_base that is not the BAR's: -EINVAL", physdev(PHYSDEVOP_MAP_PIRQ, &mut bad), -EINVAL);
+    c.eq("MSI-X is on (entries masked)", ((cfg_read(dev, cap) >> 31) & 1) as i64, 1);
+    let mut b = xen_abi::event_channel::BindPirq { pirq: m.pirq as u32, flags: 0, port: 0 };
+    c.eq("bind_pirq of the MSI-X pirq", xen::evtchn_op(xen_abi::event_channel::EVTCHNOP_BIND_PIRQ, &mut b), 0);
+    let port = b.port;
+    // Three pages of RAM: submission queue, completion queue, data.
+    let Some((p, _)) = dma_pages(si_paddr) else { return };
+    let (sq, cq, data) = (p - 0x8000, p - 0x7000, p - 0x6000);
+    for pg in [sq, cq, data] {
+        // SAFETY: pages of this domain's RAM it uses for nothing else.
+        unsafe { core::ptr::write_bytes(pg as *mut u8, 0, 4096) };
+    }
+    let command = cfg_read(dev, 0x04) & 0xffff;
+    cfg_write(dev, 0x04, command | 4 | 2);
+    let r32 = |off: u64| mmio_read(bar + off);
+    let w64 = |off: u64, v: u64| {
+        mmio_write(bar + off, v as u32);
+        mmio_write(bar + off + 4, (v >> 32) as u32);
+    };
+    let stride = 4u64 << ((r32(0x04) & 0xf) as u64);
+    let ready = |want: u32| {
+        let start = rdtsc();
+        while r32(0x1c) & 1 != want {
+            if rdtsc() - start > 20_000_000_000 {
+                return false;
+            }
+        }
+        true
+    };
+    mmio_write(bar + 0x14, 0);
+    c.check("the controller stops", ready(0));
+    mmio_write(bar + 0x24, 1 << 16 | 1);
+    w64(0x28, sq);
+    w64(0x30, cq);
+    mmio_write(bar + 0x14, 1 | 6 << 16 | 4 << 20);
+    c.check("the controller starts", ready(1));
+    // Identify Controller, command id 0x1234, data into `data`.
+    // SAFETY: the submission queue page, 64-byte entry 0.
+    unsafe {
+        let e = sq as *mut u32;
+        core::ptr::write_volatile(e, 0x06 | 0x1234 << 16);
+        core::ptr::write_volatile(e.add(6), data as u32);
+        core::ptr::write_volatile(e.add(7), (data >> 32) as u32);
+        core::ptr::write_volatile(e.add(10), 1);
+    }
+    mmio_write(bar + 0x1000, 1);
+    let got = xen::wait_until(xen::after_ms(2000), || xen::events(port) >= 1);
+    c.check("the completion arrives as an event (MSI-X)", got);
+    // SAFETY: completion queue entry 0, written by the controller.
+    let dw3 = unsafe { core::ptr::read_volatile((cq + 12) as *const u32) };
+    c.eq("the completion is for our command, phase 1, success", dw3 as i64, (0x1234 | 1 << 16) as i64);
+    // SAFETY: the Identify data page, written by the controller.
+    let serial = unsafe { core::slice::from_raw_parts((data + 4) as *const u8, 8) };
+    c.check("Identify names the controller's serial", serial == b"msixtest");
+    mmio_write(bar + 0x1000 + stride, 1);
+    c.eq("close the MSI-X pirq's port", xen::close(port), 0);
+    let mut u = UnmapPirq { domid: xen_abi::DOMID_SELF, pirq: m.pirq, ..Default::default() };
+    c.eq("unmap the MSI-X pirq", physdev(PHYSDEVOP_UNMAP_PIRQ, &mut u), 0);
+    c.eq("MSI-X off with its last pirq", ((cfg_read(dev, cap) >> 31) & 1) as i64, 0);
+    mmio_write(bar + 0x14, 0);
+    cfg_write(dev, 0x04, command);
+}
+
 fn as_dom0(c: &mut Checks, si_paddr: u64) {
     let Some(dev) = (0..32).find(|&d| cfg_read(d, 0) == EDU) else {
         c.check("the edu device is on bus 0", false);
@@ -293,6 +411,7 @@ fn as_dom0(c: &mut Checks, si_paddr: u64) {
     dma_through_ram(c, bar as u64, command, dev, si_paddr);
     dma_into_grant(c, bar as u64, command, dev, &Args::from_start_info(si_paddr), si_paddr);
     msi_as_events(c, bar as u64, dev, msi_cap);
+    nvme_identify_by_msix(c, si_paddr);
 
     // BAR0 (1 MiB of registers), with memory decoding off meanwhile.
     cfg_write(dev, 0x04, command & !2);
