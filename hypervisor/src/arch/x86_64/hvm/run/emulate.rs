@@ -453,29 +453,8 @@ pub(super) fn port_io(dom: &Arc<Domain>, v: &mut Vcpu, io: IoExit) -> Next {
     if io.string {
         return string_io(dom, v, io);
     }
-    // The hardware domain's PCI configuration ports.
-    if let Some(acc) = &dom.devices {
-        let size = io.size as u16;
-        if io.input {
-            if let Some(val) = crate::passthrough::config::port_read(acc, io.port, size) {
-                let val = val as u64 & mask;
-                v.regs.rax = if io.size == 4 { val } else { (v.regs.rax & !mask) | val };
-                advance_to(v, io.next_rip);
-                return Next::Resume;
-            }
-        } else {
-            let mut mmio = crate::memory::physmap::DeviceMemory::new(dom);
-            let value = (v.regs.rax & mask) as u32;
-            if crate::passthrough::config::port_write(acc, dom.id, &mut mmio, io.port, size, value) {
-                // A BAR mapped, moved or unmapped: no vCPU may keep the
-                // old translation.
-                if mmio.changed {
-                    super::flush::flush_then_free(dom, v, true, alloc::vec::Vec::new());
-                }
-                advance_to(v, io.next_rip);
-                return Next::Resume;
-            }
-        }
+    if dom.devices.is_some() && hardware_domain_port(dom, v, &io, mask) {
+        return Next::Resume;
     }
     if io.input {
         // No device answers: the bus floats high. IN EAX writes all of
@@ -493,6 +472,33 @@ pub(super) fn port_io(dom: &Arc<Domain>, v: &mut Vcpu, io: IoExit) -> Next {
     }
     advance_to(v, io.next_rip);
     Next::Resume
+}
+
+/// The hardware domain's PCI configuration ports: whether `io` was one
+/// (then done, RIP moved on). Kept out of line: only dom0 comes here.
+#[cold]
+#[inline(never)]
+fn hardware_domain_port(dom: &Arc<Domain>, v: &mut Vcpu, io: &IoExit, mask: u64) -> bool {
+    let Some(acc) = &dom.devices else { return false };
+    let size = io.size as u16;
+    if io.input {
+        let Some(val) = crate::passthrough::config::port_read(acc, io.port, size) else { return false };
+        let val = val as u64 & mask;
+        v.regs.rax = if io.size == 4 { val } else { (v.regs.rax & !mask) | val };
+    } else {
+        let mut mmio = crate::memory::physmap::DeviceMemory::new(dom);
+        let value = (v.regs.rax & mask) as u32;
+        if !crate::passthrough::config::port_write(acc, dom.id, &mut mmio, io.port, size, value) {
+            return false;
+        }
+        // A BAR mapped, moved or unmapped: no vCPU may keep the old
+        // translation.
+        if mmio.changed {
+            super::flush::flush_then_free(dom, v, true, alloc::vec::Vec::new());
+        }
+    }
+    advance_to(v, io.next_rip);
+    true
 }
 
 /// Elements of a REP INS/OUTS handled per exit.
