@@ -329,7 +329,9 @@ pub fn set_device_work(f: fn()) {
 /// From an interrupt handler: this CPU runs the device work at its next
 /// softirq.
 pub fn device_work_due() {
-    this_pcpu().device_due.store(true, Ordering::Release);
+    let p = this_pcpu();
+    p.device_due.store(true, Ordering::Release);
+    p.timer_due.store(true, Ordering::Release);
 }
 
 pub fn softirqs() -> bool {
@@ -352,11 +354,13 @@ impl Pcpu {
     /// without it this is two loads, which keeps every VM exit cheap.
     #[inline]
     pub fn softirqs(&self) -> bool {
+        // Device work raises `timer_due` too, so that this stays two
+        // loads on every exit.
         if self.timer_due.swap(false, Ordering::AcqRel) {
+            if self.device_due.load(Ordering::Acquire) {
+                self.device_work();
+            }
             self.run_timers();
-        }
-        if self.device_due.load(Ordering::Acquire) {
-            self.device_work();
         }
         self.need_resched.load(Ordering::Acquire)
     }
