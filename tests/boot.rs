@@ -69,7 +69,14 @@ fn boots_in_bochs_on_an_intel_vtx_cpu() {
         .expect("\"dom0\": dom0")
         .expect("VT-x: VMCS revision")
         .expect("unrestricted guest, VPID yes")
-        .expect("(d0) dom0-kernel-shim: up on Xen ABI 4.17, privileged initial domain");
+        .expect("(d0) dom0-kernel-shim: up on Xen ABI 4.17, privileged initial domain")
+        // On VT-x too dom0 finds Bochs's i440FX functions through the
+        // hypervisor's configuration ports (its own I/O bitmap lets the
+        // rest through), sizing the IDE controller's BAR.
+        .expect("(d0) dom0-kernel-shim: pci 00:00.0 [0600] Host bridge: 8086:1237")
+        .expect("(d0) dom0-kernel-shim: pci 00:01.1 [0101] IDE interface: 8086:7010")
+        .expect("(d0) dom0-kernel-shim: pci: 5 functions; no drivers yet, all left as found");
+    assert!(o.line("pci 00:01.1   BAR4: I/O 0x").ends_with("(16 ports)"), "the IDE controller's bus-master BAR");
 }
 
 /// `hvm=` forces a backend; one the CPU lacks is refused with the reason,
