@@ -99,6 +99,7 @@ fn dom0_cannot_take_interrupts_or_memory_through_pci() {
         .expect("refused: MSI is the hypervisor's")
         .expect("refused: a memory BAR over RAM or the hypervisor's memory")
         .expect("(d0) PASS a page DMA'd at its guest-physical address comes back whole (RAM is 1:1)")
+        .expect("(d0) PASS the repopulated page is still 1:1 (the device's bytes are there)")
         .expect("(d0) PASS edu wrote the granted page at its machine address")
         .expect("(d1) PASS dom0's device wrote our granted page")
         .expect("(d0) PASS events counted")

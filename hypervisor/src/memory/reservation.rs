@@ -8,7 +8,7 @@ use crate::domain::Domain;
 use crate::memory::frame_ref::Deferred;
 use crate::memory::physmap::replaceable;
 use crate::mm::addr::{Gfn, Mfn};
-use crate::mm::phys::{alloc_frames, free_frames, phys_to_virt};
+use crate::mm::phys::{alloc_frame_at, alloc_frames, free_frames, phys_to_virt};
 use alloc::vec::Vec;
 
 /// Whether an extent of 2^order frames at `gfn` is aligned and inside the
@@ -40,6 +40,32 @@ fn fresh_frames(ram_pages: u64, max_pages: u64, order: u32) -> Option<Mfn> {
     // SAFETY: freshly allocated frames, not yet visible to a guest.
     unsafe { core::ptr::write_bytes(va as *mut u8, 0, (n << 12) as usize) };
     Some(Mfn::of_phys(phys))
+}
+
+/// The machine frames `[gfn, gfn + 2^order)` themselves, zeroed, within
+/// the domain's maximum: for the hardware domain, whose RAM stays 1:1
+/// (`memory::identity`). None if any of them is not free.
+fn fresh_frames_at(ram_pages: u64, max_pages: u64, gfn: Gfn, order: u32) -> Option<Mfn> {
+    let n = 1u64 << order;
+    if ram_pages + n > max_pages {
+        return None;
+    }
+    for k in 0..n {
+        if !alloc_frame_at(gfn.0 + k) {
+            if k > 0 {
+                let _ = free_frames(gfn.0 << 12, k);
+            }
+            return None;
+        }
+    }
+    let Some(va) = phys_to_virt(gfn.0 << 12) else {
+        let _ = free_frames(gfn.0 << 12, n);
+        return None;
+    };
+    // SAFETY: frames just taken from the allocator, not yet visible to a
+    // guest.
+    unsafe { core::ptr::write_bytes(va as *mut u8, 0, (n << 12) as usize) };
+    Some(Mfn(gfn.0))
 }
 
 /// increase_reservation: 2^order frames the domain owns but that are placed
@@ -94,14 +120,21 @@ pub fn decrease(d: &Domain, gfn: Gfn, order: u32, deferred: &mut Vec<Deferred>) 
 }
 
 /// populate_physmap: new zeroed RAM at the extent, over nothing or the
-/// domain's own RAM (released once no vCPU can reach it).
+/// domain's own RAM (released once no vCPU can reach it). The hardware
+/// domain gets the machine frames of the extent itself, so its RAM stays
+/// 1:1 (the extent fails where they are not free).
 pub fn populate(d: &Domain, gfn: Gfn, order: u32, deferred: &mut Vec<Deferred>) -> bool {
     if !extent_fits(gfn, order) {
         return false;
     }
     let n = 1u64 << order;
     let mut i = d.inner.lock();
-    let Some(mfn) = fresh_frames(i.ram_pages, i.max_pages, order) else { return false };
+    let fresh = if d.privileged {
+        fresh_frames_at(i.ram_pages, i.max_pages, gfn, order)
+    } else {
+        fresh_frames(i.ram_pages, i.max_pages, order)
+    };
+    let Some(mfn) = fresh else { return false };
     let Some(p2m) = i.p2m.as_mut() else {
         let _ = free_frames(mfn.phys(), n);
         return false;

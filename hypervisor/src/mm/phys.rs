@@ -88,6 +88,12 @@ pub fn alloc_frames(order: usize) -> Option<u64> {
     FRAMES.lock().as_mut()?.alloc(order).map(|pfn| pfn * PAGE_SIZE)
 }
 
+/// Frame `pfn` itself, if it is free (not zeroed): for a domain whose
+/// RAM is its machine RAM.
+pub fn alloc_frame_at(pfn: u64) -> bool {
+    FRAMES.lock().as_mut().is_some_and(|f| f.reserve(pfn).is_ok())
+}
+
 pub fn free_frames(phys: u64, count: u64) -> Result<(), FrameError> {
     match FRAMES.lock().as_mut() {
         Some(f) => f.free(phys / PAGE_SIZE, count),

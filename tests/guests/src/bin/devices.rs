@@ -137,6 +137,27 @@ fn dma_through_ram(c: &mut Checks, bar: u64, command: u32, dev: u8, si_paddr: u6
         qp[..DMA_BYTES].iter().enumerate().all(|(i, b)| *b == (i * 7 + 3) as u8)
             && qp[DMA_BYTES..].iter().all(|b| *b == 0),
     );
+    // A page given back and populated again is 1:1 again: its machine
+    // frame itself comes back, zeroed.
+    let r = q - 0x2000;
+    let mut list = [r >> 12];
+    c.eq(
+        "decrease_reservation gives a page back",
+        xen::reservation(xen_abi::memory::XENMEM_DECREASE_RESERVATION, xen_abi::DOMID_SELF, &mut list, 0, 0),
+        1,
+    );
+    c.eq(
+        "populate_physmap takes it again",
+        xen::reservation(xen_abi::memory::XENMEM_POPULATE_PHYSMAP, xen_abi::DOMID_SELF, &mut list, 0, 0),
+        1,
+    );
+    c.check("edu's DMA into the repopulated page", edu_dma(bar, 0x40000, r, true));
+    // SAFETY: the page just populated, this domain's RAM.
+    let rp = unsafe { &*(r as *const [u8; 4096]) };
+    c.check(
+        "the repopulated page is still 1:1 (the device's bytes are there)",
+        rp[..DMA_BYTES].iter().enumerate().all(|(i, b)| *b == (i * 7 + 3) as u8),
+    );
     cfg_write(dev, 0x04, command);
 }
 
