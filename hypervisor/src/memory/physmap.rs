@@ -154,7 +154,15 @@ pub fn populate_identity(
     if island_pages > pages {
         return Err(OutOfMemory);
     }
-    populate(p2m, Gfn(island.0), island_pages)?;
+    // The island in one block: one allocation, one zeroing, one mapping
+    // (a page at a time would cost a walk of the allocator each).
+    let phys = crate::mm::phys::alloc_contiguous(island_pages).ok_or(OutOfMemory)?;
+    if zero_frames(Mfn::of_phys(phys), island_pages).is_err()
+        || p2m.map(Gfn(island.0), Mfn::of_phys(phys), island_pages, P2mType::Ram).is_err()
+    {
+        let _ = free_frames(phys, island_pages);
+        return Err(OutOfMemory);
+    }
     let mut runs = alloc::vec![(island.0, island_pages)];
     // Blocks that cannot be identity-mapped, given back at the end.
     let mut aside: Vec<(u64, u64)> = Vec::new();

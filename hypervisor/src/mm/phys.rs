@@ -88,6 +88,11 @@ pub fn alloc_frames(order: usize) -> Option<u64> {
     FRAMES.lock().as_mut()?.alloc(order).map(|pfn| pfn * PAGE_SIZE)
 }
 
+/// `count` contiguous frames (not zeroed): the first frame's address.
+pub fn alloc_contiguous(count: u64) -> Option<u64> {
+    FRAMES.lock().as_mut()?.alloc_contiguous(count, 0).map(|pfn| pfn * PAGE_SIZE)
+}
+
 /// Frame `pfn` itself, if it is free (not zeroed): for a domain whose
 /// RAM is its machine RAM.
 pub fn alloc_frame_at(pfn: u64) -> bool {
