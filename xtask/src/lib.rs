@@ -2,6 +2,7 @@
 //! command and the integration-test harness in `tests/`.
 
 pub mod bench;
+pub mod devices;
 pub mod emulator;
 pub mod fuzz;
 pub mod host;

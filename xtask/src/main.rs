@@ -38,6 +38,12 @@ options for run:
   --tcg | --kvm      force QEMU's accelerator (default: KVM when it can nest, else TCG with SVM+NPT)
   --gdb[=PORT]       QEMU GDB stub on PORT (default 1234)
   --gdb-wait         like --gdb, and wait for the debugger before the first instruction
+  --disk PATH[:virtio|:nvme]
+                     another disk image for dom0 (raw, or qcow2 by its name), on virtio (default) or NVMe
+  --nic virtio|e1000e|e1000
+                     another NIC for dom0 on QEMU's user network
+  --no-devices       leave out dom0's default devices (a virtio disk, target/run/dom0-disk0.img,
+                     and a virtio NIC)
 
 options for fuzz:
   --calls N          hypercalls per domain (default 100000)
@@ -73,6 +79,9 @@ struct Opts {
     accel: Option<Accel>,
     gdb: Option<u16>,
     gdb_wait: bool,
+    disks: Vec<xtask::devices::Disk>,
+    nics: Vec<xtask::devices::Nic>,
+    no_devices: bool,
     filter: Option<String>,
     unit_only: bool,
     integration_only: bool,
@@ -112,6 +121,9 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--bochs" => o.bochs = true,
             "--cpus" | "--smp" => o.cpus = Some(val(flag)?.parse().map_err(|_| "--cpus takes a number")?),
             "--memory" => o.memory = Some(val("--memory")?.parse().map_err(|_| "--memory takes MiB")?),
+            "--disk" => o.disks.push(xtask::devices::parse_disk(&val(flag)?)?),
+            "--nic" => o.nics.push(xtask::devices::parse_nic(&val(flag)?)?),
+            "--no-devices" => o.no_devices = true,
             "--tcg" => o.accel = Some(Accel::Tcg),
             "--kvm" => o.accel = Some(Accel::Kvm),
             "--gdb" => o.gdb = Some(inline.as_deref().map_or(Ok(1234), str::parse).map_err(|_| "--gdb=PORT")?),
@@ -198,6 +210,9 @@ fn run(o: &Opts) -> Result<(), String> {
     host::ensure_packages(host::PACKAGES)?;
     let (iso, imgs) = iso_for(o)?;
     if o.bochs {
+        if !o.disks.is_empty() || !o.nics.is_empty() {
+            return Err("--disk and --nic are for QEMU (Bochs has its own IDE and e1000)".into());
+        }
         let mut b = Bochs::new(iso, images::target_dir().join("bochs-run"));
         b.cpus = o.cpus.unwrap_or(1);
         b.memory_mib = o.memory.unwrap_or(512);
@@ -230,6 +245,20 @@ fn run(o: &Opts) -> Result<(), String> {
     q.serial = Serial::Stdio;
     q.gdb_port = o.gdb;
     q.wait_for_gdb = o.gdb_wait;
+    // dom0's devices: the defaults, then what was asked for.
+    let (mut disks, mut nics) = (Vec::new(), Vec::new());
+    if !o.no_dom0 && !o.no_devices {
+        disks.push(xtask::devices::default_disk(&images::target_dir().join("run"))?);
+        nics.push(xtask::devices::Nic::Virtio);
+    }
+    for d in &o.disks {
+        if !d.path.exists() {
+            return Err(format!("--disk {}: no such file", d.path.display()));
+        }
+    }
+    disks.extend(o.disks.iter().cloned());
+    nics.extend(o.nics.iter().copied());
+    q.extra.extend(xtask::devices::qemu_args(&disks, &nics));
     eprintln!(
         "xtask: QEMU with {} ({} CPUs, {} MiB{}); Ctrl-A X quits",
         if q.uses_kvm() { "KVM, -cpu host".to_string() } else { format!("TCG, -cpu {}", xtask::emulator::TCG_CPU) },
