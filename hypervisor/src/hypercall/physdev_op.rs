@@ -54,8 +54,10 @@ fn op<E: PhysdevEnv>(env: &mut E, cmd: u64, arg: u64) -> Result<i64, i64> {
             if segment != 0 || !(0..256).contains(&bus) || !(0..256).contains(&m.devfn) {
                 return Err(-EINVAL);
             }
+            // A pirq out of range first, as Xen checks it.
             let want = match m.pirq {
                 p if p < 0 => None,
+                p if p as u32 >= crate::irq::pirq::NR_PIRQS => return Err(-EINVAL),
                 p => Some(p as u32),
             };
             let bdf = (bus as u16) << 8 | m.devfn as u16;
@@ -148,6 +150,7 @@ mod tests {
             (MapPirq { devfn: -1, ..msi }, -EINVAL),
             (MapPirq { kind: MAP_PIRQ_TYPE_MSI_SEG, bus: 1 << 16, ..msi }, -EINVAL),
             (MapPirq { domid: 3, ..msi }, -EOPNOTSUPP),
+            (MapPirq { pirq: 1024, ..msi }, -EINVAL),
         ];
         for (m, want) in bad {
             assert_eq!(map(&mut f, m).0, Outcome::Done(want), "{m:?}");

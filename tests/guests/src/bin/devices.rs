@@ -229,8 +229,18 @@ fn msi_as_events(c: &mut Checks, bar: u64, dev: u8, msi: u16) {
     let mut nodev = MapPirq { devfn: 31 << 3, ..m };
     nodev.pirq = -1;
     c.eq("no function at 00:1f.0: -ENODEV", physdev(PHYSDEVOP_MAP_PIRQ, &mut nodev), -ENODEV);
+    let mut stray = xen_abi::event_channel::BindPirq { pirq: 999, flags: 0, port: 0 };
+    c.eq(
+        "bind_pirq of a pirq not mapped: -EINVAL",
+        xen::evtchn_op(xen_abi::event_channel::EVTCHNOP_BIND_PIRQ, &mut stray),
+        -EINVAL,
+    );
+    let mut big = MapPirq { pirq: 5000, ..m };
+    c.eq("map_pirq asking for a pirq out of range: -EINVAL", physdev(PHYSDEVOP_MAP_PIRQ, &mut big), -EINVAL);
     let mut b = xen_abi::event_channel::BindPirq { pirq: pirq as u32, flags: 0, port: 0 };
     c.eq("bind_pirq gives a port", xen::evtchn_op(xen_abi::event_channel::EVTCHNOP_BIND_PIRQ, &mut b), 0);
+    let mut again = xen_abi::event_channel::BindPirq { pirq: pirq as u32, flags: 0, port: 0 };
+    c.eq("bind_pirq twice: -EBUSY", xen::evtchn_op(xen_abi::event_channel::EVTCHNOP_BIND_PIRQ, &mut again), -EBUSY);
     let port = b.port;
     c.eq("MSI is on once bound", ((cfg_read(dev, msi) >> 16) & 1) as i64, 1);
     let mut q = IrqStatusQuery { irq: pirq as u32, flags: 0xff };
