@@ -109,3 +109,15 @@ fn dom0_cannot_take_interrupts_or_memory_through_pci() {
     // Each interrupt edu raised arrived as one event.
     assert_eq!(o.lines_containing("(d0) PASS an event for each interrupt edu raises").len(), 3);
 }
+
+/// `dom0_ioports_disable=` takes ports from dom0 (Xen's option): the CMOS
+/// RTC answers nothing then, and the hypervisor's own ports stay its own.
+#[test]
+fn dom0_ioports_disable_takes_ports_from_dom0() {
+    let o = Boot::new("dom0_ioports_disable", Machine::QemuBios)
+        .cmdline("dom0_mem=32M dom0_ioports_disable=70-71")
+        .module(images().guest("devices"), "dom0 only=ports cmos=denied")
+        .run();
+    o.expect_end(End::PoweredOff);
+    o.expect("(d0) PASS dom0_ioports_disable takes the CMOS RTC away").expect_verdict_pass(0);
+}

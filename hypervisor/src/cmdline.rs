@@ -435,15 +435,17 @@ pub fn parse_options<'a>(line: &'a str, mut report: impl FnMut(Diagnostic<'a>)) 
                 Some(m) if m >= (4 << 20) => o.dom0_mem = m,
                 _ => report(bad("a size of at least 4M, such as dom0_mem=512M", "dom0_mem=128M")),
             },
-            "dom0_ioports_disable" if !negated => match w.value.map(crate::passthrough::ioports::parse_disabled) {
-                Some(Ok(r)) if r.len() <= 16 => {
-                    let mut l = PortList::default();
-                    l.ranges[..r.len()].copy_from_slice(&r);
-                    l.len = r.len();
-                    o.dom0_ioports_disable = l;
+            "dom0_ioports_disable" if !negated => {
+                // Parsed into the option itself: no heap yet at this point.
+                let mut l = PortList::default();
+                match w.value.map(|v| crate::passthrough::ioports::parse_disabled(v, &mut l.ranges)) {
+                    Some(Ok(n)) => {
+                        l.len = n;
+                        o.dom0_ioports_disable = l;
+                    }
+                    _ => report(bad("up to 16 hex ports or ranges, such as dom0_ioports_disable=2f8-2ff", "none")),
                 }
-                _ => report(bad("up to 16 hex ports or ranges, such as dom0_ioports_disable=2f8-2ff", "none")),
-            },
+            }
             "maxcpus" if !negated => match w.value.and_then(parse_u64) {
                 Some(n) if n >= 1 => o.max_cpus = n.min(u32::MAX as u64) as u32,
                 _ => report(bad("a number of CPUs of at least 1, such as maxcpus=4", "every CPU")),

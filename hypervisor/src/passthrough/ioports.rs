@@ -163,10 +163,11 @@ pub fn hardware_domain_ports(host: &HostPorts, disabled: &[(u16, u16)]) -> PortR
 }
 
 /// Parses `dom0_ioports_disable=`: comma-separated hex ports or ranges
-/// (`a-b`), as Xen's option of that name.
-pub fn parse_disabled(s: &str) -> Result<Vec<(u16, u16)>, &'static str> {
+/// (`a-b`), as Xen's option of that name, into `out`; how many. No
+/// allocation: boot options are read before the heap exists.
+pub fn parse_disabled(s: &str, out: &mut [(u16, u16)]) -> Result<usize, &'static str> {
     let hex = |t: &str| u16::from_str_radix(t.trim().trim_start_matches("0x"), 16).map_err(|_| "not a hex port");
-    let mut out = Vec::new();
+    let mut n = 0;
     for item in s.split(',').filter(|t| !t.trim().is_empty()) {
         let (a, b) = match item.split_once('-') {
             Some((a, b)) => (hex(a)?, hex(b)?),
@@ -178,9 +179,10 @@ pub fn parse_disabled(s: &str) -> Result<Vec<(u16, u16)>, &'static str> {
         if a > b {
             return Err("a range whose end is below its start");
         }
-        out.push((a, b));
+        *out.get_mut(n).ok_or("too many ranges")? = (a, b);
+        n += 1;
     }
-    Ok(out)
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -251,11 +253,15 @@ mod tests {
 
     #[test]
     fn disabled_ranges_parse_as_xen_writes_them() {
-        assert_eq!(parse_disabled("2f8-2ff,80"), Ok(alloc::vec![(0x2f8, 0x2ff), (0x80, 0x80)]));
-        assert_eq!(parse_disabled("0x3e8-0x3ef"), Ok(alloc::vec![(0x3e8, 0x3ef)]));
-        assert_eq!(parse_disabled(""), Ok(alloc::vec![]));
-        assert!(parse_disabled("300-200").is_err());
-        assert!(parse_disabled("zz").is_err());
-        assert!(parse_disabled("10000").is_err());
+        let mut out = [(0, 0); 2];
+        assert_eq!(parse_disabled("2f8-2ff,80", &mut out), Ok(2));
+        assert_eq!(out, [(0x2f8, 0x2ff), (0x80, 0x80)]);
+        assert_eq!(parse_disabled("0x3e8-0x3ef", &mut out), Ok(1));
+        assert_eq!(out[0], (0x3e8, 0x3ef));
+        assert_eq!(parse_disabled("", &mut out), Ok(0));
+        assert!(parse_disabled("300-200", &mut out).is_err());
+        assert!(parse_disabled("zz", &mut out).is_err());
+        assert!(parse_disabled("10000", &mut out).is_err());
+        assert!(parse_disabled("1,2,3", &mut out).is_err(), "more than there is room for");
     }
 }
