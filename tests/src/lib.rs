@@ -385,6 +385,22 @@ impl Outcome {
 
     /// Asserts that some line starts with `start` (output written as is,
     /// without a `(dN)` prefix, is told apart from prefixed lines this way).
+    /// What the domain holding the serial input wrote, as it wrote it:
+    /// the log with the hypervisor's own lines taken out, also those
+    /// printed in the middle of one of its lines (its output goes out as
+    /// it comes, the hypervisor's a whole line at a time).
+    pub fn raw_console(&self) -> String {
+        without_hypervisor_lines(&self.log)
+    }
+
+    /// A line of [`Outcome::raw_console`] starts with `start`.
+    pub fn expect_raw_line_start(&self, start: &str) -> &Self {
+        if !self.raw_console().lines().any(|l| l.starts_with(start)) {
+            self.fail(&format!("no line of the raw console output starts with {start:?}"));
+        }
+        self
+    }
+
     pub fn expect_line_start(&self, start: &str) -> &Self {
         if !self.log.lines().any(|l| l.starts_with(start)) {
             self.fail(&format!("no line starts with {start:?}"));
@@ -524,6 +540,42 @@ fn verdict_pass(log: &str, d: u32) -> Result<(), String> {
 }
 
 /// A scratch file for a test.
+/// `log` without the hypervisor's lines (`[    1.234567] CPU0 INFO  ...`
+/// up to the end of the line), wherever they start.
+pub fn without_hypervisor_lines(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut rest = log;
+    while let Some(at) = rest.find('[') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        if is_hypervisor_line(tail) {
+            rest = tail.find('\n').map_or("", |n| &tail[n + 1..]);
+        } else {
+            out.push('[');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether `s` starts with the hypervisor's line prefix: `[`, a time in
+/// seconds with six decimals, `] CPU`, a number, a space.
+fn is_hypervisor_line(s: &str) -> bool {
+    let Some(close) = s.find(']').filter(|&c| c < 24) else { return false };
+    let time = s[1..close].trim_start();
+    let Some((secs, frac)) = time.split_once('.') else { return false };
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    if !digits(secs) || frac.len() != 6 || !digits(frac) {
+        return false;
+    }
+    let after = &s[close + 1..];
+    after.strip_prefix(" CPU").is_some_and(|r| {
+        let n = r.bytes().take_while(u8::is_ascii_digit).count();
+        n > 0 && r[n..].starts_with(' ')
+    })
+}
+
 pub fn scratch(test: &str, name: &str, bytes: &[u8]) -> PathBuf {
     let dir = out_dir().join("files").join(test);
     std::fs::create_dir_all(&dir).expect("scratch dir");
@@ -535,6 +587,25 @@ pub fn scratch(test: &str, name: &str, bytes: &[u8]) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_raw_console_is_the_log_without_the_hypervisors_lines() {
+        // A hypervisor line printed in the middle of the focus domain's
+        // line (as a linux_crash run showed), and whole ones.
+        let log = "[    0.000000] L[    3.142057] CPU0 INFO  (d1) [    2.068192] ACPI: No IOAPIC\n\
+inux version 6.1.0\n\
+[   12.000001] CPU13 WARN  something\n\
+/ # [6nexit\n\
+[    4.682185] reboot: System halted\n";
+        assert_eq!(
+            without_hypervisor_lines(log),
+            "[    0.000000] Linux version 6.1.0\n/ # [6nexit\n[    4.682185] reboot: System halted\n"
+        );
+        assert!(!is_hypervisor_line("[    4.682185] reboot"));
+        assert!(!is_hypervisor_line("[ 1.5] CPU0 INFO"), "six decimals");
+        assert!(!is_hypervisor_line("[    1.000000] CPUx INFO"));
+        assert!(!is_hypervisor_line("["));
+    }
 
     #[test]
     fn expectations_pass_and_fail_on_the_log() {
