@@ -11,25 +11,10 @@ const CONTROL_ENABLE: u16 = 1 << 0;
 const CONTROL_MME: u16 = 7 << 4;
 const CONTROL_64BIT: u16 = 1 << 7;
 const CONTROL_MASKABLE: u16 = 1 << 8;
-const STATUS_CAP_LIST: u32 = 1 << 20;
 
 /// The function's MSI capability: its offset and control word.
 pub fn find(bdf: Bdf) -> Option<(u16, u16)> {
-    if pci::read(bdf, 0, 2) == 0xffff || pci::read(bdf, 0x04, 4) & STATUS_CAP_LIST == 0 {
-        return None;
-    }
-    let mut at = (pci::read(bdf, 0x34, 1) & 0xfc) as u16;
-    for _ in 0..48 {
-        if at < 0x40 {
-            return None;
-        }
-        let head = pci::read(bdf, at, 4);
-        if head as u8 == CAP_MSI {
-            return Some((at, (head >> 16) as u16));
-        }
-        at = ((head >> 8) & 0xfc) as u16;
-    }
-    None
+    pci::find_capability(bdf, CAP_MSI).map(|(at, head)| (at, (head >> 16) as u16))
 }
 
 /// Points the function's MSI at `vector` on the CPU with local APIC id

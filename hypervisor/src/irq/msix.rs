@@ -12,7 +12,6 @@ use spin::Mutex;
 const CAP_MSIX: u8 = 0x11;
 const CONTROL_ENABLE: u16 = 1 << 15;
 const CONTROL_FUNCTION_MASK: u16 = 1 << 14;
-const STATUS_CAP_LIST: u32 = 1 << 20;
 const ENTRY_MASKED: u32 = 1;
 
 /// The hypervisor's mappings of MSI-X table pages, by physical page
@@ -30,27 +29,9 @@ pub struct Msix {
 }
 
 pub fn find(bdf: Bdf) -> Option<Msix> {
-    if pci::read(bdf, 0, 2) == 0xffff || pci::read(bdf, 0x04, 4) & STATUS_CAP_LIST == 0 {
-        return None;
-    }
-    let mut at = (pci::read(bdf, 0x34, 1) & 0xfc) as u16;
-    for _ in 0..48 {
-        if at < 0x40 {
-            return None;
-        }
-        let head = pci::read(bdf, at, 4);
-        if head as u8 == CAP_MSIX {
-            let table = pci::read(bdf, at + 4, 4);
-            return Some(Msix {
-                cap: at,
-                entries: ((head >> 16) & 0x7ff) as u16 + 1,
-                bir: (table & 7) as u8,
-                offset: table & !7,
-            });
-        }
-        at = ((head >> 8) & 0xfc) as u16;
-    }
-    None
+    let (at, head) = pci::find_capability(bdf, CAP_MSIX)?;
+    let table = pci::read(bdf, at + 4, 4);
+    Some(Msix { cap: at, entries: ((head >> 16) & 0x7ff) as u16 + 1, bir: (table & 7) as u8, offset: table & !7 })
 }
 
 /// Where BAR `bir` decodes now (None: not a memory BAR, or not placed).

@@ -202,20 +202,27 @@ fn physdev<T: xen_abi::Pod>(cmd: u64, arg: &mut T) -> i64 {
 
 /// edu's MSI as a pirq on an event channel: each interrupt edu raises
 /// (its register 0x60) is one event; unbinding and unmapping turn it off.
-fn msi_as_events(c: &mut Checks, bar: u64, dev: u8, msi: u16) {
-    use xen_abi::physdev::*;
-    let timer = xen::start(c, xen::Upcall::ApicVector);
-    let _ = timer;
-    let mut m = MapPirq {
+/// map_pirq's argument for function `dev` of bus 0: its MSI, or (with a
+/// `table_base`) entry `entry_nr` of its MSI-X table; any pirq.
+fn map_pirq_arg(dev: u8, entry_nr: i32, table_base: u64) -> xen_abi::physdev::MapPirq {
+    xen_abi::physdev::MapPirq {
         domid: xen_abi::DOMID_SELF,
-        kind: MAP_PIRQ_TYPE_MSI,
+        kind: xen_abi::physdev::MAP_PIRQ_TYPE_MSI,
         index: -1,
         pirq: -1,
         bus: 0,
         devfn: (dev as i32) << 3,
-        entry_nr: 1,
+        entry_nr,
+        table_base,
         ..Default::default()
-    };
+    }
+}
+
+fn msi_as_events(c: &mut Checks, bar: u64, dev: u8, msi: u16) {
+    use xen_abi::physdev::*;
+    let timer = xen::start(c, xen::Upcall::ApicVector);
+    let _ = timer;
+    let mut m = map_pirq_arg(dev, 1, 0);
     c.eq("map_pirq maps edu's MSI", physdev(PHYSDEVOP_MAP_PIRQ, &mut m), 0);
     let pirq = m.pirq;
     println!("edu's MSI is pirq {pirq}");
@@ -312,17 +319,7 @@ fn nvme_identify_by_msix(c: &mut Checks, si_paddr: u64) {
         "NVMe at 00:{dev:02x}.0, registers at {bar:#x}, MSI-X table in BAR{bir} at {table_base:#x} + {:#x}",
         table & !7
     );
-    let mut m = MapPirq {
-        domid: xen_abi::DOMID_SELF,
-        kind: MAP_PIRQ_TYPE_MSI,
-        index: -1,
-        pirq: -1,
-        bus: 0,
-        devfn: (dev as i32) << 3,
-        entry_nr: 0,
-        table_base,
-        ..Default::default()
-    };
+    let mut m = map_pirq_arg(dev, 0, table_base);
     c.eq("map_pirq maps MSI-X entry 0", physdev(PHYSDEVOP_MAP_PIRQ, &mut m), 0);
     let mut bad = MapPirq { table_base: table_base + 0x1000, pirq: -1, entry_nr: 1, ..m };
     c.eq("a table_base that is not the BAR's: -EINVAL", physdev(PHYSDEVOP_MAP_PIRQ, &mut bad), -EINVAL);
