@@ -75,24 +75,45 @@ pub fn map_msi(dom: &Domain, bdf: u16, want: Option<u32>) -> Result<u32, i64> {
         return Err(-ENODEV);
     }
     let (cap, control) = msi::find(b).ok_or(-ENXIO)?;
-    let mut table = dom.pirqs.lock();
-    if let Some(p) = table.find(Source::Msi { bdf }) {
-        // Xen hands back the mapping the function has.
-        return if want.is_none_or(|w| w == p) { Ok(p) } else { Err(-EEXIST) };
+    let (pirq, vector) = install(dom, Source::Msi { bdf }, want, |vector| {
+        msi::program(b, cap, control, vector, boot_apic_id());
+        true
+    })?;
+    log::info!("d{}: pirq {pirq}: MSI of PCI {b} on vector {vector:#x}", dom.id);
+    Ok(pirq)
+}
+
+/// A pirq for `source` on a vector of its own, `program` pointing the
+/// device at that vector (false: it could not, nothing is kept). The
+/// source's existing pirq if it has one (Xen hands that back). The pirq
+/// and its vector.
+fn install(
+    dom: &Domain,
+    source: Source,
+    want: Option<u32>,
+    program: impl FnOnce(u8) -> bool,
+) -> Result<(u32, u8), i64> {
+    let mut pirqs = dom.pirqs.lock();
+    if let Some(p) = pirqs.find(source) {
+        let vector = pirqs.get(p).map_or(0, |x| x.vector);
+        return if want.is_none_or(|w| w == p) { Ok((p, vector)) } else { Err(-EEXIST) };
     }
     let vector = POOL.lock().alloc().ok_or(-ENOSPC)?;
-    let pirq = match table.map(Source::Msi { bdf }, vector, want) {
+    let pirq = match pirqs.map(source, vector, want) {
         Ok(p) => p,
         Err(e) => {
             POOL.lock().free(vector);
             return Err(e);
         }
     };
+    if !program(vector) {
+        let _ = pirqs.unmap(pirq);
+        POOL.lock().free(vector);
+        return Err(-ENOMEM);
+    }
     OWNERS[vector as usize].store(pack(dom, pirq), Ordering::Release);
     traps::register_irq(vector, device_interrupt);
-    msi::program(b, cap, control, vector, boot_apic_id());
-    log::info!("d{}: pirq {pirq}: MSI of PCI {b} on vector {vector:#x}", dom.id);
-    Ok(pirq)
+    Ok((pirq, vector))
 }
 
 fn boot_apic_id() -> u32 {
@@ -156,25 +177,8 @@ pub fn map_msix(dom: &Domain, bdf: u16, entry: u32, table_base: u64, want: Optio
         return Err(-EINVAL);
     }
     let source = Source::MsiX { bdf, entry: entry as u16, table };
-    let mut pirqs = dom.pirqs.lock();
-    if let Some(p) = pirqs.find(source) {
-        return if want.is_none_or(|w| w == p) { Ok(p) } else { Err(-EEXIST) };
-    }
-    let vector = POOL.lock().alloc().ok_or(-ENOSPC)?;
-    let pirq = match pirqs.map(source, vector, want) {
-        Ok(p) => p,
-        Err(e) => {
-            POOL.lock().free(vector);
-            return Err(e);
-        }
-    };
-    if !msix::program(table, entry as u16, vector, boot_apic_id()) {
-        let _ = pirqs.unmap(pirq);
-        POOL.lock().free(vector);
-        return Err(-ENOMEM);
-    }
-    OWNERS[vector as usize].store(pack(dom, pirq), Ordering::Release);
-    traps::register_irq(vector, device_interrupt);
+    let (pirq, vector) =
+        install(dom, source, want, |vector| msix::program(table, entry as u16, vector, boot_apic_id()))?;
     msix::set_enabled(b, m.cap, true);
     log::info!("d{}: pirq {pirq}: MSI-X entry {entry} of PCI {b} on vector {vector:#x}", dom.id);
     Ok(pirq)
@@ -182,8 +186,10 @@ pub fn map_msix(dom: &Domain, bdf: u16, entry: u32, table_base: u64, want: Optio
 
 /// EVTCHNOP_bind_pirq: a port for `pirq`, and the device's MSI on.
 pub fn bind_pirq(dom: &Domain, pirq: u32) -> Result<u32, i64> {
-    if dom.pirqs.lock().get(pirq).is_none_or(|p| p.port != 0) {
-        return Err(if dom.pirqs.lock().get(pirq).is_none() { -EINVAL } else { -EBUSY });
+    match dom.pirqs.lock().get(pirq) {
+        None => return Err(-EINVAL),
+        Some(p) if p.port != 0 => return Err(-EBUSY),
+        Some(_) => {}
     }
     let port = dom.evtchn.lock().bind_pirq(pirq)?;
     match dom.pirqs.lock().bind(pirq, port) {

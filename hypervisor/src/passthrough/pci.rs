@@ -63,25 +63,12 @@ pub fn write(bdf: Bdf, reg: u16, size: u16, value: u32) {
 }
 
 /// Capability `id` of function `bdf`: its offset and first dword (None if
-/// the function is absent, has no capability list or not that one; at
-/// most 48 entries are followed, so a looping list ends).
+/// the function is absent or has not that one).
 pub fn find_capability(bdf: Bdf, id: u8) -> Option<(u16, u32)> {
-    const STATUS_CAP_LIST: u32 = 1 << 20;
-    if read(bdf, 0, 2) == 0xffff || read(bdf, 0x04, 4) & STATUS_CAP_LIST == 0 {
+    if read(bdf, 0, 2) == 0xffff {
         return None;
     }
-    let mut at = (read(bdf, 0x34, 1) & 0xfc) as u16;
-    for _ in 0..48 {
-        if at < 0x40 {
-            return None;
-        }
-        let head = read(bdf, at, 4);
-        if head as u8 == id {
-            return Some((at, head));
-        }
-        at = ((head >> 8) & 0xfc) as u16;
-    }
-    None
+    crate::passthrough::vpci::find_capability(&mut Function(bdf), id)
 }
 
 /// One function's configuration space, for `vpci`.

@@ -253,38 +253,40 @@ fn push_around(
     }
 }
 
-/// The MSI capability (offset, length) and the MSI-X one (offset), from
-/// the capability list (at most 48 entries followed, so a looping list
-/// ends).
+/// The MSI capability (offset, length) and the MSI-X one (offset).
 fn capabilities(cfg: &mut dyn ConfigSpace) -> (Option<(u16, u16)>, Option<u16>) {
-    let (mut msi, mut msix) = (None, None);
+    let msi = find_capability(cfg, CAP_MSI).map(|(at, head)| {
+        let control = head >> 16;
+        let mut len = 10;
+        if control & (1 << 7) != 0 {
+            len += 4; // 64-bit address
+        }
+        if control & (1 << 8) != 0 {
+            len += 10; // mask and pending bits (with padding)
+        }
+        (at, len)
+    });
+    (msi, find_capability(cfg, CAP_MSIX).map(|(at, _)| at))
+}
+
+/// Capability `id` in the function's list: its offset and first dword
+/// (at most 48 entries followed, so a looping list ends).
+pub fn find_capability(cfg: &mut dyn ConfigSpace, id: u8) -> Option<(u16, u32)> {
     if cfg.read32(COMMAND) & STATUS_CAP_LIST == 0 {
-        return (None, None);
+        return None;
     }
     let mut at = (cfg.read32(CAP_PTR) & 0xfc) as u16;
     for _ in 0..48 {
         if at < 0x40 {
-            break;
+            return None;
         }
         let head = cfg.read32(at);
-        match head as u8 {
-            CAP_MSI => {
-                let control = head >> 16;
-                let mut len = 10;
-                if control & (1 << 7) != 0 {
-                    len += 4; // 64-bit address
-                }
-                if control & (1 << 8) != 0 {
-                    len += 10; // mask and pending bits (with padding)
-                }
-                msi = Some((at, len));
-            }
-            CAP_MSIX => msix = Some(at),
-            _ => {}
+        if head as u8 == id {
+            return Some((at, head));
         }
         at = ((head >> 8) & 0xfc) as u16;
     }
-    (msi, msix)
+    None
 }
 
 /// What to do with a write by the hardware domain.

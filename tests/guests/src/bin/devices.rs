@@ -420,19 +420,7 @@ fn as_dom0(c: &mut Checks, si_paddr: u64) {
     println!("edu at 00:{dev:02x}.0");
     c.check("the edu device is on bus 0", true);
     // Its MSI capability (edu has one, and no MSI-X).
-    let mut at = (cfg_read(dev, 0x34) & 0xfc) as u16;
-    let mut msi = None;
-    for _ in 0..48 {
-        if at < 0x40 {
-            break;
-        }
-        let head = cfg_read(dev, at);
-        if head as u8 == 0x05 {
-            msi = Some(at);
-        }
-        at = ((head >> 8) & 0xfc) as u16;
-    }
-    let Some(msi) = msi else {
+    let Some(msi) = find_cap(dev, 0x05) else {
         c.check("edu has an MSI capability", false);
         return;
     };
